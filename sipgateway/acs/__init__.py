@@ -1,0 +1,1 @@
+"""ACS (library system) interface and backends."""
