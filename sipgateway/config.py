@@ -1,0 +1,322 @@
+"""Configuration: an ini file plus the command line, validated into one ``Config``.
+
+Every bad value is an error that names the key (or option), the value and the fix.
+"""
+
+from __future__ import annotations
+
+import codecs
+import configparser
+import os
+from dataclasses import dataclass, field
+
+from twisted.python import usage
+
+from sipgateway.acs.model import ErrorDetection
+from sipgateway.settings import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOGIN_TIMEOUT,
+    DEFAULT_MAX_LINE,
+    ListenerSettings,
+)
+
+DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
+DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
+LISTENER_KINDS = ("sip", "telnet")
+#: keys of ours that may appear in an endpoint string; the rest goes to Twisted
+LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line")
+DEFAULT_MAX_CONNECTIONS = 20000
+DEFAULT_MAX_PER_ADDRESS = 1000
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and what to do."""
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    kind: str          # "sip" or "telnet"
+    endpoint: str      # Twisted server endpoint string, our keys removed
+    settings: ListenerSettings
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    password: str = field(repr=False)
+    institution: str
+    encoding: str = "utf-8"
+    error_detection: ErrorDetection = ErrorDetection.AUTO
+    library_name: str = ""
+    terminal_location: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    listeners: tuple[ListenerConfig, ...]
+    database: str = DEFAULT_DATABASE
+    demo: bool = False
+    #: True when nothing was configured: the demo listeners and fixtures are in use
+    demo_defaults: bool = False
+    currency: str = "USD"
+    acs_timeout: float = 30.0
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_address: int = DEFAULT_MAX_PER_ADDRESS
+    max_login_failures: int = 10
+    lockout_seconds: float = 3600.0
+    trace: bool = False
+    accounts: tuple[AccountConfig, ...] = ()
+
+
+# --- endpoint strings --------------------------------------------------------------------
+
+def split_endpoint(text: str) -> list[str]:
+    """Split an endpoint description on unescaped ':' (Twisted's own rule), keeping escapes."""
+    parts, current, escaped = [], [], False
+    for ch in text:
+        if escaped:
+            current.append("\\" + ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] | None = None) -> ListenerConfig:
+    """``KIND:ENDPOINT`` with our per-listener keys anywhere among the endpoint's arguments."""
+    kind, sep, rest = value.partition(":")
+    if not sep or kind not in LISTENER_KINDS or not rest:
+        raise ConfigError(
+            f"{where}: {value!r} is not KIND:ENDPOINT; KIND is one of {', '.join(LISTENER_KINDS)}, "
+            f"for example sip:tcp:6001:interface=127.0.0.1")
+    ours: dict[str, str] = dict(defaults or {})
+    kept = []
+    for part in split_endpoint(rest):
+        key, eq, val = part.partition("=")
+        if eq and key in LISTENER_KEYS:
+            ours[key] = val
+        else:
+            kept.append(part)
+    endpoint = ":".join(kept)
+    if not endpoint:
+        raise ConfigError(f"{where}: {value!r} has no endpoint after {kind}:")
+    settings = listener_settings(ours, name=f"{kind}:{endpoint}", where=where, serial=kept[0] == "serial")
+    return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings)
+
+
+def _number(values: dict[str, str], key: str, default: float, where: str, *, integer: bool = False,
+            minimum: float = 0) -> float:
+    raw = values.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        n = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{where}: {key}={raw!r} is not {kind}") from None
+    if n < minimum:
+        raise ConfigError(f"{where}: {key}={raw!r} must be at least {minimum:g}")
+    return n
+
+
+def check_encoding(value: str, where: str) -> str:
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise ConfigError(f"{where}: encoding={value!r} is not a known character set "
+                          "(use ascii, utf-8 or cp850)") from None
+
+
+def check_error_detection(value: str, where: str, key: str = "checksum") -> ErrorDetection:
+    try:
+        return ErrorDetection(value.lower())
+    except ValueError:
+        raise ConfigError(f"{where}: {key}={value!r} must be auto, required or off") from None
+
+
+def listener_settings(values: dict[str, str], *, name: str, where: str, serial: bool = False,
+                      cert_accounts: dict[str, str] | None = None) -> ListenerSettings:
+    # A serial line is one permanent device: never drop it for silence or a missing 93.
+    idle_default = 0.0 if serial else DEFAULT_IDLE_TIMEOUT
+    login_default = 0.0 if serial else DEFAULT_LOGIN_TIMEOUT
+    return ListenerSettings(
+        name=name,
+        account=values.get("account") or None,
+        encoding=check_encoding(values["encoding"], where) if values.get("encoding") else None,
+        error_detection=check_error_detection(values["checksum"], where) if values.get("checksum") else None,
+        idle_timeout=_number(values, "idle_timeout", idle_default, where),
+        login_timeout=_number(values, "login_timeout", login_default, where),
+        max_line=int(_number(values, "max_line", DEFAULT_MAX_LINE, where, integer=True, minimum=64)),
+        cert_accounts=dict(cert_accounts or {}),
+    )
+
+
+# --- the ini file ------------------------------------------------------------------------
+
+_GATEWAY_KEYS = {
+    "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
+    "max_login_failures", "lockout_seconds", "trace",
+}
+_LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
+_ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location"}
+
+
+def _bool(value: str, where: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "yes", "true", "on"):
+        return True
+    if v in ("0", "no", "false", "off"):
+        return False
+    raise ConfigError(f"{where}={value!r} must be yes or no")
+
+
+def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
+         demo: bool = False) -> Config:
+    """Read ``path`` (may be None) and apply the command-line overrides."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keep case (certificate subjects)
+    if path is not None:
+        if not os.path.exists(path):
+            raise ConfigError(f"--config: file {path!r} does not exist")
+        try:
+            with open(path, encoding="utf-8") as f:
+                parser.read_file(f)
+        except (OSError, UnicodeDecodeError, configparser.Error) as e:
+            raise ConfigError(f"--config: cannot read {path!r}: {e}") from None
+
+    gw = dict(parser["gateway"]) if parser.has_section("gateway") else {}
+    for key in gw:
+        if key not in _GATEWAY_KEYS:
+            raise ConfigError(f"[gateway] {key}: unknown key (known: {', '.join(sorted(_GATEWAY_KEYS))})")
+    where = "[gateway]"
+    listeners: list[ListenerConfig] = []
+    accounts: list[AccountConfig] = []
+    for section in parser.sections():
+        if section == "gateway":
+            continue
+        kind, _, name = section.partition(":")
+        values = dict(parser[section])
+        if kind == "listener" and name:
+            listeners.append(_listener_section(name, values))
+        elif kind == "account" and name:
+            accounts.append(_account_section(name, values))
+        else:
+            raise ConfigError(f"[{section}]: unknown section; use [gateway], [listener:NAME] or [account:NAME]")
+
+    if listen:
+        listeners = [parse_listen(v) for v in listen]
+    nothing_configured = path is None and not listen
+    if not listeners:  # a config file without listener sections keeps the loopback defaults
+        listeners = [parse_listen(v, where="default listener") for v in DEFAULT_LISTENERS]
+
+    db = database or gw.get("database") or DEFAULT_DATABASE
+    if not db.startswith("sqlite:") or len(db) == len("sqlite:"):
+        raise ConfigError(f"--database/database: {db!r} is not supported; use sqlite:PATH")
+    return Config(
+        listeners=tuple(listeners),
+        database=db,
+        demo=demo or nothing_configured or (_bool(gw["demo"], f"{where} demo") if "demo" in gw else False),
+        demo_defaults=nothing_configured,
+        currency=_currency(gw.get("currency", "USD")),
+        acs_timeout=_number(gw, "acs_timeout", 30.0, where, minimum=0.1),
+        max_connections=int(_number(gw, "max_connections", DEFAULT_MAX_CONNECTIONS, where, integer=True,
+                                    minimum=1)),
+        max_connections_per_address=int(_number(gw, "max_connections_per_address", DEFAULT_MAX_PER_ADDRESS,
+                                                where, integer=True, minimum=1)),
+        max_login_failures=int(_number(gw, "max_login_failures", 10, where, integer=True)),
+        lockout_seconds=_number(gw, "lockout_seconds", 3600.0, where),
+        trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
+        accounts=tuple(accounts),
+    )
+
+
+def _currency(value: str) -> str:
+    if len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise ConfigError(f"[gateway] currency={value!r} must be a 3-letter ISO 4217 code such as USD")
+    return value
+
+
+def _listener_section(name: str, values: dict[str, str]) -> ListenerConfig:
+    where = f"[listener:{name}]"
+    cert_accounts = {}
+    plain = {}
+    for key, value in values.items():
+        if key == "cert_accounts":
+            # one "SUBJECT -> ACCOUNT" per line; subjects contain '=' and ',' so they cannot be keys
+            for line in value.splitlines():
+                if not line.strip():
+                    continue
+                subject, arrow, account = line.rpartition("->")
+                if not arrow or not subject.strip() or not account.strip():
+                    raise ConfigError(f"{where} cert_accounts: {line.strip()!r} is not "
+                                      "'CERTIFICATE SUBJECT -> SC ACCOUNT'")
+                cert_accounts[subject.strip()] = account.strip()
+        elif key in _LISTENER_SECTION_KEYS:
+            plain[key] = value
+        else:
+            raise ConfigError(f"{where} {key}: unknown key (known: listen, {', '.join(LISTENER_KEYS)}, "
+                              "cert_accounts)")
+    if not plain.get("listen"):
+        raise ConfigError(f"{where} listen: missing; for example listen = sip:tcp:6001:interface=127.0.0.1")
+    listen = plain.pop("listen")
+    config = parse_listen(listen, where=f"{where} listen", defaults=plain)
+    settings = config.settings
+    if cert_accounts:
+        settings = ListenerSettings(**{**settings.__dict__, "cert_accounts": cert_accounts})
+    return ListenerConfig(kind=config.kind, endpoint=config.endpoint,
+                          settings=ListenerSettings(**{**settings.__dict__, "name": name}))
+
+
+def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
+    where = f"[account:{name}]"
+    for key in values:
+        if key not in _ACCOUNT_KEYS:
+            raise ConfigError(f"{where} {key}: unknown key (known: {', '.join(sorted(_ACCOUNT_KEYS))})")
+    if not values.get("password"):
+        raise ConfigError(f"{where} password: missing")
+    if not values.get("institution"):
+        raise ConfigError(f"{where} institution: missing (the AO institution id the terminal uses)")
+    return AccountConfig(
+        name=name,
+        password=values["password"],
+        institution=values["institution"],
+        encoding=check_encoding(values.get("encoding", "utf-8"), where),
+        error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
+        library_name=values.get("library_name", ""),
+        terminal_location=values.get("terminal_location", ""),
+    )
+
+
+# --- twistd options ------------------------------------------------------------------------
+
+class Options(usage.Options):
+    synopsis = "[--config FILE] [--listen KIND:ENDPOINT ...] [--database sqlite:PATH] [--demo]"
+    longdesc = ("Run the sipgateway SIP2 gateway. With no --config and no --listen it serves the demo "
+                "database on 127.0.0.1 ports 6001 (raw SIP2) and 6002 (telnet).")
+    optParameters = [
+        ["config", "c", None, "ini configuration file (see etc/sipgateway.ini)"],
+        ["database", "d", None, f"database URL (default {DEFAULT_DATABASE})"],
+    ]
+    optFlags = [["demo", None, "seed the demo fixtures into an empty database"]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self.config: Config | None = None
+
+    def opt_listen(self, value: str) -> None:
+        """KIND:ENDPOINT to listen on (repeatable), e.g. sip:tcp:6001:interface=127.0.0.1"""
+        self["listen"].append(value)
+
+    def postOptions(self) -> None:
+        try:
+            self.config = load(self["config"], listen=self["listen"], database=self["database"],
+                               demo=self["demo"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None

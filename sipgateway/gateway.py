@@ -1,0 +1,28 @@
+"""What every listener shares: the ACS, the clock, the lockout table and the limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from sipgateway.acs.interface import IACS
+from sipgateway.lockout import Lockout
+
+DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failure reply
+
+
+@dataclass
+class Gateway:
+    acs: IACS
+    reactor: IReactorTime
+    lockout: Lockout | None = None
+    acs_timeout: float = DEFAULT_ACS_TIMEOUT
+    #: log every request and reply (masked); off by default because it costs on the hot path
+    trace: bool = False
+    log: Logger = field(default_factory=Logger)
+
+    def __post_init__(self) -> None:
+        if self.lockout is None:
+            self.lockout = Lockout(self.reactor)

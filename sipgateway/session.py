@@ -1,0 +1,502 @@
+"""The SIP2 session: one per connection, whatever the door.
+
+connected → logged in (93, or bound by the listener) → SC status / patron session → end.
+Requests are handled one at a time in arrival order, so replies leave in request order
+however the ACS schedules its answers. The session knows nothing of sockets: it gets
+lines, and writes replies through the callable it was given.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sipgateway import replies
+from sipgateway.acs import model as m
+from sipgateway.gateway import Gateway
+from sipgateway.logmask import mask
+from sipgateway.settings import ListenerSettings
+from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, parse, parse_sip_date
+
+#: requests whose replay would apply a side effect twice (DESIGN.md, protocol decisions)
+SIDE_EFFECT_CODES = frozenset({b"11", b"09", b"29", b"65", b"37", b"15", b"19", b"01", b"25"})
+#: after this many 96 replies in a row to the same bytes the connection is closed
+MAX_SAME_BAD = 3
+#: requests queued behind one in progress; a real SC sends one at a time
+MAX_PENDING = 16
+
+REPLY_96 = b"96"
+REPLY_96_ED = b"96AZFEF6"
+
+NOT_LOGGED_IN = "Please log in first (93)"
+ACS_FAILED = "The library system could not complete this request; please try again or ask staff"
+ACS_TIMEOUT = "The library system did not answer in time; please try again or ask staff"
+
+
+class Session:
+    log = Logger()
+
+    def __init__(self, gateway: Gateway, settings: ListenerSettings, write: Callable[[bytes], None],
+                 lose_connection: Callable[[], None], peer: str) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self._write = write
+        self._lose_connection = lose_connection
+        self.peer = peer
+        self.account: m.Account | None = None
+        self.bound_account: m.Account | None = None
+        self.terminal: m.Terminal | None = None
+        self.encoding = settings.encoding or "utf-8"
+        self.error_detection = settings.error_detection or m.ErrorDetection.AUTO
+        self._pending: deque[bytes] = deque()
+        self._busy = False
+        self._closed = False
+        self._token = 0  # identifies the request in progress (for late ACS answers)
+        self._last_reply: bytes | None = None
+        self._last_request: bytes | None = None  # side-effect request whose reply is cached
+        self._bad_line: bytes | None = None
+        self._bad_count = 0
+        self._clock = gateway.reactor
+        self._idle_call: Any = None
+        self._login_call: Any = None
+        if settings.login_timeout > 0:
+            self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
+        self._touch()
+        self._handlers: dict[str, Callable[[Message], Deferred]] = {
+            "93": self._login, "99": self._status, "23": self._patron_status, "63": self._patron_info,
+            "01": self._block, "25": self._enable, "11": self._checkout, "29": self._renew,
+            "65": self._renew_all, "09": self._checkin, "17": self._item_info, "19": self._item_update,
+            "15": self._hold, "35": self._end_session, "37": self._fee_paid,
+        }
+
+    # --- transport side ------------------------------------------------------------------
+
+    def bind_account(self, account: m.Account) -> None:
+        """Log the terminal in without a 93 (serial line, telnet login, TLS certificate)."""
+        self.bound_account = account
+        self._logged_in(account, "")
+
+    def line_received(self, line: bytes) -> None:
+        if self._closed:
+            return
+        self._touch()
+        if self._busy:
+            if len(self._pending) >= MAX_PENDING:
+                self.log.warn("{peer}: more than {n} requests queued without waiting for replies; closing",
+                              peer=self.who, n=MAX_PENDING)
+                self.close()
+                return
+            self._pending.append(line)
+            return
+        self._handle(line)
+
+    def connection_lost(self) -> None:
+        self._closed = True
+        self._pending.clear()
+        for call in (self._idle_call, self._login_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._login_call = None
+
+    def close(self) -> None:
+        if not self._closed:
+            self.connection_lost()
+            self._lose_connection()
+
+    @property
+    def who(self) -> str:
+        return f"{self.peer} ({self.account.name})" if self.account else self.peer
+
+    # --- timers --------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        timeout = self.settings.idle_timeout
+        if timeout <= 0:
+            return
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.reset(timeout)
+        else:
+            self._idle_call = self._clock.callLater(timeout, self._idle_timed_out)
+
+    def _idle_timed_out(self) -> None:
+        self._idle_call = None
+        self.log.info("{peer}: idle for {s:.0f} s; closing", peer=self.who, s=self.settings.idle_timeout)
+        self.close()
+
+    def _login_timed_out(self) -> None:
+        self._login_call = None
+        if self.account is None:
+            self.log.info("{peer}: not logged in after {s:.0f} s; closing", peer=self.who,
+                          s=self.settings.login_timeout)
+            self.close()
+
+    # --- one request -----------------------------------------------------------------------
+
+    def _handle(self, line: bytes) -> None:
+        line = line.strip(b" \t\0")
+        if not line:
+            return
+        code = line[:2]
+        if code == b"97":
+            self._resend(line)
+            return
+        if code in SIDE_EFFECT_CODES and line == self._last_request and self._last_reply is not None:
+            self.log.info("{peer}: repeated {code} request answered from the last reply, not run again",
+                          peer=self.who, code=code.decode("ascii", "replace"))
+            self._write(self._last_reply + b"\r")
+            return
+        try:
+            msg = parse(line, self.encoding)
+        except ChecksumError as e:
+            self._bad(line, f"bad checksum: {e}")
+            return
+        except SIP2Error as e:
+            self._bad(line, str(e))
+            return
+        has_ed = "AZ" in msg.fields or "AY" in msg.fields
+        if not has_ed and self.error_detection is m.ErrorDetection.REQUIRED:
+            self._bad(line, "checksum required on this account/listener but the request has no AY/AZ")
+            return
+        handler = self._handlers.get(msg.code)
+        if handler is None:
+            self._bad(line, f"message code {msg.code!r} is not a request this gateway serves")
+            return
+        self._bad_line, self._bad_count = None, 0
+        if self.gateway.trace:
+            self.log.debug("{peer} -> {line}", peer=self.who, line=mask(line))
+        if self.account is None and msg.code != "93":
+            self.log.warn("{peer}: {code} before a successful login (93); refused", peer=self.who, code=msg.code)
+            self._send(msg, self._failure(msg, NOT_LOGGED_IN), line)
+            return
+        self._busy = True
+        self._token += 1
+        token = self._token
+        try:
+            d = handler(msg)
+        except Exception:  # a bug or a raising backend: answer, log once, keep serving
+            d = Deferred()
+            d.errback(Failure())
+        if d.called:  # fast local backends: no timer, no extra callbacks
+            d.addCallbacks(self._done, self._acs_failed, callbackArgs=(msg, line, token),
+                           errbackArgs=(msg, line, token))
+            return
+        timer = self._clock.callLater(self.gateway.acs_timeout, self._acs_timed_out, msg, line, token)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addBoth(stop_timer)
+        d.addCallbacks(self._done, self._acs_failed, callbackArgs=(msg, line, token),
+                       errbackArgs=(msg, line, token))
+
+    def _done(self, reply: replies.Reply, msg: Message, line: bytes, token: int) -> None:
+        if token != self._token or not self._busy:
+            return  # answered already (timed out); the late answer is dropped
+        self._send(msg, reply, line)
+        self._next()
+
+    def _acs_failed(self, failure: Failure, msg: Message, line: bytes, token: int) -> None:
+        if token != self._token or not self._busy:
+            return
+        self.log.failure("{peer}: ACS failed on {code} request", failure, peer=self.who, code=msg.code)
+        self._send(msg, self._failure(msg, ACS_FAILED), line)
+        self._next()
+
+    def _acs_timed_out(self, msg: Message, line: bytes, token: int) -> None:
+        if token != self._token or not self._busy:
+            return
+        self.log.error("{peer}: ACS did not answer {code} within {s:.0f} s; failure reply sent",
+                       peer=self.who, code=msg.code, s=self.gateway.acs_timeout)
+        self._send(msg, self._failure(msg, ACS_TIMEOUT), line)
+        self._next()
+
+    def _next(self) -> None:
+        self._busy = False
+        self._token += 1
+        while self._pending and not self._busy and not self._closed:
+            self._handle(self._pending.popleft())
+
+    # --- replies -------------------------------------------------------------------------
+
+    def _send(self, msg: Message, reply: replies.Reply, line: bytes) -> None:
+        code, fixed, fields = reply
+        ed = self.error_detection is not m.ErrorDetection.OFF and ("AZ" in msg.fields or "AY" in msg.fields)
+        try:
+            data = format_message(code, fixed, fields, sequence=msg.fields.get("AY") if ed else None,
+                                  error_detection=ed, encoding=self.encoding)
+        except SIP2Error:
+            self.log.failure("{peer}: could not format the {code} reply; failure reply sent instead",
+                             peer=self.who, code=code)
+            code, fixed, fields = self._failure(msg, ACS_FAILED)
+            data = format_message(code, fixed, fields, sequence=msg.fields.get("AY") if ed else None,
+                                  error_detection=ed, encoding=self.encoding)
+        self._last_reply = data
+        self._last_request = line if (line[:2] in SIDE_EFFECT_CODES and ed) else None
+        if self.gateway.trace:
+            self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
+        self._write(data + b"\r")
+
+    def _resend(self, line: bytes) -> None:
+        if self._last_reply is None:
+            self.log.info("{peer}: 97 before any reply was sent; answered 96", peer=self.who)
+            self._write((REPLY_96_ED if self._wants_ed(line) else REPLY_96) + b"\r")
+            return
+        self._write(self._last_reply + b"\r")
+
+    def _wants_ed(self, line: bytes) -> bool:
+        return self.error_detection is not m.ErrorDetection.OFF and (b"AZ" in line[2:] or
+                                                                     self.error_detection is m.ErrorDetection.REQUIRED)
+
+    def _bad(self, line: bytes, reason: str) -> None:
+        """Answer 96: nothing is executed; the SC is expected to resend."""
+        if line == self._bad_line:
+            self._bad_count += 1
+        else:
+            self._bad_line, self._bad_count = line, 1
+        self.log.warn("{peer}: unusable request ({reason}): {line}", peer=self.who, reason=reason,
+                      line=mask(line))
+        self._last_request = None
+        data = REPLY_96_ED if self._wants_ed(line) else REPLY_96
+        self._last_reply = data
+        self._write(data + b"\r")
+        if self._bad_count >= MAX_SAME_BAD:
+            self.log.warn("{peer}: the same unusable request {n} times in a row; closing", peer=self.who,
+                          n=self._bad_count)
+            self.close()
+
+    def _failure(self, msg: Message, screen: str) -> replies.Reply:
+        institution = self.account.institution if self.account else ""
+        return replies.failure(msg.code, msg.fields, msg.fixed, institution, self._now(), screen, self.encoding)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.seconds())
+
+    def _institution(self, msg: Message) -> str:
+        ao = msg.get("AO")
+        if ao:
+            return ao
+        return self.account.institution if self.account else ""
+
+    # --- login ---------------------------------------------------------------------------
+
+    def _logged_in(self, account: m.Account, location: str) -> None:
+        self.account = account
+        self.terminal = m.Terminal(account=account.name, institution=account.institution,
+                                   location=location or account.terminal_location)
+        self.encoding = self.settings.encoding or account.encoding or "utf-8"
+        self.error_detection = self.settings.error_detection or account.error_detection
+        if self._login_call is not None and self._login_call.active():
+            self._login_call.cancel()
+        self._login_call = None
+
+    def _login(self, msg: Message) -> Deferred:
+        user = msg.get("CN") or ""
+        password = msg.get("CO") or ""
+        location = msg.get("CP") or ""
+        address = self.peer.rsplit(":", 1)[0] if ":" in self.peer else self.peer
+        if self.bound_account is not None:
+            if user != self.bound_account.name:
+                self.log.warn("{peer}: 93 for account {user!r} on a connection bound to {bound!r}; refused",
+                              peer=self.who, user=user, bound=self.bound_account.name)
+                return succeed(replies.login(False))
+        lockout = self.gateway.lockout
+        if lockout is not None and not lockout.allowed(address, user):
+            self.log.warn("{peer}: login for {user!r} refused: locked out after too many failures",
+                          peer=self.who, user=user)
+            return succeed(replies.login(False))
+
+        def checked(account: m.Account | None) -> replies.Reply:
+            if account is None:
+                if lockout is not None:
+                    lockout.failed(address, user)
+                self.log.warn("{peer}: login failed for account {user!r}", peer=self.who, user=user)
+                return replies.login(False)
+            if lockout is not None:
+                lockout.succeeded(address, user)
+            self._logged_in(account, location)
+            self.log.info("{peer}: logged in as {user!r} (institution {inst!r})", peer=self.peer,
+                          user=account.name, inst=account.institution)
+            return replies.login(True)
+
+        return maybeDeferred(self.gateway.acs.authenticate, user, password, location).addCallback(checked)
+
+    # --- the other requests ----------------------------------------------------------------
+
+    def _status(self, msg: Message) -> Deferred:
+        account = self.account
+        assert account is not None
+
+        def reply(status: m.ACSStatus) -> replies.Reply:
+            if not status.institution or not status.library_name or not status.terminal_location:
+                status = _fill_status(status, account, self.terminal)
+            return replies.acs_status(status, self._now(), self.encoding)
+
+        return self.gateway.acs.status(self.terminal).addCallback(reply)
+
+    def _patron_status(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        return self.gateway.acs.patron_status(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
+            lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding))
+
+    def _patron_info(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        summary = msg.fixed.get("summary", "")
+        pos = summary.find("Y")
+        item_list = m.ItemList(pos) if 0 <= pos <= 5 else None
+        return self.gateway.acs.patron_information(
+            self.terminal, msg.get("AA") or "", _pin(msg), item_list, _int(msg.get("BP")), _int(msg.get("BQ")),
+        ).addCallback(lambda p: replies.patron_information(p, inst, self._now(), self.encoding))
+
+    def _block(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        return self.gateway.acs.block_patron(
+            self.terminal, msg.get("AA") or "", msg.get("AL") or "", msg.fixed.get("card_retained") == "Y",
+        ).addCallback(lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding))
+
+    def _enable(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        return self.gateway.acs.patron_enable(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
+            lambda p: replies.patron_status("26", p, inst, self._now(), self.encoding))
+
+    def _circulation_request(self, msg: Message) -> m.CheckoutRequest:
+        f = msg.fixed
+        policy = f.get("sc_renewal_policy", f.get("third_party_allowed", "N"))
+        return m.CheckoutRequest(
+            patron_id=msg.get("AA") or "",
+            item_id=msg.get("AB") or "",
+            patron_pin=_pin(msg),
+            no_block=f.get("no_block") == "Y",
+            nb_due_date=_date(f.get("nb_due_date")),
+            renewal_policy=policy == "Y" and msg.code == "11",
+            third_party=policy == "Y" and msg.code == "29",
+            fee_acknowledged=msg.get("BO") == "Y",
+            cancel=msg.get("BI") == "Y",
+            item_properties=msg.get("CH"),
+            title_id=msg.get("AJ") or None,
+        )
+
+    def _checkout(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        return self.gateway.acs.checkout(self.terminal, self._circulation_request(msg)).addCallback(
+            lambda r: replies.circulation("12", r, inst, self._now(), self.encoding))
+
+    def _renew(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        if not msg.get("AB") and not msg.get("AJ"):
+            return succeed(self._failure(msg, "Renew needs an item identifier (AB) or a title (AJ)"))
+        return self.gateway.acs.renew(self.terminal, self._circulation_request(msg)).addCallback(
+            lambda r: replies.circulation("30", r, inst, self._now(), self.encoding))
+
+    def _renew_all(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        return self.gateway.acs.renew_all(self.terminal, msg.get("AA") or "", _pin(msg),
+                                          msg.get("BO") == "Y").addCallback(
+            lambda r: replies.renew_all(r, inst, self._now(), self.encoding))
+
+    def _checkin(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        f = msg.fixed
+        request = m.CheckinRequest(
+            item_id=msg.get("AB") or "",
+            return_date=_date(f.get("return_date")),
+            current_location=msg.get("AP") or "",
+            no_block=f.get("no_block") == "Y",
+            cancel=msg.get("BI") == "Y",
+            item_properties=msg.get("CH"),
+        )
+        return self.gateway.acs.checkin(self.terminal, request).addCallback(
+            lambda r: replies.checkin(r, inst, self._now(), self.encoding))
+
+    def _item_info(self, msg: Message) -> Deferred:
+        return self.gateway.acs.item_information(self.terminal, msg.get("AB") or "").addCallback(
+            lambda r: replies.item_information(r, self._now(), self.encoding))
+
+    def _item_update(self, msg: Message) -> Deferred:
+        return self.gateway.acs.item_status_update(self.terminal, msg.get("AB") or "",
+                                                   msg.get("CH") or "").addCallback(
+            lambda r: replies.item_status_update(r, self._now(), self.encoding))
+
+    def _hold(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        hold_type = msg.get("BY")
+        request = m.HoldRequest(
+            mode=m.HoldMode(msg.fixed.get("hold_mode", "+")),
+            patron_id=msg.get("AA") or "",
+            patron_pin=_pin(msg),
+            item_id=msg.get("AB") or None,
+            title_id=msg.get("AJ") or None,
+            pickup_location=msg.get("BS") or None,
+            expiration_date=_date(msg.get("BW")),
+            hold_type=int(hold_type) if hold_type and hold_type.isdigit() else None,
+            fee_acknowledged=msg.get("BO") == "Y",
+        )
+        if not request.item_id and not request.title_id:
+            return succeed(self._failure(msg, "A hold needs an item identifier (AB) or a title (AJ)"))
+        return self.gateway.acs.hold(self.terminal, request).addCallback(
+            lambda r: replies.hold(r, inst, self._now(), self.encoding))
+
+    def _end_session(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        return self.gateway.acs.end_session(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
+            lambda r: replies.end_session(r, inst, self._now(), self.encoding))
+
+    def _fee_paid(self, msg: Message) -> Deferred:
+        inst = self._institution(msg)
+        f = msg.fixed
+        try:
+            amount = Decimal(msg.get("BV") or "")
+        except InvalidOperation:
+            return succeed(self._failure(msg, "The fee amount (BV) is not a number"))
+        if not amount.is_finite():
+            return succeed(self._failure(msg, "The fee amount (BV) is not a number"))
+        fee_type = int(f.get("fee_type", "01"))
+        payment = m.FeePayment(
+            patron_id=msg.get("AA") or "",
+            amount=amount,
+            currency=f.get("currency_type", ""),
+            fee_type=m.FeeType(fee_type) if 1 <= fee_type <= 9 else m.FeeType.OTHER,
+            payment_type=int(f.get("payment_type", "00")),
+            patron_pin=_pin(msg),
+            fee_id=msg.get("CG") or None,
+            transaction_id=msg.get("BK") or None,
+        )
+        return self.gateway.acs.fee_paid(self.terminal, payment).addCallback(
+            lambda r: replies.fee_paid(r, inst, self._now(), self.encoding))
+
+
+def _pin(msg: Message) -> str | None:
+    """The patron PIN; an empty AD means none was entered."""
+    return msg.get("AD") or None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value or not value.strip():
+        return None
+    try:
+        return parse_sip_date(value)
+    except SIP2Error:
+        return None
+
+
+def _fill_status(status: m.ACSStatus, account: m.Account, terminal: m.Terminal | None) -> m.ACSStatus:
+    from dataclasses import replace
+
+    return replace(
+        status,
+        institution=status.institution or account.institution,
+        library_name=status.library_name or account.library_name,
+        terminal_location=status.terminal_location or (terminal.location if terminal else ""),
+    )

@@ -1,0 +1,29 @@
+"""Per-listener settings: what one door (a TCP port, a TLS port, a serial line) imposes
+on the sessions that come in through it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sipgateway.acs.model import ErrorDetection
+
+DEFAULT_MAX_LINE = 4096        # bytes; the longest real SIP2 message is well under 2 KiB
+DEFAULT_IDLE_TIMEOUT = 600.0   # seconds without a request before the connection is closed
+DEFAULT_LOGIN_TIMEOUT = 60.0   # seconds to log in (93 or telnet) after connecting
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    name: str = "sip"
+    #: SC account this listener is bound to (serial lines: logged in from the start)
+    account: str | None = None
+    #: character set; None means the account's (or UTF-8 before login)
+    encoding: str | None = None
+    #: checksum policy; None means the account's
+    error_detection: ErrorDetection | None = None
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    login_timeout: float = DEFAULT_LOGIN_TIMEOUT
+    max_line: int = DEFAULT_MAX_LINE
+    #: TLS client certificate subject -> SC account
+    cert_accounts: Mapping[str, str] = field(default_factory=dict)

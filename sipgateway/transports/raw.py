@@ -1,0 +1,149 @@
+"""Raw SIP2 over a byte stream (TCP, TLS, a serial line): framing on CR, LF or CRLF."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IAddress, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from sipgateway.gateway import Gateway
+from sipgateway.session import Session
+from sipgateway.settings import ListenerSettings
+
+
+def describe_peer(address: IAddress | None) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    name = getattr(address, "name", None)  # serial ports, UNIX sockets
+    return str(name) if name else str(address)
+
+
+class LineSplitter:
+    """Splits a byte stream into lines ended by CR, LF or CRLF; empty lines are dropped.
+
+    ``feed`` returns the complete lines, or None when the unterminated rest exceeds
+    ``max_line`` (the caller closes the connection)."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes] | None:
+        buffer = self._buffer + data if self._buffer else data
+        if b"\r" not in buffer and b"\n" not in buffer:
+            self._buffer = buffer
+            return None if len(buffer) > self.max_line else []
+        if b"\n" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+        *lines, self._buffer = buffer.split(b"\r")
+        if len(self._buffer) > self.max_line or any(len(line) > self.max_line for line in lines):
+            return None
+        return [line for line in lines if line]
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+class SIPProtocol(Protocol):
+    log = Logger()
+
+    def __init__(self, gateway: Gateway, settings: ListenerSettings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.splitter = LineSplitter(settings.max_line)
+        self.session: Session | None = None
+        self.peer = ""
+        self._tls_checked = False
+
+    def connectionMade(self) -> None:
+        self.peer = f"{self.settings.name} {describe_peer(self.transport.getPeer())}"
+        self.session = Session(self.gateway, self.settings, self.transport.write,
+                               self.transport.loseConnection, self.peer)
+        self.log.info("{peer}: connected", peer=self.peer)
+        # We only write in answer to what we read: when the peer stops reading our replies
+        # and the transport's buffer fills, stop reading from it (see pauseProducing).
+        self.transport.registerProducer(self, True)
+        if self.settings.account:
+            self._bind(self.settings.account, "listener setting 'account'")
+
+    def _bind(self, name: str, why: str) -> None:
+        session = self.session
+
+        def bound(account) -> None:
+            if session is None or session._closed:
+                return
+            if account is None:
+                self.log.error("{peer}: {why} names SC account {name!r}, which does not exist; "
+                               "the device must log in with 93", peer=self.peer, why=why, name=name)
+                return
+            session.bind_account(account)
+            self.log.info("{peer}: logged in as {name!r} ({why})", peer=self.peer, name=name, why=why)
+
+        d = self.gateway.acs.account(name)
+        d.addCallback(bound)
+        d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f,
+                                                peer=self.peer, name=name))
+
+    def _check_tls(self) -> None:
+        self._tls_checked = True
+        if not ISSLTransport.providedBy(self.transport):
+            return
+        from sipgateway.transports.tls import peer_subject
+
+        subject = peer_subject(self.transport)
+        self.peer = f"{self.peer} [{subject or 'no client certificate'}]"
+        if self.session is not None:
+            self.session.peer = self.peer
+        self.log.info("{peer}: TLS established", peer=self.peer)
+        account = self.settings.cert_accounts.get(subject) if subject else None
+        if account and not self.settings.account:
+            self._bind(account, f"client certificate {subject}")
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._tls_checked:
+            self._check_tls()
+        lines = self.splitter.feed(data)
+        if lines is None:
+            self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
+                          peer=self.peer, n=self.settings.max_line)
+            self.transport.loseConnection()
+            if self.session is not None:
+                self.session.connection_lost()
+            return
+        session = self.session
+        for line in lines:
+            session.line_received(line)
+
+    # IPushProducer, registered with our own transport
+    def pauseProducing(self) -> None:
+        self.log.warn("{peer}: not reading its replies; stopped reading from it until it does", peer=self.peer)
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def connectionLost(self, reason=None) -> None:
+        if self.session is not None:
+            self.session.connection_lost()
+        if self.splitter.pending:
+            self.log.info("{peer}: disconnected in the middle of a message ({n} bytes dropped)",
+                          peer=self.peer, n=self.splitter.pending)
+        else:
+            self.log.info("{peer}: disconnected", peer=self.peer)
+
+
+class SIPFactory(Factory):
+    def __init__(self, gateway: Gateway, settings: ListenerSettings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+
+    def buildProtocol(self, addr: IAddress) -> SIPProtocol:
+        p = SIPProtocol(self.gateway, self.settings)
+        p.factory = self
+        return p

@@ -1,0 +1,130 @@
+"""An in-memory IACS for session tests: canned answers, recorded calls, and Deferreds the
+test fires by hand (to drive ordering and timeouts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from sipgateway.acs import model as m
+from sipgateway.acs.interface import IACS
+
+ALL_CODES = frozenset({"23", "63", "01", "25", "11", "29", "65", "09", "17", "19", "15", "35", "37"})
+DUE = datetime(2024, 1, 26, 23, 59, 59)
+
+
+@implementer(IACS)
+class FakeACS:
+    supported = ALL_CODES
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.manual = False          # True: every call returns an unfired Deferred
+        self.pending: list[tuple[Deferred, object]] = []
+        self.raise_on: set[str] = set()
+        self.accounts = {
+            "sc1": ("pass1", m.Account(name="sc1", institution="MAIN", library_name="Main Library")),
+            "ascii": ("pw", m.Account(name="ascii", institution="UWOLS", encoding="ascii")),
+            "strict": ("pw", m.Account(name="strict", institution="MAIN",
+                                       error_detection=m.ErrorDetection.REQUIRED)),
+            "quiet": ("pw", m.Account(name="quiet", institution="MAIN", error_detection=m.ErrorDetection.OFF)),
+        }
+
+    def _answer(self, name: str, value: object, *args: object) -> Deferred:
+        self.calls.append((name, *args))
+        if name in self.raise_on:
+            return fail(RuntimeError(f"backend broke in {name}"))
+        if self.manual:
+            d: Deferred = Deferred()
+            self.pending.append((d, value))
+            return d
+        return succeed(value)
+
+    def fire(self, index: int = 0) -> None:
+        d, value = self.pending.pop(index)
+        d.callback(value)
+
+    def authenticate(self, username, password, location):
+        entry = self.accounts.get(username)
+        ok = entry is not None and entry[0] == password
+        return self._answer("authenticate", entry[1] if ok else None, username, location)
+
+    def account(self, name):
+        entry = self.accounts.get(name)
+        return succeed(entry[1] if entry else None)
+
+    def status(self, terminal):
+        return self._answer("status", m.ACSStatus(supported=self.supported), terminal)
+
+    def _patron(self, patron_id, pin, cls=m.PatronStatus, **extra):
+        known = patron_id == "100001"
+        return cls(
+            patron_id=patron_id, name="Ada Lovelace" if known else "", valid=known,
+            pin_valid=None if pin is None else pin == "1234",
+            flags=frozenset() if known else m.UNKNOWN_PATRON_FLAGS,
+            currency="USD" if known else None, fee_amount=Decimal("0.00") if known else None, **extra)
+
+    def patron_status(self, terminal, patron_id, patron_pin):
+        return self._answer("patron_status", self._patron(patron_id, patron_pin), patron_id, patron_pin)
+
+    def patron_information(self, terminal, patron_id, patron_pin, item_list, start, end):
+        items = ("200001", "200002") if item_list is m.ItemList.CHARGED else ()
+        value = self._patron(patron_id, patron_pin, m.PatronInformation, charged_count=2, item_list=item_list,
+                             items=items)
+        return self._answer("patron_information", value, patron_id, patron_pin, item_list, start, end)
+
+    def block_patron(self, terminal, patron_id, message, card_retained):
+        value = m.PatronStatus(patron_id=patron_id, name="Ada Lovelace", valid=True,
+                               flags=m.UNKNOWN_PATRON_FLAGS, messages=m.Messages(screen=(message,)))
+        return self._answer("block_patron", value, patron_id, message, card_retained)
+
+    def patron_enable(self, terminal, patron_id, patron_pin):
+        return self._answer("patron_enable", self._patron(patron_id, patron_pin), patron_id)
+
+    def checkout(self, terminal, request):
+        value = m.CirculationResult(ok=True, patron_id=request.patron_id, item_id=request.item_id,
+                                    title="Harry Potter y el cáliz de fuego", renewal_ok=False,
+                                    magnetic_media=False, desensitize=True, due_date=DUE, media_type="001")
+        return self._answer("checkout", value, request)
+
+    def renew(self, terminal, request):
+        value = m.CirculationResult(ok=True, patron_id=request.patron_id, item_id=request.item_id,
+                                    title="Dune", renewal_ok=True, magnetic_media=False, desensitize=True,
+                                    due_date=DUE)
+        return self._answer("renew", value, request)
+
+    def renew_all(self, terminal, patron_id, patron_pin, fee_acknowledged):
+        value = m.RenewAllResult(ok=True, renewed=("200001",), unrenewed=("200002",))
+        return self._answer("renew_all", value, patron_id)
+
+    def checkin(self, terminal, request):
+        value = m.CheckinResult(ok=True, item_id=request.item_id, permanent_location="MAIN", title="Dune",
+                                resensitize=True, magnetic_media=False, sort_bin="05")
+        return self._answer("checkin", value, request)
+
+    def item_information(self, terminal, item_id):
+        value = m.ItemInformation(item_id=item_id, circulation_status=m.CirculationStatus.AVAILABLE,
+                                  title="Dune", media_type="001")
+        return self._answer("item_information", value, item_id)
+
+    def item_status_update(self, terminal, item_id, item_properties):
+        value = m.ItemStatusUpdateResult(ok=True, item_id=item_id, title="Dune", item_properties=item_properties)
+        return self._answer("item_status_update", value, item_id, item_properties)
+
+    def hold(self, terminal, request):
+        value = m.HoldResult(ok=True, patron_id=request.patron_id, queue_position=1, title=request.title_id,
+                             item_id=request.item_id)
+        return self._answer("hold", value, request)
+
+    def end_session(self, terminal, patron_id, patron_pin):
+        return self._answer("end_session", m.EndSessionResult(ended=True, patron_id=patron_id), patron_id)
+
+    def fee_paid(self, terminal, payment):
+        value = m.FeePaidResult(accepted=True, patron_id=payment.patron_id, transaction_id=payment.transaction_id)
+        return self._answer("fee_paid", value, payment)
+
+    def close(self):
+        return succeed(None)
