@@ -1,0 +1,210 @@
+"""TLS door: a server endpoint that can require client certificates from a given CA.
+
+Twisted's own ``ssl:`` endpoint cannot ask for client certificates, so ``tls:`` is ours:
+
+    tls:6009:privateKey=key.pem:certKey=cert.pem[:caCerts=clients-ca.pem]
+        [:extraCertChain=chain.pem][:interface=127.0.0.1][:backlog=50]
+
+TLS 1.2 is the minimum; the cipher list is Twisted's default ``AcceptableCiphers``
+(ECDHE key exchange with AES-GCM or ChaCha20-Poly1305; no RC4, 3DES, MD5 or export
+suites). With ``caCerts`` every client must present a certificate that chains to one of
+those CAs and is within its validity dates, or the handshake fails.
+
+``peer_subject(transport)`` gives the verified client certificate's subject as an
+RFC 4514 string ("CN=sorter1,O=Library"); the raw SIP protocol logs it and binds the
+listener's ``cert_accounts[subject]``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import OpenSSL
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint, IStreamServerEndpointStringParser
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+log = Logger()
+
+MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
+DEFAULT_BACKLOG = 50
+_KEYS = ("privateKey", "certKey", "caCerts", "extraCertChain", "interface", "backlog")
+#: pyOpenSSL 24.3+ takes cryptography's certificates and keys for its context (and deprecates
+#: its own X509/PKey there); older releases need its own types.
+_TAKES_CRYPTOGRAPHY = tuple(int(part) for part in OpenSSL.__version__.split(".")[:2]) >= (24, 3)
+
+
+class TLSConfigError(ValueError):
+    """A ``tls:`` endpoint cannot be built; the message names the key and the file, never its content."""
+
+
+def _read(key: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise TLSConfigError(f"tls endpoint: {key} file {path!r} cannot be read: {e.strerror or e}") from None
+
+
+def _load_key(path: str):
+    data = _read("privateKey", path)
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise TLSConfigError(
+            f"tls endpoint: privateKey file {path!r} is encrypted with a passphrase; the gateway needs an "
+            f"unencrypted key (protect it with file permissions: chmod 600)") from None
+    except (ValueError, crypto.Error):
+        # The library's message could quote the data; say only what is wrong.
+        raise TLSConfigError(
+            f"tls endpoint: privateKey file {path!r} holds no PEM private key "
+            f"('-----BEGIN PRIVATE KEY-----' block)") from None
+
+
+def _load_certs(key: str, path: str) -> list[x509.Certificate]:
+    data = _read(key, path)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise TLSConfigError(f"tls endpoint: {key} file {path!r} holds no PEM certificate "
+                             f"('-----BEGIN CERTIFICATE-----' block)")
+    return certs
+
+
+def _public_der(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def server_options(private_key: str, cert_key: str | None = None, ca_certs: str | None = None,
+                   extra_cert_chain: str | None = None) -> CertificateOptions:
+    """Load and check the files; return ready ``CertificateOptions`` or raise ``TLSConfigError``.
+
+    ``cert_key`` defaults to ``private_key`` (one PEM file holding both), as Twisted's
+    ``ssl:`` does. Certificates after the first in ``cert_key`` are served as chain too."""
+    cert_key = cert_key or private_key
+    key = _load_key(private_key)
+    leaf, *chain = _load_certs("certKey", cert_key)
+    if extra_cert_chain:
+        chain += _load_certs("extraCertChain", extra_cert_chain)
+    if _public_der(key.public_key()) != _public_der(leaf.public_key()):
+        raise TLSConfigError(
+            f"tls endpoint: privateKey file {private_key!r} does not belong to the certificate in certKey "
+            f"file {cert_key!r} (their public keys differ)")
+    now = datetime.now(UTC)
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        log.warn("tls endpoint: the server certificate in {path!r} ({subject}) is valid only from {start} to "
+                 "{end}; clients will refuse it", path=cert_key, subject=leaf.subject.rfc4514_string(),
+                 start=leaf.not_valid_before_utc.isoformat(), end=leaf.not_valid_after_utc.isoformat())
+    cas = _load_certs("caCerts", ca_certs) if ca_certs else []
+    own = (lambda c: c) if _TAKES_CRYPTOGRAPHY else crypto.X509.from_cryptography
+    try:
+        options = CertificateOptions(
+            privateKey=key if _TAKES_CRYPTOGRAPHY else crypto.PKey.from_cryptography_key(key),
+            certificate=own(leaf),
+            extraCertChain=[own(c) for c in chain] or None,
+            raiseMinimumTo=MINIMUM_TLS_VERSION,
+            verify=bool(cas),
+            # the trust store takes only pyOpenSSL's X509, in every version
+            caCerts=[crypto.X509.from_cryptography(c) for c in cas] or None,
+            requireCertificate=bool(cas),
+        )
+        options.getContext()  # built now so that a bad combination stops start-up
+    except (SSL.Error, crypto.Error, ValueError, TypeError) as e:
+        raise TLSConfigError(
+            f"tls endpoint: privateKey file {private_key!r} and certKey file {cert_key!r} cannot be used "
+            f"together: {_openssl_reason(e)}") from None
+    return options
+
+
+def _openssl_reason(e: Exception) -> str:
+    if isinstance(e, SSL.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        return "; ".join(str(part[-1]) for part in e.args[0])
+    return str(e) or type(e).__name__
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """TCP (v4, or v6 when ``interface`` has a ':') wrapped in TLS with our options."""
+
+    def __init__(self, reactor, port: int, privateKey: str, certKey: str | None = None,
+                 caCerts: str | None = None, extraCertChain: str | None = None, interface: str = "",
+                 backlog: int = DEFAULT_BACKLOG) -> None:
+        self.options = server_options(privateKey, certKey, caCerts, extraCertChain)
+        self.requires_client_certificate = bool(caCerts)
+        tcp = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
+        self._tcp = tcp(reactor, port, backlog=backlog, interface=interface)
+
+    def wrap(self, factory):
+        """The TLS server factory around ``factory`` (what ``listen`` listens with)."""
+        return TLSMemoryBIOFactory(self.options, False, factory)
+
+    def listen(self, protocolFactory):
+        return self._tcp.listen(self.wrap(protocolFactory))
+
+
+def _integer(key: str, value: str, low: int, high: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise TLSConfigError(f"tls endpoint: {key}={value!r} is not a whole number") from None
+    if not low <= n <= high:
+        raise TLSConfigError(f"tls endpoint: {key}={value!r} must be between {low} and {high}")
+    return n
+
+
+def parse_tls_endpoint(reactor, *args: str, **kwargs: str) -> TLSServerEndpoint:
+    """Build a ``TLSServerEndpoint`` from the parts of a ``tls:...`` endpoint string."""
+    if len(args) != 1:
+        raise TLSConfigError(
+            "tls endpoint: give exactly one port, e.g. tls:6009:privateKey=key.pem:certKey=cert.pem")
+    unknown = sorted(set(kwargs) - set(_KEYS))
+    if unknown:
+        raise TLSConfigError(f"tls endpoint: unknown option {unknown[0]!r} (known: {', '.join(_KEYS)})")
+    if not kwargs.get("privateKey"):
+        raise TLSConfigError("tls endpoint: privateKey=FILE is required (the server's PEM private key)")
+    return TLSServerEndpoint(
+        reactor,
+        _integer("port", args[0], 0, 65535),
+        privateKey=kwargs["privateKey"],
+        certKey=kwargs.get("certKey") or None,
+        caCerts=kwargs.get("caCerts") or None,
+        extraCertChain=kwargs.get("extraCertChain") or None,
+        interface=kwargs.get("interface", ""),
+        backlog=_integer("backlog", kwargs.get("backlog", str(DEFAULT_BACKLOG)), 1, 65535),
+    )
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class TLSEndpointParser:
+    """The ``tls:`` server endpoint string parser (registered in twisted/plugins)."""
+
+    prefix = "tls"
+
+    def parseStreamServer(self, reactor, *args, **kwargs):
+        return parse_tls_endpoint(reactor, *args, **kwargs)
+
+
+def peer_subject(transport) -> str | None:
+    """The subject of the peer's certificate as an RFC 4514 string, or None (no TLS, no certificate)."""
+    get = getattr(transport, "getPeerCertificate", None)
+    if get is None:
+        return None
+    try:
+        cert = get()
+    except (SSL.Error, AttributeError):  # not handshaken yet / connection already gone
+        return None
+    if cert is None:
+        return None
+    if isinstance(cert, crypto.X509):
+        cert = cert.to_cryptography()
+    return cert.subject.rfc4514_string()
