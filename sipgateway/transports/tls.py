@@ -10,6 +10,11 @@ TLS 1.2 is the minimum; the cipher list is Twisted's default ``AcceptableCiphers
 suites). With ``caCerts`` every client must present a certificate that chains to one of
 those CAs and is within its validity dates, or the handshake fails.
 
+Recent Twisted releases ship a ``tls:`` server parser of their own (a directory of PEM
+files served by SNI, no client certificates) that shadows a plugin with the same prefix.
+So ``server_from_string`` is ``serverFromString`` with ``tls:`` meaning ours, and the
+plugin is also registered as ``siptls:``, which nothing shadows.
+
 ``peer_subject(transport)`` gives the verified client certificate's subject as an
 RFC 4514 string ("CN=sorter1,O=Library"); the raw SIP protocol logs it and binds the
 listener's ``cert_accounts[subject]``.
@@ -23,7 +28,7 @@ import OpenSSL
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint, IStreamServerEndpointStringParser
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
@@ -186,12 +191,50 @@ def parse_tls_endpoint(reactor, *args: str, **kwargs: str) -> TLSServerEndpoint:
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
 class TLSEndpointParser:
-    """The ``tls:`` server endpoint string parser (registered in twisted/plugins)."""
+    """The ``tls:`` server endpoint string parser (registered in twisted/plugins, also as
+    ``siptls:``)."""
 
-    prefix = "tls"
+    def __init__(self, prefix: str = "tls") -> None:
+        self.prefix = prefix
 
     def parseStreamServer(self, reactor, *args, **kwargs):
         return parse_tls_endpoint(reactor, *args, **kwargs)
+
+
+def split_description(description: str) -> tuple[list[str], dict[str, str]]:
+    """Twisted's endpoint-string rules: ':' separates parts, the first '=' in a part makes it
+    a keyword, a backslash takes the next character literally."""
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    key: str | None = None
+    current: list[str] = []
+    chars = iter(description)
+    for ch in chars:
+        if ch == "\\":
+            current.append(next(chars, ""))
+        elif ch == "=" and key is None:
+            key, current = "".join(current), []
+        elif ch == ":":
+            if key is None:
+                args.append("".join(current))
+            else:
+                kwargs[key] = "".join(current)
+            key, current = None, []
+        else:
+            current.append(ch)
+    if key is None:
+        args.append("".join(current))
+    else:
+        kwargs[key] = "".join(current)
+    return args, kwargs
+
+
+def server_from_string(reactor, description: str):
+    """``serverFromString``, except that ``tls:`` is our endpoint (see the module docstring)."""
+    args, kwargs = split_description(description)
+    if args and args[0].lower() == "tls":
+        return parse_tls_endpoint(reactor, *args[1:], **kwargs)
+    return serverFromString(reactor, description)
 
 
 def peer_subject(transport) -> str | None:

@@ -8,7 +8,7 @@ import os
 from OpenSSL import SSL, crypto
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IHandshakeListener, IOpenSSLContextFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
@@ -24,6 +24,8 @@ from sipgateway.transports.tls import (
     TLSServerEndpoint,
     parse_tls_endpoint,
     peer_subject,
+    server_from_string,
+    split_description,
 )
 from tests.transports.certs_pki import CLIENT_SUBJECT, PKI, Issued, make_pki
 
@@ -340,21 +342,39 @@ class StartupErrorTests(SynchronousTestCase):
         self.assertTrue(issubclass(TLSConfigError, ValueError))
 
 
-class PluginTests(SynchronousTestCase):
-    def test_endpoint_string_through_twisted(self):
+class EndpointStringTests(SynchronousTestCase):
+    def description(self) -> str:
         p = pki()
-        endpoint = serverFromString(
-            reactor, f"tls:6009:privateKey={p.server.key_path}:certKey={p.server.cert_path}"
-                     f":caCerts={p.ca.cert_path}:interface=127.0.0.1:backlog=10")
+        return (f"6009:privateKey={p.server.key_path}:certKey={p.server.cert_path}"
+                f":caCerts={p.ca.cert_path}:interface=127.0.0.1:backlog=10")
+
+    def test_tls_prefix_through_server_from_string(self):
+        endpoint = server_from_string(reactor, "tls:" + self.description())
         self.assertIsInstance(endpoint, TLSServerEndpoint)
         self.assertTrue(endpoint.requires_client_certificate)
 
-    def test_endpoint_string_errors_surface(self):
-        error = self.assertRaises(ValueError, serverFromString, reactor, "tls:6009:privateKey=missing.key")
+    def test_siptls_prefix_through_twisted_plugins(self):
+        # Twisted's own serverFromString finds our plugin under the prefix nothing shadows.
+        endpoint = serverFromString(reactor, "siptls:" + self.description())
+        self.assertIsInstance(endpoint, TLSServerEndpoint)
+
+    def test_other_endpoints_are_twisteds(self):
+        self.assertIsInstance(server_from_string(reactor, "tcp:6001:interface=127.0.0.1"), TCP4ServerEndpoint)
+
+    def test_errors_surface_as_value_errors(self):
+        error = self.assertRaises(ValueError, server_from_string, reactor, "tls:6009:privateKey=missing.key")
+        self.assertIn("privateKey file 'missing.key' cannot be read", str(error))
+        error = self.assertRaises(ValueError, serverFromString, reactor, "siptls:6009:privateKey=missing.key")
         self.assertIn("privateKey file 'missing.key' cannot be read", str(error))
 
-    def test_parser_prefix(self):
-        self.assertEqual(TLSEndpointParser.prefix, "tls")
+    def test_split_follows_twisted_escaping(self):
+        self.assertEqual(split_description(r"tls:6009:privateKey=C\:\\keys\\k.pem:certKey=a=b.pem"),
+                         (["tls", "6009"], {"privateKey": r"C:\keys\k.pem", "certKey": "a=b.pem"}))
+        self.assertEqual(split_description("tls:6009"), (["tls", "6009"], {}))
+
+    def test_parser_prefixes(self):
+        self.assertEqual(TLSEndpointParser().prefix, "tls")
+        self.assertEqual(TLSEndpointParser("siptls").prefix, "siptls")
 
 
 class PeerSubjectTests(SynchronousTestCase):
