@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from sipgateway.acs.sqlite import open_sqlite_acs
@@ -13,6 +12,7 @@ from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.raw import SIPFactory
+from sipgateway.transports.tls import server_from_string
 
 log = Logger()
 
@@ -67,7 +67,7 @@ def make_service(config: Config, reactor=None) -> MultiService:
         else:
             factory = SIPFactory(gateway, listener.settings)
         try:
-            endpoint = serverFromString(reactor, listener.endpoint)
+            endpoint = server_from_string(reactor, listener.endpoint)
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
         service = StreamServerEndpointService(endpoint, LimitedFactory(factory, counter, listener.settings.name))

@@ -71,8 +71,6 @@ class _Limited(ProtocolWrapper):
             self.admitted = False
             self.factory.counter.release(self.host)
             super().connectionLost(reason)
-        else:
-            self.factory.unregisterProtocol(self)
 
 
 class LimitedFactory(WrappingFactory):

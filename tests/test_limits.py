@@ -1,0 +1,96 @@
+"""Bounds: connection limits, login lockout, secrets masked in logs, framing limits."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from sipgateway.lockout import Lockout
+from sipgateway.logmask import mask
+from sipgateway.transports.framing import LineSplitter
+from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+def connect(factory: LimitedFactory, host: str) -> tuple[Protocol, StringTransport]:
+    addr = IPv4Address("TCP", host, 40000)
+    proto = factory.buildProtocol(addr)
+    transport = StringTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_connection_limits_total_and_per_address() -> None:
+    counter = ConnectionCounter(max_total=3, max_per_address=2)
+    factory = LimitedFactory(Factory.forProtocol(Echo), counter, "test")
+    a1, t1 = connect(factory, "10.0.0.1")
+    a2, t2 = connect(factory, "10.0.0.1")
+    a3, t3 = connect(factory, "10.0.0.1")  # third from one address: refused
+    assert not t1.disconnecting and not t2.disconnecting
+    assert t3.disconnecting or t3.disconnected
+    a3.dataReceived(b"ignored")
+    assert t3.value() == b""
+    b1, u1 = connect(factory, "10.0.0.2")
+    c1, v1 = connect(factory, "10.0.0.3")  # fourth in all: refused
+    assert v1.disconnecting or v1.disconnected
+    assert counter.total == 3
+    a1.connectionLost(None)
+    a3.connectionLost(None)  # a refused connection going away changes no count
+    assert counter.total == 2 and counter.by_address["10.0.0.1"] == 1
+    d1, w1 = connect(factory, "10.0.0.3")
+    assert not w1.disconnecting
+    d1.dataReceived(b"hi")
+    assert w1.value() == b"hi"
+
+
+def test_lockout_by_address_and_by_account() -> None:
+    clock = Clock()
+    lockout = Lockout(clock, max_failures=3, lock_seconds=60)
+    for _ in range(3):
+        assert lockout.allowed("1.2.3.4", "sc1")
+        lockout.failed("1.2.3.4", "sc1")
+    assert not lockout.allowed("1.2.3.4", "other")   # the address is locked
+    assert not lockout.allowed("5.6.7.8", "sc1")     # and the account
+    assert lockout.allowed("5.6.7.8", "other")
+    clock.advance(61)
+    assert lockout.allowed("1.2.3.4", "sc1")
+    lockout.failed("1.2.3.4", "sc1")  # the count starts again after a lock expires
+    assert lockout.allowed("1.2.3.4", "sc1")
+
+
+def test_success_resets_the_count() -> None:
+    lockout = Lockout(Clock(), max_failures=3, lock_seconds=60)
+    lockout.failed("a", "sc1")
+    lockout.failed("a", "sc1")
+    lockout.succeeded("a", "sc1")
+    lockout.failed("a", "sc1")
+    lockout.failed("a", "sc1")
+    assert lockout.allowed("a", "sc1")
+
+
+def test_secrets_are_masked() -> None:
+    line = b"9300CNsc1|COpass1|CPMAIN|AY1AZF371"
+    assert mask(line) == "9300CNsc1|CO****|CPMAIN|AY1AZF371"
+    line = b"2300120240105    101500AOMAIN|AA100001|ACterm|AD1234|"
+    assert mask(line) == "2300120240105    101500AOMAIN|AA100001|AC****|AD****|"
+    assert "1234" not in mask(b"2500120240105    101500AD1234|AOMAIN|")
+    assert mask(b"11NN20240105    101500AOMAIN|AC|") == "11NN20240105    101500AOMAIN|AC|"
+
+
+def test_line_splitter_framing() -> None:
+    s = LineSplitter(max_line=20)
+    assert s.feed(b"99003") == []
+    assert s.feed(b"02.00\r\n97\n\n96\r") == [b"9900302.00", b"97", b"96"]
+    assert s.feed(b"abc\r") == [b"abc"]
+    assert s.feed(b"x" * 21) is None
+    s = LineSplitter(max_line=20)
+    assert s.feed(b"x" * 25 + b"\r") is None
+    s = LineSplitter(max_line=20)
+    assert s.feed(b"12\r") == [b"12"]
+    assert s.feed(b"\n34\r") == [b"34"]  # CR then LF in the next read: one terminator
