@@ -95,8 +95,11 @@ def patron_status_field(flags: Iterable[m.PatronFlag]) -> str:
     return "".join(chars)
 
 
-def language(value: str | None) -> str:
-    return value if value and len(value) == 3 and value.isdigit() else "000"
+def language(value: str | None, requested: str = "000") -> str:
+    """The patron's language when the ACS knows it, else the one the SC asked in."""
+    if value and value != "000" and len(value) == 3 and value.isdigit():
+        return value
+    return requested if len(requested) == 3 and requested.isdigit() else "000"
 
 
 def _messages(fields: dict[str, object], msgs: m.Messages, encoding: str) -> None:
@@ -148,11 +151,12 @@ def _patron_fields(p: m.PatronStatus, institution: str, encoding: str) -> dict[s
     }
 
 
-def patron_status(code: str, p: m.PatronStatus, institution: str, now: datetime, encoding: str) -> Reply:
+def patron_status(code: str, p: m.PatronStatus, institution: str, now: datetime, encoding: str,
+                  requested_language: str = "000") -> Reply:
     """24 (answer to 23 and 01) or 26 (answer to 25): the same layout."""
     fixed = {
         "patron_status": patron_status_field(p.flags),
-        "language": language(p.language),
+        "language": language(p.language, requested_language),
         "transaction_date": sip_date(now),
     }
     fields = _patron_fields(p, institution, encoding)
@@ -172,10 +176,11 @@ _LIST_TAG = {
 }
 
 
-def patron_information(p: m.PatronInformation, institution: str, now: datetime, encoding: str) -> Reply:
+def patron_information(p: m.PatronInformation, institution: str, now: datetime, encoding: str,
+                       requested_language: str = "000") -> Reply:
     fixed = {
         "patron_status": patron_status_field(p.flags),
-        "language": language(p.language),
+        "language": language(p.language, requested_language),
         "transaction_date": sip_date(now),
         "hold_items_count": count(p.hold_count),
         "overdue_items_count": count(p.overdue_count),

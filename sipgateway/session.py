@@ -344,8 +344,9 @@ class Session:
 
     def _patron_status(self, msg: Message) -> Deferred:
         inst = self._institution(msg)
+        lang = msg.fixed.get("language", "000")
         return self.gateway.acs.patron_status(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
-            lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding))
+            lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding, lang))
 
     def _patron_info(self, msg: Message) -> Deferred:
         inst = self._institution(msg)
@@ -354,7 +355,8 @@ class Session:
         item_list = m.ItemList(pos) if 0 <= pos <= 5 else None
         return self.gateway.acs.patron_information(
             self.terminal, msg.get("AA") or "", _pin(msg), item_list, _int(msg.get("BP")), _int(msg.get("BQ")),
-        ).addCallback(lambda p: replies.patron_information(p, inst, self._now(), self.encoding))
+        ).addCallback(lambda p: replies.patron_information(p, inst, self._now(), self.encoding,
+                                                           msg.fixed.get("language", "000")))
 
     def _block(self, msg: Message) -> Deferred:
         inst = self._institution(msg)

@@ -219,7 +219,7 @@ def test_bound_account_is_logged_in_and_93_must_match() -> None:
 
 
 def test_lockout_after_repeated_failures() -> None:
-    h = Harness()
+    h = Harness(ListenerSettings(name="t", idle_timeout=0, login_timeout=0))
     for _ in range(10):
         assert h.send("9300CNsc1|COwrong|") == b"940"
     assert h.send("9300CNsc1|COpass1|") == b"940"  # locked, even with the right password
