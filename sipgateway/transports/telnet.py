@@ -25,8 +25,9 @@ from twisted.python.failure import Failure
 from sipgateway.gateway import Gateway
 from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
+from sipgateway.transports.framing import LineSplitter
 from sipgateway.transports.limits import peer_host
-from sipgateway.transports.raw import LineSplitter, describe_peer
+from sipgateway.transports.raw import describe_peer
 
 MAX_TRIES = 3
 MAX_CREDENTIAL = 128  # bytes; longer login or password lines are not credentials

@@ -5,6 +5,7 @@ reopened with a fresh protocol; stopListening closes it. Reopen timing runs on a
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from twisted.internet import reactor
@@ -80,6 +81,7 @@ class SerialPtyTests(TestCase):
 
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="sipgateway-serial-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.device = os.path.join(self.dir, "ttyUSB-sorter")
         self.clock = Clock()
         self.events: list[dict] = []

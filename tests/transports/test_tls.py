@@ -3,7 +3,10 @@ TLS 1.2 minimum, the subject seen by the server, and start-up errors that name t
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 from OpenSSL import SSL, crypto
 from twisted.internet import reactor
@@ -41,9 +44,9 @@ def pki() -> PKI:
     """One PKI per test run: key generation is the slow part."""
     global _PKI
     if _PKI is None:
-        import tempfile
-
-        _PKI = make_pki(tempfile.mkdtemp(prefix="sipgateway-tls-"))
+        directory = tempfile.mkdtemp(prefix="sipgateway-tls-")
+        atexit.register(shutil.rmtree, directory, True)
+        _PKI = make_pki(directory)
     return _PKI
 
 
@@ -253,7 +256,9 @@ class StartupErrorTests(SynchronousTestCase):
         return str(self.assertRaises(TLSConfigError, parse_tls_endpoint, reactor, *args, **kwargs))
 
     def write(self, name: str, data: bytes) -> str:
-        path = f"{self.mktemp()}-{name}"
+        directory = tempfile.mkdtemp(prefix="sipgateway-tls-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, name)
         with open(path, "wb") as f:
             f.write(data)
         return path
