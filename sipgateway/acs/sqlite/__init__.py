@@ -1,0 +1,13 @@
+"""The embedded library system: an IACS backed by one SQLite file.
+
+``open_sqlite_acs("sqlite:PATH", reactor, demo=...)`` at start-up; see ``backend.py`` for
+the API, ``runner.py`` for the thread and group commit, ``schema.py`` for the tables.
+"""
+
+from sipgateway.acs.sqlite.backend import SUPPORTED, SQLiteACS, database_path, open_sqlite_acs
+from sipgateway.acs.sqlite.errors import ACSUnavailable
+from sipgateway.acs.sqlite.rules import CirculationRules
+from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, SchemaError
+
+__all__ = ["ACSUnavailable", "CirculationRules", "INCONSISTENT_ITEMS_SQL", "SQLiteACS", "SUPPORTED", "SchemaError",
+           "database_path", "open_sqlite_acs"]

@@ -1,0 +1,131 @@
+"""Checkin (09): close the loan, charge an overdue fine, and route the copy: to the hold
+shelf here, in transit to another pickup library, home to its permanent location, or
+back on the shelf."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+
+from sipgateway.acs import model as m
+from sipgateway.acs.sqlite import items
+from sipgateway.acs.sqlite.context import Tx, local, parse_stamp, show_money, stamp
+
+#: sort bins (CL) for an automated sorter
+BIN_HOLDS = "HOLDS"
+BIN_TRANSIT = "TRANSIT"
+
+
+def _base(item: sqlite3.Row, **extra) -> m.CheckinResult:
+    fields = {
+        "ok": True, "item_id": item["barcode"], "permanent_location": item["permanent_location"],
+        "title": item["title"], "resensitize": True, "magnetic_media": bool(item["magnetic_media"]),
+        "media_type": item["media_type"], "collection_code": item["collection_code"] or None,
+        "call_number": item["call_number"] or None, "item_properties": item["properties"] or None,
+    }
+    return m.CheckinResult(**{**fields, **extra})
+
+
+def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
+    op = "checkin"
+    item = items.find(tx, req.item_id)
+    if item is None:
+        tx.log(op, False, item=req.item_id, detail="unknown item")
+        return m.CheckinResult(ok=False, item_id=req.item_id, messages=m.Messages(screen=(items.UNKNOWN_ITEM,)))
+    if req.cancel:
+        return _cancel_checkin(tx, req, item)
+
+    notes: list[str] = []
+    loan = items.open_loan(tx, item)
+    borrower: str | None = None
+    if loan is not None:
+        borrower = tx.value("SELECT barcode FROM patrons WHERE id = ?", loan["patron_id"])
+        returned = min(local(req.return_date), tx.now) if req.return_date else tx.now
+        due = parse_stamp(loan["due_at"])
+        assert due is not None
+        fine = tx.rules.overdue_fine(due, returned)
+        fee_id = None
+        if fine:
+            fee_id = tx.run(
+                "INSERT INTO fees (patron_id, item_id, loan_id, fee_type, description, amount_cents, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", loan["patron_id"], item["id"], loan["id"], int(m.FeeType.OVERDUE),
+                f"overdue: {item['barcode']} {item['title']}, due {loan['due_at'][:10]}", fine, tx.stamp)
+            notes.append(f"Returned late: a fine of {show_money(fine, tx.ctx.currency)} was charged")
+        tx.run("UPDATE loans SET returned_at = ?, fine_fee_id = ? WHERE id = ?", stamp(returned), fee_id,
+               loan["id"])
+
+    if req.item_properties is not None:
+        tx.run("UPDATE items SET properties = ? WHERE id = ?", req.item_properties, item["id"])
+        item = items.find(tx, req.item_id)
+        assert item is not None
+    result, hold = _route(tx, req, item)
+    if loan is not None and hold is not None:
+        tx.run("UPDATE loans SET trapped_hold_id = ? WHERE id = ?", hold["id"], loan["id"])
+    notes.extend(result.messages.screen)
+    detail = "; ".join(filter(None, [f"from {borrower}" if borrower else "not checked out",
+                                     f"hold {hold['id']}" if hold is not None else "", *notes]))
+    tx.log(op, True, borrower, item["barcode"], detail)
+    return replace(result, patron_id=borrower, messages=m.Messages(screen=tuple(notes)))
+
+
+def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> tuple[m.CheckinResult, sqlite3.Row | None]:
+    here = tx.here(req.current_location)
+    place = tx.place(req.current_location)
+    hold = items.live_trapped_hold(tx, item)
+    if hold is None:
+        queue = items.waiting_holds(tx, item)
+        hold = queue[0] if queue else None
+    if hold is not None:
+        holder = tx.one("SELECT barcode, name FROM patrons WHERE id = ?", hold["patron_id"])
+        pickup = hold["pickup_location"]
+        who = {"hold_patron_id": holder["barcode"], "hold_patron_name": holder["name"]}
+        if pickup in here:
+            shelf_until = hold["shelf_expires_at"] if hold["status"] == "on_shelf" else None
+            tx.run("UPDATE holds SET status = 'on_shelf', trapped_item_id = ?, shelf_expires_at = ? WHERE id = ?",
+                   item["id"], shelf_until or stamp(tx.rules.shelf_expiry(tx.now)), hold["id"])
+            tx.run("UPDATE items SET status = 'on_hold_shelf', current_location = ?, destination_location = NULL "
+                   "WHERE id = ?", place, item["id"])
+            return _base(item, alert=True, alert_type=m.AlertType.LOCAL_HOLD, sort_bin=BIN_HOLDS,
+                         destination_location=pickup, **who,
+                         messages=m.Messages(screen=("On hold: please hand this item to staff",))), hold
+        tx.run("UPDATE holds SET status = 'in_transit', trapped_item_id = ?, shelf_expires_at = NULL WHERE id = ?",
+               item["id"], hold["id"])
+        tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? "
+               "WHERE id = ?", place, pickup, item["id"])
+        return _base(item, alert=True, alert_type=m.AlertType.REMOTE_HOLD, sort_bin=BIN_TRANSIT,
+                     destination_location=pickup, **who,
+                     messages=m.Messages(screen=(f"On hold: please hand this item to staff (to {pickup})",))), hold
+    home = item["permanent_location"]
+    if home and home not in here:
+        tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? "
+               "WHERE id = ?", place, home, item["id"])
+        return _base(item, alert=True, alert_type=m.AlertType.TRANSFER, sort_bin=BIN_TRANSIT,
+                     destination_location=home,
+                     messages=m.Messages(screen=(f"Please hand this item to staff (returns to {home})",))), None
+    tx.run("UPDATE items SET status = 'available', current_location = ?, destination_location = NULL WHERE id = ?",
+           place, item["id"])
+    return _base(item), None
+
+
+def _cancel_checkin(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> m.CheckinResult:
+    """BI=Y: undo the last checkin of this copy (the terminal could not resensitize it):
+    the loan is open again, its unpaid fine is dropped, a hold it trapped waits again."""
+    op = "checkin_cancel"
+    loan = tx.one("SELECT * FROM loans WHERE item_id = ? ORDER BY id DESC LIMIT 1", item["id"])
+    if loan is None or loan["returned_at"] is None or loan["cancelled"] or item["status"] == "charged":
+        tx.log(op, False, item=item["barcode"], detail="no checkin to cancel")
+        return m.CheckinResult(ok=False, item_id=item["barcode"], permanent_location=item["permanent_location"],
+                               title=item["title"],
+                               messages=m.Messages(screen=("There is no checkin of this item to cancel",)))
+    if loan["fine_fee_id"] is not None:
+        tx.run("UPDATE loans SET fine_fee_id = NULL WHERE id = ?", loan["id"])
+        tx.run("DELETE FROM fees WHERE id = ? AND paid_cents = 0", loan["fine_fee_id"])
+    if loan["trapped_hold_id"] is not None:
+        tx.run("UPDATE holds SET status = 'waiting', trapped_item_id = NULL, shelf_expires_at = NULL "
+               "WHERE id = ? AND trapped_item_id = ? AND status IN ('in_transit', 'on_shelf')",
+               loan["trapped_hold_id"], item["id"])
+    tx.run("UPDATE loans SET returned_at = NULL, trapped_hold_id = NULL WHERE id = ?", loan["id"])
+    tx.run("UPDATE items SET status = 'charged', destination_location = NULL WHERE id = ?", item["id"])
+    borrower = tx.value("SELECT barcode FROM patrons WHERE id = ?", loan["patron_id"])
+    tx.log(op, True, borrower, item["barcode"], f"loan L{loan['id']} open again")
+    return _base(item, resensitize=False, patron_id=borrower, messages=m.Messages(screen=("Checkin cancelled",)))

@@ -1,0 +1,86 @@
+"""Hashed SC passwords and patron PINs, and a cache of successful verifications.
+
+Hashes are PBKDF2-HMAC-SHA256 with a per-row salt, stored as
+``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``.  A successful verification is
+remembered under an HMAC of (kind, who, secret, stored hash) with a key made fresh for
+each process, so ten thousand devices logging in with the same account cost one PBKDF2
+run, a changed password misses the cache, and no plain secret is kept in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+from collections import OrderedDict
+
+ALGORITHM = "pbkdf2_sha256"
+#: modest on purpose: a login on a cold cache costs a few milliseconds of the database thread
+DEFAULT_ITERATIONS = 20_000
+SALT_BYTES = 16
+
+
+def hash_secret(secret: str, iterations: int = DEFAULT_ITERATIONS) -> str:
+    salt = os.urandom(SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt, iterations)
+    return f"{ALGORITHM}${iterations}${salt.hex()}${digest.hex()}"
+
+
+def check_secret(secret: str, stored: str) -> bool:
+    """True when ``secret`` matches ``stored``; a malformed stored value never matches."""
+    try:
+        algorithm, iterations, salt, digest = stored.split("$")
+        if algorithm != ALGORITHM:
+            return False
+        rounds = int(iterations)
+        if not 1 <= rounds <= 10_000_000:
+            return False
+        expected = bytes.fromhex(digest)
+        computed = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), bytes.fromhex(salt), rounds)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return False
+    return hmac.compare_digest(computed, expected)
+
+
+class VerifiedSecrets:
+    """Bounded LRU set of (kind, who, secret, stored hash) combinations known to be correct.
+
+    Only successes are cached: a wrong password always costs a full PBKDF2 run (and the
+    session's lockout counts it).  Thread-safe: the database thread and start-up code
+    both use it.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._key = os.urandom(32)
+        self._size = size
+        self._known: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _token(self, kind: str, who: str, secret: str, stored: str) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for part in (kind, who, stored, secret):
+            data = part.encode("utf-8", "surrogatepass")
+            mac.update(len(data).to_bytes(4, "big"))
+            mac.update(data)
+        return mac.digest()
+
+    def verify(self, kind: str, who: str, secret: str, stored: str | None) -> bool:
+        if not stored:
+            return False
+        token = self._token(kind, who, secret, stored)
+        with self._lock:
+            if token in self._known:
+                self._known.move_to_end(token)
+                self.hits += 1
+                return True
+            self.misses += 1
+        if not check_secret(secret, stored):
+            return False
+        with self._lock:
+            self._known[token] = None
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return True

@@ -1,0 +1,21 @@
+"""Exceptions of the embedded ACS."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+class ACSUnavailable(Exception):
+    """The database could not complete a request (locked, disk full, I/O error, closed).
+
+    The message names the operation and SQLite's reason; it never contains request
+    values, so no PIN or password can leak through it into a log.
+    """
+
+
+def unavailable(operation: str, error: BaseException) -> ACSUnavailable:
+    if isinstance(error, sqlite3.Error):
+        reason = str(error) or type(error).__name__
+    else:
+        reason = type(error).__name__
+    return ACSUnavailable(f"library database unavailable during {operation}: {reason}")

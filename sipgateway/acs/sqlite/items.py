@@ -1,0 +1,97 @@
+"""Items: lookup, the holds that compete for a copy, and the 17/19 answers."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sipgateway.acs import model as m
+from sipgateway.acs.sqlite.context import Tx, parse_stamp, title_key
+
+UNKNOWN_ITEM = "Unknown item; please see staff"
+
+CIRCULATION_STATUS = {
+    "available": m.CirculationStatus.AVAILABLE,
+    "charged": m.CirculationStatus.CHARGED,
+    "on_hold_shelf": m.CirculationStatus.ON_HOLD_SHELF,
+    "in_transit": m.CirculationStatus.IN_TRANSIT,
+    "reshelving": m.CirculationStatus.WAITING_RESHELVING,
+    "in_process": m.CirculationStatus.IN_PROCESS,
+    "on_order": m.CirculationStatus.ON_ORDER,
+    "lost": m.CirculationStatus.LOST,
+    "missing": m.CirculationStatus.MISSING,
+    "claimed_returned": m.CirculationStatus.CLAIMED_RETURNED,
+}
+
+
+def find(tx: Tx, barcode: str) -> sqlite3.Row | None:
+    if not barcode:
+        return None
+    return tx.one("SELECT * FROM items WHERE barcode = ?", barcode)
+
+
+def open_loan(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
+    return tx.one("SELECT * FROM loans WHERE item_id = ? AND returned_at IS NULL", item["id"])
+
+
+def waiting_holds(tx: Tx, item: sqlite3.Row) -> list[sqlite3.Row]:
+    """Unexpired waiting holds this copy could fill (on the copy, or on its title), oldest first."""
+    return tx.all(
+        """SELECT * FROM holds WHERE status = 'waiting' AND (expires_at IS NULL OR expires_at >= :now)
+           AND (item_id = :item OR (item_id IS NULL AND title_key = :key))
+           ORDER BY queued_at, id""",
+        {"now": tx.stamp, "item": item["id"], "key": title_key(item["title"])})
+
+
+def trapped_hold(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
+    """The hold this copy is set aside for (travelling to, or waiting on the hold shelf)."""
+    return tx.one("SELECT * FROM holds WHERE trapped_item_id = ? AND status IN ('in_transit', 'on_shelf') "
+                  "ORDER BY id LIMIT 1", item["id"])
+
+
+def live_trapped_hold(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
+    """The trapped hold, unless its patron missed the pickup date (then it expires now)."""
+    hold = trapped_hold(tx, item)
+    if hold is not None and hold["status"] == "on_shelf" and hold["shelf_expires_at"] \
+            and hold["shelf_expires_at"] < tx.stamp:
+        tx.run("UPDATE holds SET status = 'expired', closed_at = ? WHERE id = ?", tx.stamp, hold["id"])
+        return None
+    return hold
+
+
+def information(tx: Tx, barcode: str) -> m.ItemInformation:
+    item = find(tx, barcode)
+    if item is None:
+        return m.ItemInformation(item_id=barcode, circulation_status=m.CirculationStatus.OTHER,
+                                 security_marker=m.SecurityMarker.NONE,
+                                 messages=m.Messages(screen=(UNKNOWN_ITEM,)))
+    loan = open_loan(tx, item)
+    hold = trapped_hold(tx, item)
+    queue = len(waiting_holds(tx, item)) + (1 if hold is not None else 0)
+    pickup = parse_stamp(hold["shelf_expires_at"]) if hold is not None and hold["status"] == "on_shelf" else None
+    return m.ItemInformation(
+        item_id=item["barcode"],
+        circulation_status=CIRCULATION_STATUS.get(item["status"], m.CirculationStatus.OTHER),
+        security_marker=m.SecurityMarker(item["security_marker"]),
+        fee_type=m.FeeType.OTHER,
+        title=item["title"],
+        hold_queue_length=queue,
+        due_date=parse_stamp(loan["due_at"]) if loan is not None else None,
+        hold_pickup_date=pickup,
+        owner=item["owner"] or None,
+        media_type=item["media_type"],
+        permanent_location=item["permanent_location"] or None,
+        current_location=item["current_location"] or None,
+        item_properties=item["properties"] or None,
+        destination_location=item["destination_location"] if item["status"] == "in_transit" else None,
+        call_number=item["call_number"] or None,
+    )
+
+
+def status_update(tx: Tx, barcode: str, properties: str) -> m.ItemStatusUpdateResult:
+    item = find(tx, barcode)
+    if item is None:
+        tx.log("item_status_update", False, item=barcode, detail="unknown item")
+        return m.ItemStatusUpdateResult(ok=False, item_id=barcode, messages=m.Messages(screen=(UNKNOWN_ITEM,)))
+    tx.run("UPDATE items SET properties = ? WHERE id = ?", properties, item["id"])
+    tx.log("item_status_update", True, item=barcode, detail=properties)
+    return m.ItemStatusUpdateResult(ok=True, item_id=barcode, title=item["title"], item_properties=properties)

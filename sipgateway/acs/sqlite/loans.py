@@ -1,0 +1,245 @@
+"""Checkout (11), renew (29) and renew all (65)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import datetime
+
+from sipgateway.acs import model as m
+from sipgateway.acs.sqlite import items, patrons
+from sipgateway.acs.sqlite.context import Tx, local, parse_stamp, stamp, title_key
+
+
+def _result(req: m.CheckoutRequest, item: sqlite3.Row | None, ok: bool, message: str | None = None,
+            **extra) -> m.CirculationResult:
+    if item is not None:
+        extra.setdefault("title", item["title"])
+        extra.setdefault("media_type", item["media_type"])
+        extra.setdefault("magnetic_media", bool(item["magnetic_media"]))
+    return m.CirculationResult(ok=ok, patron_id=req.patron_id, item_id=req.item_id,
+                               messages=m.Messages(screen=(message,) if message else ()), **extra)
+
+
+def _refuse(tx: Tx, op: str, req: m.CheckoutRequest, item: sqlite3.Row | None, message: str,
+            patron_valid: bool, pin_valid: bool | None) -> m.CirculationResult:
+    tx.log(op, False, req.patron_id, req.item_id or req.title_id, message)
+    return _result(req, item, False, message, patron_valid=patron_valid, pin_valid=pin_valid,
+                   desensitize=False, renewal_ok=False)
+
+
+def _ok(tx: Tx, op: str, req: m.CheckoutRequest, item: sqlite3.Row, loan_id: int, due: datetime | None,
+        pin_valid: bool | None, message: str | None = None, renewed: bool = False) -> m.CirculationResult:
+    tx.log(op, True, req.patron_id, item["barcode"], message or (f"due {stamp(due)}" if due else ""))
+    return _result(req, item, True, message, renewal_ok=renewed, desensitize=True, security_inhibit=False,
+                   due_date=due, pin_valid=pin_valid, transaction_id=f"L{loan_id}",
+                   item_properties=item["properties"] or None)
+
+
+def _who(tx: Tx, op: str, req: m.CheckoutRequest):
+    """The patron and PIN check shared by checkout and renew; a refusal result when they fail."""
+    patron = patrons.find(tx, req.patron_id)
+    if patron is None:
+        item = items.find(tx, req.item_id)
+        refusal = _refuse(tx, op, req, item, patrons.UNKNOWN_PATRON, False,
+                          None if req.patron_pin is None else False)
+        return None, None, refusal
+    pin_valid = patrons.check_pin(tx, patron, req.patron_pin)
+    if pin_valid is False:
+        return None, None, _refuse(tx, op, req, items.find(tx, req.item_id), patrons.INVALID_PIN, True, False)
+    return patron, pin_valid, None
+
+
+def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
+    op = "checkout"
+    if req.no_block:
+        return _offline_checkout(tx, req)
+    patron, pin_valid, refusal = _who(tx, op, req)
+    if refusal is not None:
+        return refusal
+    item = items.find(tx, req.item_id)
+    if item is None:
+        return _refuse(tx, op, req, None, items.UNKNOWN_ITEM, True, pin_valid)
+    if req.cancel:
+        return _cancel_checkout(tx, req, patron, item, pin_valid)
+    loan = items.open_loan(tx, item)
+    if loan is not None and loan["patron_id"] == patron["id"]:
+        if not req.renewal_policy:
+            return _refuse(tx, op, req, item, "This item is already checked out to you", True, pin_valid)
+        return _renew(tx, op, req, patron, item, loan, pin_valid)
+    if loan is not None:
+        return _refuse(tx, op, req, item, "This item is checked out to another patron; please see staff",
+                       True, pin_valid)
+    reason = patrons.charge_refusal(tx, patron, patrons.standing(tx, patron))
+    if reason:
+        return _refuse(tx, op, req, item, reason, True, pin_valid)
+
+    hold = items.live_trapped_hold(tx, item)
+    if hold is not None and hold["patron_id"] != patron["id"]:
+        return _refuse(tx, op, req, item, "This item is on hold for another patron", True, pin_valid)
+    if hold is None:
+        queue = items.waiting_holds(tx, item)
+        if queue and queue[0]["patron_id"] != patron["id"]:
+            return _refuse(tx, op, req, item, "This item is reserved for another patron", True, pin_valid)
+        hold = queue[0] if queue else None
+
+    due = tx.rules.due_date(item["media_type"], tx.now)
+    loan_id = _lend(tx, patron, item, due, hold, req.item_properties)
+    return _ok(tx, op, req, item, loan_id, due, pin_valid)
+
+
+def _lend(tx: Tx, patron: sqlite3.Row, item: sqlite3.Row, due: datetime, hold: sqlite3.Row | None,
+          properties: str | None, offline: bool = False) -> int:
+    t = tx.terminal
+    loan_id = tx.run(
+        "INSERT INTO loans (item_id, patron_id, out_at, due_at, offline, account, location, hold_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        item["id"], patron["id"], tx.stamp, stamp(due), int(offline), t.account if t else "", tx.place(),
+        hold["id"] if hold is not None else None)
+    tx.run("UPDATE items SET status = 'charged', current_location = ?, destination_location = NULL, "
+           "properties = coalesce(?, properties) WHERE id = ?", tx.place(), properties, item["id"])
+    if hold is not None:
+        tx.run("UPDATE holds SET status = 'fulfilled', closed_at = ?, "
+               "trapped_item_id = coalesce(trapped_item_id, ?) WHERE id = ?", tx.stamp, item["id"], hold["id"])
+    return loan_id
+
+
+def _offline_checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
+    """no_block: the terminal already lent the item while offline; record it whatever the
+    rules say.  Only an unknown patron or item cannot be recorded."""
+    op = "checkout"
+    patron = patrons.find(tx, req.patron_id)
+    item = items.find(tx, req.item_id)
+    if patron is None:
+        return _refuse(tx, op, req, item, patrons.UNKNOWN_PATRON, False, None)
+    if item is None:
+        return _refuse(tx, op, req, None, items.UNKNOWN_ITEM, True, None)
+    due = local(req.nb_due_date) if req.nb_due_date else tx.rules.due_date(item["media_type"], tx.now)
+    loan = items.open_loan(tx, item)
+    if loan is not None and loan["patron_id"] == patron["id"]:
+        tx.run("UPDATE loans SET due_at = ? WHERE id = ?", stamp(due), loan["id"])
+        return _ok(tx, op, req, item, loan["id"], due, None, "Offline checkout recorded")
+    if loan is not None:  # the item went out again offline: close the earlier loan
+        tx.run("UPDATE loans SET returned_at = ? WHERE id = ?", tx.stamp, loan["id"])
+    hold = items.trapped_hold(tx, item)
+    if hold is not None and hold["patron_id"] != patron["id"]:
+        # the copy set aside for someone else left the building: their hold waits again
+        tx.run("UPDATE holds SET status = 'waiting', trapped_item_id = NULL, shelf_expires_at = NULL "
+               "WHERE id = ?", hold["id"])
+        hold = None
+    if hold is None:
+        queue = [h for h in items.waiting_holds(tx, item) if h["patron_id"] == patron["id"]]
+        hold = queue[0] if queue else None
+    loan_id = _lend(tx, patron, item, due, hold, req.item_properties, offline=True)
+    return _ok(tx, op, req, item, loan_id, due, None, "Offline checkout recorded")
+
+
+def _cancel_checkout(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row,
+                     pin_valid: bool | None) -> m.CirculationResult:
+    """BI=Y: undo this patron's checkout of the item (e.g. the terminal could not desensitize it)."""
+    op = "checkout_cancel"
+    loan = items.open_loan(tx, item)
+    if loan is None or loan["patron_id"] != patron["id"]:
+        return _refuse(tx, op, req, item, "There is no checkout of this item to you to cancel", True, pin_valid)
+    tx.run("UPDATE loans SET returned_at = ?, cancelled = 1 WHERE id = ?", tx.stamp, loan["id"])
+    status = "available"
+    if loan["hold_id"] is not None:
+        # the checkout had fulfilled a hold: the copy goes back to the hold shelf for it
+        tx.run("UPDATE holds SET status = 'on_shelf', closed_at = NULL, trapped_item_id = ?, "
+               "shelf_expires_at = coalesce(shelf_expires_at, ?) WHERE id = ?",
+               item["id"], stamp(tx.rules.shelf_expiry(tx.now)), loan["hold_id"])
+        status = "on_hold_shelf"
+    tx.run("UPDATE items SET status = ? WHERE id = ?", status, item["id"])
+    tx.log(op, True, req.patron_id, item["barcode"], f"loan L{loan['id']} cancelled")
+    return _result(req, item, True, "Checkout cancelled", desensitize=False, renewal_ok=False, pin_valid=pin_valid,
+                   transaction_id=f"L{loan['id']}")
+
+
+def renewal_problem(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row) -> str | None:
+    if loan["renewals"] >= tx.rules.max_renewals:
+        return f"This item has reached its renewal limit ({tx.rules.max_renewals})"
+    if any(h["patron_id"] != loan["patron_id"] for h in items.waiting_holds(tx, item)) \
+            or items.trapped_hold(tx, item) is not None:
+        return "This item is on hold for another patron and cannot be renewed"
+    return None
+
+
+def extend(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row, due: datetime | None = None) -> datetime:
+    """Renew ``loan``: a new loan period from today, never shorter than the current one."""
+    current = parse_stamp(loan["due_at"])
+    assert current is not None
+    new = due or max(tx.rules.due_date(item["media_type"], tx.now), current)
+    tx.run("UPDATE loans SET due_at = ?, renewals = renewals + 1 WHERE id = ?", stamp(new), loan["id"])
+    return new
+
+
+def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row, loan: sqlite3.Row,
+           pin_valid: bool | None) -> m.CirculationResult:
+    reason = patrons.renewal_refusal(tx, patron, patrons.standing(tx, patron)) or renewal_problem(tx, loan, item)
+    if reason:
+        return _refuse(tx, op, req, item, reason, True, pin_valid)
+    due = extend(tx, loan, item)
+    return _ok(tx, op, req, item, loan["id"], due, pin_valid, f"Renewed until {stamp(due)}", renewed=True)
+
+
+def renew(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
+    op = "renew"
+    patron, pin_valid, refusal = (None, None, None)
+    if req.no_block:
+        patron = patrons.find(tx, req.patron_id)
+        if patron is None:
+            return _refuse(tx, op, req, items.find(tx, req.item_id), patrons.UNKNOWN_PATRON, False, None)
+    else:
+        patron, pin_valid, refusal = _who(tx, op, req)
+        if refusal is not None:
+            return refusal
+    if req.item_id:
+        item = items.find(tx, req.item_id)
+    else:  # renew by title: the patron's loan of a copy with that title
+        item = tx.one("SELECT i.* FROM loans l JOIN items i ON i.id = l.item_id WHERE l.patron_id = ? "
+                      "AND l.returned_at IS NULL AND lower(trim(i.title)) = ? ORDER BY l.due_at, l.id LIMIT 1",
+                      patron["id"], title_key(req.title_id or ""))
+        if item is not None:
+            req = replace(req, item_id=item["barcode"])
+    if item is None:
+        return _refuse(tx, op, req, None, items.UNKNOWN_ITEM if req.item_id else
+                       "You have no item with this title checked out", True, pin_valid)
+    loan = items.open_loan(tx, item)
+    if loan is None:
+        return _refuse(tx, op, req, item, "This item is not checked out", True, pin_valid)
+    if loan["patron_id"] != patron["id"] and not req.third_party:
+        return _refuse(tx, op, req, item, "This item is checked out to another patron", True, pin_valid)
+    if req.no_block:
+        due = extend(tx, loan, item, local(req.nb_due_date) if req.nb_due_date else None)
+        return _ok(tx, op, req, item, loan["id"], due, None, "Offline renewal recorded", renewed=True)
+    return _renew(tx, op, req, patron, item, loan, pin_valid)
+
+
+def renew_all(tx: Tx, barcode: str, pin: str | None) -> m.RenewAllResult:
+    op = "renew_all"
+    patron = patrons.find(tx, barcode)
+    if patron is None:
+        tx.log(op, False, barcode, detail="unknown patron")
+        return m.RenewAllResult(ok=False, messages=m.Messages(screen=(patrons.UNKNOWN_PATRON,)))
+    if patrons.check_pin(tx, patron, pin) is False:
+        tx.log(op, False, barcode, detail="invalid PIN")
+        return m.RenewAllResult(ok=False, messages=m.Messages(screen=(patrons.INVALID_PIN,)))
+    loans = tx.all("SELECT l.*, i.barcode FROM loans l JOIN items i ON i.id = l.item_id "
+                   "WHERE l.patron_id = ? AND l.returned_at IS NULL ORDER BY l.due_at, l.id", patron["id"])
+    reason = patrons.renewal_refusal(tx, patron, patrons.standing(tx, patron))
+    if reason:
+        tx.log(op, False, barcode, detail=reason)
+        return m.RenewAllResult(ok=False, unrenewed=tuple(row["barcode"] for row in loans),
+                                messages=m.Messages(screen=(reason,)))
+    renewed, unrenewed = [], []
+    for loan in loans:
+        item = tx.one("SELECT * FROM items WHERE id = ?", loan["item_id"])
+        if renewal_problem(tx, loan, item) is None:
+            extend(tx, loan, item)
+            renewed.append(loan["barcode"])
+        else:
+            unrenewed.append(loan["barcode"])
+    summary = f"Renewed {len(renewed)} of {len(loans)} items"
+    tx.log(op, True, barcode, detail=summary)
+    return m.RenewAllResult(ok=True, renewed=tuple(renewed), unrenewed=tuple(unrenewed),
+                            messages=m.Messages(screen=(summary,)))

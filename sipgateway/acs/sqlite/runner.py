@@ -1,0 +1,312 @@
+"""Where database work runs: one connection, jobs in batches, one commit per batch.
+
+A job is a function of the connection.  ``run_batch`` runs a batch of jobs inside one
+transaction, each job inside its own SAVEPOINT (a job that raises rolls back only its
+own writes and fails only itself), then COMMITs once.  Results are handed out only after
+that commit, so an ok answer means the work is on disk (WAL, synchronous=FULL).
+
+``ThreadedRunner`` owns the connection in one dedicated thread fed by a queue: while it
+commits a batch, new jobs pile up and become the next batch (group commit), and the
+whole batch is delivered to the reactor with a single ``callFromThread``.
+``SyncRunner`` runs each job at once in the calling thread and returns fired Deferreds;
+unit tests use it.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+
+from sipgateway.acs.sqlite.errors import ACSUnavailable, unavailable
+from sipgateway.acs.sqlite.schema import connect
+
+log = Logger()
+
+JobFunction = Callable[[sqlite3.Connection], Any]
+#: the most jobs one transaction takes; bounds the latency of the first job of a batch
+MAX_BATCH = 512
+
+
+@dataclass
+class Job:
+    name: str                  # the operation, for error messages
+    fn: JobFunction
+    write: bool = True
+    deferred: Deferred | None = None
+    waiter: _Waiter | None = None
+    raw: bool = False          # runs outside any batch transaction (migrations manage their own)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any
+
+
+@dataclass
+class _Waiter:
+    """For synchronous callers (start-up code): the worker sets it after the commit."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+
+    def set(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    jobs: int = 0
+    commits: int = 0
+    largest: int = 0
+
+
+def _translate(job: Job, error: Exception) -> Exception:
+    """Database trouble (locked, full, I/O, corrupt) becomes ``ACSUnavailable``; anything
+    else is a bug and keeps its own type, so it shows as what it is."""
+    if isinstance(error, sqlite3.Error) and not isinstance(
+            error, sqlite3.ProgrammingError | sqlite3.IntegrityError | sqlite3.InterfaceError):
+        return unavailable(job.name, error)
+    return error
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as e:  # the connection is beyond repair; the next BEGIN will say so
+            log.error("sqlite rollback failed: {e}", e=e)
+
+
+def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None = None) -> list[Outcome]:
+    """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order."""
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
+    pending: list[int] = []   # jobs done inside the transaction still open
+
+    def lose_pending(error: BaseException) -> None:
+        # the transaction is gone, and with it the work of every job done in it so far
+        for k in pending:
+            outcomes[k] = Outcome(False, unavailable(jobs[k].name, error))
+        pending.clear()
+
+    for i, job in enumerate(jobs):
+        try:
+            if not conn.in_transaction:
+                conn.execute(begin)
+            conn.execute("SAVEPOINT job")
+        except sqlite3.Error as e:
+            _rollback(conn)
+            lose_pending(e)
+            outcomes[i] = Outcome(False, unavailable(job.name, e))
+            continue
+        try:
+            value = job.fn(conn)
+            conn.execute("RELEASE job")
+        except Exception as e:
+            outcomes[i] = Outcome(False, _translate(job, e))
+            if not conn.in_transaction:
+                lose_pending(e)   # SQLite rolled the whole transaction back (disk full, I/O error)
+                continue
+            try:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            except sqlite3.Error as e2:
+                _rollback(conn)
+                lose_pending(e2)
+            continue
+        outcomes[i] = Outcome(True, value)
+        pending.append(i)
+
+    if conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+            if stats is not None:
+                stats.commits += 1
+        except sqlite3.Error as e:
+            _rollback(conn)
+            lose_pending(e)
+    if stats is not None:
+        stats.batches += 1
+        stats.jobs += len(jobs)
+        stats.largest = max(stats.largest, len(jobs))
+    return [o for o in outcomes if o is not None]
+
+
+def _fire(d: Deferred, outcome: Outcome) -> None:
+    if outcome.ok:
+        d.callback(outcome.value)
+    else:
+        d.errback(outcome.value)
+
+
+class SyncRunner:
+    """Runs every job at once, in the calling thread, as its own transaction."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = connect(path)
+        self.stats = BatchStats()
+        self.closed = False
+
+    def run_sync(self, name: str, fn: JobFunction, write: bool = True, raw: bool = False) -> Any:
+        if self.closed:
+            raise ACSUnavailable(f"library database unavailable during {name}: closed")
+        if raw:
+            return fn(self.conn)
+        outcome = run_batch(self.conn, [Job(name, fn, write)], self.stats)[0]
+        if not outcome.ok:
+            raise outcome.value
+        return outcome.value
+
+    def submit(self, name: str, fn: JobFunction, write: bool = True) -> Deferred:
+        try:
+            return succeed(self.run_sync(name, fn, write))
+        except Exception as e:
+            return fail(e)
+
+    def close(self) -> Deferred:
+        if not self.closed:
+            self.closed = True
+            self.conn.close()
+        return succeed(None)
+
+
+_STOP = object()
+
+
+class ThreadedRunner:
+    """One worker thread owns the connection; jobs come through a queue, results go back to
+    the reactor thread in one ``callFromThread`` per batch."""
+
+    def __init__(self, path: str, reactor, *, max_batch: int = MAX_BATCH) -> None:
+        self.path = path
+        self.reactor = reactor
+        self.max_batch = max_batch
+        self.stats = BatchStats()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closing = False
+        self._close_waiters: list[Deferred] = []
+        self._finished = False
+        self._open_error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sipgateway-sqlite", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._open_error is not None:
+            raise self._open_error
+
+    # --- reactor side -------------------------------------------------------------------
+
+    def submit(self, name: str, fn: JobFunction, write: bool = True) -> Deferred:
+        if self._closing:
+            return fail(ACSUnavailable(f"library database unavailable during {name}: closed"))
+        d: Deferred = Deferred()
+        self._queue.put(Job(name, fn, write, deferred=d))
+        return d
+
+    def run_sync(self, name: str, fn: JobFunction, write: bool = True, raw: bool = False) -> Any:
+        """Run a job and wait for its commit, blocking the caller (start-up code only)."""
+        if self._closing:
+            raise ACSUnavailable(f"library database unavailable during {name}: closed")
+        waiter = _Waiter()
+        self._queue.put(Job(name, fn, write, waiter=waiter, raw=raw))
+        waiter.done.wait()
+        assert waiter.outcome is not None
+        if not waiter.outcome.ok:
+            raise waiter.outcome.value
+        return waiter.outcome.value
+
+    def close(self) -> Deferred:
+        """Finish the jobs already queued, close the connection, end the thread."""
+        if self._finished:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._close_waiters.append(d)
+        if not self._closing:
+            self._closing = True
+            self._queue.put(_STOP)
+        return d
+
+    def _deliver(self, fired: list[tuple[Deferred, Outcome]]) -> None:
+        for d, outcome in fired:
+            _fire(d, outcome)
+
+    def _closed(self) -> None:
+        self._finished = True
+        waiters, self._close_waiters = self._close_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    # --- worker thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self.path)
+        except BaseException as e:
+            self._open_error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+            self.reactor.callFromThread(self._closed)
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        held: Job | None = None   # a raw job met while filling a batch: it runs right after it
+        while True:
+            first = held if held is not None else self._queue.get()
+            held = None
+            if first is _STOP:
+                return
+            if first.raw:
+                self._run_raw(conn, first)
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP or job.raw:
+                    held = job
+                    break
+                batch.append(job)
+            self._run_batch(conn, batch)
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        try:
+            outcomes = run_batch(conn, batch, self.stats)
+        except Exception as e:  # a bug, not a database error: fail the batch, keep serving
+            log.failure("sqlite worker: batch of {n} jobs failed", n=len(batch))
+            _rollback(conn)
+            outcomes = [Outcome(False, unavailable(job.name, e)) for job in batch]
+        fired = []
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.waiter is not None:
+                job.waiter.set(outcome)
+            elif job.deferred is not None:
+                fired.append((job.deferred, outcome))
+        if fired:
+            self.reactor.callFromThread(self._deliver, fired)
+
+    def _run_raw(self, conn: sqlite3.Connection, job: Job) -> None:
+        try:
+            outcome = Outcome(True, job.fn(conn))
+        except Exception as e:
+            _rollback(conn)
+            outcome = Outcome(False, e)
+        if job.waiter is not None:
+            job.waiter.set(outcome)
+        elif job.deferred is not None:
+            self.reactor.callFromThread(self._deliver, [(job.deferred, outcome)])

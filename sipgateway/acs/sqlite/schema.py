@@ -1,0 +1,235 @@
+"""The database schema as an ordered list of migrations, applied once each on open.
+
+``schema_version`` records every applied migration.  Each migration runs in its own
+``BEGIN IMMEDIATE`` transaction that re-checks the version inside the lock, so two
+processes opening a new file at once apply it once.  Money is stored in integer cents;
+timestamps as local ``YYYY-MM-DD HH:MM:SS`` text (sortable, readable in the sqlite shell).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class SchemaError(Exception):
+    """The database file cannot be used by this version of sipgateway."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+ITEM_STATUSES = ("available", "charged", "on_hold_shelf", "in_transit", "reshelving", "in_process",
+                 "on_order", "lost", "missing", "claimed_returned")
+HOLD_STATUSES = ("waiting", "in_transit", "on_shelf", "cancelled", "fulfilled", "expired")
+
+
+def _in(values: Sequence[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+INITIAL = Migration(1, "accounts, patrons, items, loans, holds, fees, payments, circulation log", (
+    """CREATE TABLE sc_accounts (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        institution TEXT NOT NULL,
+        encoding TEXT NOT NULL DEFAULT 'utf-8',
+        error_detection TEXT NOT NULL DEFAULT 'auto' CHECK (error_detection IN ('auto', 'required', 'off')),
+        library_name TEXT NOT NULL DEFAULT '',
+        terminal_location TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE patrons (
+        id INTEGER PRIMARY KEY,
+        barcode TEXT NOT NULL UNIQUE,
+        pin_hash TEXT,
+        name TEXT NOT NULL DEFAULT '',
+        email TEXT NOT NULL DEFAULT '',
+        phone TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL DEFAULT '000' CHECK (length(language) = 3),
+        home_library TEXT NOT NULL DEFAULT '',
+        blocked INTEGER NOT NULL DEFAULT 0,
+        block_message TEXT NOT NULL DEFAULT '',
+        card_retained INTEGER NOT NULL DEFAULT 0,
+        card_lost INTEGER NOT NULL DEFAULT 0,
+        expires_on TEXT,
+        fee_limit_cents INTEGER NOT NULL DEFAULT 1000,
+        charge_limit INTEGER NOT NULL DEFAULT 25,
+        overdue_limit INTEGER NOT NULL DEFAULT 5,
+        hold_limit INTEGER NOT NULL DEFAULT 10,
+        created_at TEXT NOT NULL)""",
+    f"""CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        barcode TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL DEFAULT '',
+        author TEXT NOT NULL DEFAULT '',
+        call_number TEXT NOT NULL DEFAULT '',
+        media_type TEXT NOT NULL DEFAULT '001' CHECK (length(media_type) = 3),
+        collection_code TEXT NOT NULL DEFAULT '',
+        permanent_location TEXT NOT NULL DEFAULT '',
+        current_location TEXT NOT NULL DEFAULT '',
+        destination_location TEXT,
+        owner TEXT NOT NULL DEFAULT '',
+        security_marker INTEGER NOT NULL DEFAULT 2 CHECK (security_marker BETWEEN 0 AND 3),
+        magnetic_media INTEGER NOT NULL DEFAULT 0,
+        properties TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'available' CHECK (status IN {_in(ITEM_STATUSES)}),
+        created_at TEXT NOT NULL)""",
+    "CREATE INDEX items_title ON items (lower(title))",
+    """CREATE TABLE loans (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items (id),
+        patron_id INTEGER NOT NULL REFERENCES patrons (id),
+        out_at TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        renewals INTEGER NOT NULL DEFAULT 0,
+        returned_at TEXT,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        offline INTEGER NOT NULL DEFAULT 0,
+        account TEXT NOT NULL DEFAULT '',
+        location TEXT NOT NULL DEFAULT '',
+        hold_id INTEGER REFERENCES holds (id),
+        fine_fee_id INTEGER REFERENCES fees (id),
+        trapped_hold_id INTEGER REFERENCES holds (id))""",
+    # at most one open loan per item: the database itself refuses a double checkout
+    "CREATE UNIQUE INDEX loans_open_item ON loans (item_id) WHERE returned_at IS NULL",
+    "CREATE INDEX loans_open_patron ON loans (patron_id, due_at) WHERE returned_at IS NULL",
+    "CREATE INDEX loans_item ON loans (item_id, id)",
+    f"""CREATE TABLE holds (
+        id INTEGER PRIMARY KEY,
+        patron_id INTEGER NOT NULL REFERENCES patrons (id),
+        item_id INTEGER REFERENCES items (id),
+        title TEXT,
+        title_key TEXT NOT NULL,
+        pickup_location TEXT NOT NULL,
+        hold_type INTEGER NOT NULL DEFAULT 2,
+        expires_at TEXT,
+        queued_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'waiting' CHECK (status IN {_in(HOLD_STATUSES)}),
+        trapped_item_id INTEGER REFERENCES items (id),
+        shelf_expires_at TEXT,
+        closed_at TEXT,
+        CHECK (item_id IS NOT NULL OR title IS NOT NULL))""",
+    "CREATE INDEX holds_item ON holds (item_id, queued_at) WHERE status IN ('waiting', 'in_transit', 'on_shelf')",
+    "CREATE INDEX holds_title ON holds (title_key, queued_at) WHERE status IN ('waiting', 'in_transit', 'on_shelf')",
+    "CREATE INDEX holds_trapped ON holds (trapped_item_id) WHERE status IN ('in_transit', 'on_shelf')",
+    "CREATE INDEX holds_patron ON holds (patron_id, status)",
+    """CREATE TABLE fees (
+        id INTEGER PRIMARY KEY,
+        patron_id INTEGER NOT NULL REFERENCES patrons (id),
+        item_id INTEGER REFERENCES items (id),
+        loan_id INTEGER REFERENCES loans (id),
+        fee_type INTEGER NOT NULL CHECK (fee_type BETWEEN 1 AND 9),
+        description TEXT NOT NULL DEFAULT '',
+        amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+        paid_cents INTEGER NOT NULL DEFAULT 0 CHECK (paid_cents BETWEEN 0 AND amount_cents),
+        created_at TEXT NOT NULL)""",
+    "CREATE INDEX fees_open ON fees (patron_id, created_at, id) WHERE paid_cents < amount_cents",
+    """CREATE TABLE payments (
+        id INTEGER PRIMARY KEY,
+        patron_id INTEGER NOT NULL REFERENCES patrons (id),
+        amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+        currency TEXT NOT NULL,
+        payment_type INTEGER NOT NULL,
+        fee_type INTEGER,
+        transaction_id TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL)""",
+    "CREATE UNIQUE INDEX payments_transaction ON payments (patron_id, transaction_id)",
+    """CREATE TABLE payment_allocations (
+        payment_id INTEGER NOT NULL REFERENCES payments (id),
+        fee_id INTEGER NOT NULL REFERENCES fees (id),
+        amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+        PRIMARY KEY (payment_id, fee_id))""",
+    """CREATE TABLE circulation_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        institution TEXT NOT NULL DEFAULT '',
+        location TEXT NOT NULL DEFAULT '',
+        patron TEXT,
+        item TEXT,
+        detail TEXT NOT NULL DEFAULT '')""",
+    # what a patron owes, for the sqlite shell and reports; the code sums the same way
+    """CREATE VIEW patron_balances AS
+        SELECT p.id AS patron_id, p.barcode,
+               coalesce(sum(f.amount_cents - f.paid_cents), 0) AS balance_cents
+        FROM patrons p LEFT JOIN fees f ON f.patron_id = p.id
+        GROUP BY p.id""",
+))
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL,)
+
+#: items whose status disagrees with their loans: charged exactly when an open loan exists.
+#: Empty on a consistent database (the crash tests use it).
+INCONSISTENT_ITEMS_SQL = """
+    SELECT i.barcode, i.status, count(l.id) AS open_loans
+    FROM items i LEFT JOIN loans l ON l.item_id = i.id AND l.returned_at IS NULL
+    GROUP BY i.id
+    HAVING (i.status = 'charged') != (count(l.id) = 1) OR count(l.id) > 1"""
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    """Per-connection settings: WAL, fsync on every commit, wait for locks, enforce keys."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal" and conn.execute("PRAGMA database_list").fetchone()[2]:
+        raise SchemaError(f"cannot switch the database to WAL mode (it stays in {mode!r} mode)")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode: every transaction is begun and ended explicitly."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+    conn.row_factory = sqlite3.Row
+    try:
+        configure(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> bool:
+    """Apply the migrations not applied yet, in order.  True when the schema was created now."""
+    known = max((m.version for m in migrations), default=0)
+    found = current_version(conn)
+    if found > known:
+        raise SchemaError(f"the database has schema version {found}, newer than this sipgateway "
+                          f"knows ({known}); upgrade sipgateway or use another --database")
+    created = False
+    first = min((m.version for m in migrations), default=0)
+    for migration in sorted(migrations, key=lambda m: m.version):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            created = created or (found == 0 and migration.version == first)
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version, description, applied_at) "
+                         "VALUES (?, ?, datetime('now', 'localtime'))", (migration.version, migration.description))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return created
