@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from sipgateway.acs.sqlite import INCONSISTENT_ITEMS_SQL
 from tests.system.process import GatewayProcess, SIPClient, free_port
 
 DATE = "20240105    101500"
@@ -106,11 +107,8 @@ def assert_consistent(path: Path) -> None:
     db = sqlite3.connect(path)
     try:
         db.execute("pragma integrity_check").fetchone()
-        rows = db.execute(OPEN_LOANS_VS_STATUS).fetchall()
+        rows = db.execute(INCONSISTENT_ITEMS_SQL).fetchall()
         assert rows == [], rows
     finally:
         db.close()
 
-
-# Filled in against the embedded ACS schema: items whose status disagrees with their loans.
-OPEN_LOANS_VS_STATUS = "select 1 where 0"
