@@ -161,6 +161,10 @@ class Session:
             self._bad(line, str(e))
             return
         has_ed = "AZ" in msg.fields or "AY" in msg.fields
+        sequence = msg.fields.get("AY")
+        if sequence is not None and (len(sequence) != 1 or not sequence.isdigit()):
+            self._bad(line, f"sequence number AY{sequence!r} is not one digit")
+            return
         if not has_ed and self.error_detection is m.ErrorDetection.REQUIRED:
             self._bad(line, "checksum required on this account/listener but the request has no AY/AZ")
             return
@@ -237,8 +241,11 @@ class Session:
             self.log.failure("{peer}: could not format the {code} reply; failure reply sent instead",
                              peer=self.who, code=code)
             code, fixed, fields = self._failure(msg, ACS_FAILED)
-            data = format_message(code, fixed, fields, sequence=msg.fields.get("AY") if ed else None,
-                                  error_detection=ed, encoding=self.encoding)
+            try:
+                data = format_message(code, fixed, fields, sequence=msg.fields.get("AY") if ed else None,
+                                      error_detection=ed, encoding=self.encoding)
+            except SIP2Error:
+                data = REPLY_96_ED if ed else REPLY_96
         self._last_reply = data
         self._last_request = line if (line[:2] in SIDE_EFFECT_CODES and ed) else None
         if self.gateway.trace:
