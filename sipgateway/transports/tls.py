@@ -33,7 +33,9 @@ from twisted.internet.interfaces import IStreamServerEndpoint, IStreamServerEndp
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 log = Logger()
@@ -137,6 +139,27 @@ def _openssl_reason(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
+class _FailureLog(ProtocolWrapper):
+    """Logs why a TLS connection failed (a refused client certificate, an old TLS version),
+    which the SIP protocol above would only see as a disconnect."""
+
+    def connectionLost(self, reason: Failure) -> None:
+        if reason.check(SSL.Error):
+            peer = self.getPeer()
+            log.warn("tls port {port}: {host}:{peer_port}: TLS refused or failed: {why}",
+                     port=self.factory.port, host=getattr(peer, "host", peer),
+                     peer_port=getattr(peer, "port", ""), why=_openssl_reason(reason.value))
+        super().connectionLost(reason)
+
+
+class _FailureLogFactory(WrappingFactory):
+    protocol = _FailureLog
+
+    def __init__(self, wrapped, port: int) -> None:
+        super().__init__(wrapped)
+        self.port = port
+
+
 @implementer(IStreamServerEndpoint)
 class TLSServerEndpoint:
     """TCP (v4, or v6 when ``interface`` has a ':') wrapped in TLS with our options."""
@@ -146,12 +169,13 @@ class TLSServerEndpoint:
                  backlog: int = DEFAULT_BACKLOG) -> None:
         self.options = server_options(privateKey, certKey, caCerts, extraCertChain)
         self.requires_client_certificate = bool(caCerts)
+        self.port = port
         tcp = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
         self._tcp = tcp(reactor, port, backlog=backlog, interface=interface)
 
     def wrap(self, factory):
         """The TLS server factory around ``factory`` (what ``listen`` listens with)."""
-        return TLSMemoryBIOFactory(self.options, False, factory)
+        return TLSMemoryBIOFactory(self.options, False, _FailureLogFactory(factory, self.port))
 
     def listen(self, protocolFactory):
         return self._tcp.listen(self.wrap(protocolFactory))

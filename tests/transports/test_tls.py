@@ -15,12 +15,14 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, s
 from twisted.internet.interfaces import IHandshakeListener, IOpenSSLContextFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.policies import WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from sipgateway.transports import tls as tls_module
 from sipgateway.transports.tls import (
     TLSConfigError,
     TLSEndpointParser,
@@ -176,7 +178,19 @@ class TLSLoopbackTests(TestCase):
         yield DeferredList([p.lost for p in factory.protocols])
         return client, factory, reason
 
-    def assert_refused(self, client: Client, factory: ServerFactory, reason: Failure, alert: str) -> None:
+    def setUp(self) -> None:
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def server_log(self) -> str:
+        return "\n".join(formatEvent(e) for e in self.events if e.get("log_namespace") == tls_module.__name__)
+
+    def assert_refused(self, client: Client, factory: ServerFactory, reason: Failure, alert: str,
+                       server_says: str | None = None) -> None:
+        if server_says is not None:  # the operator sees why in the gateway's log
+            self.assertIn(f": TLS refused or failed: {server_says}", self.server_log())
+            self.assertIn("127.0.0.1:", self.server_log())
         self.assertEqual(client.received, b"")
         self.assertEqual(factory.subjects, [], "the server must never see application data")
         self.assertTrue(reason.check(SSL.Error), f"expected a TLS error, got {reason!r}")
@@ -196,19 +210,20 @@ class TLSLoopbackTests(TestCase):
     def test_client_without_certificate_is_refused(self):
         p = pki()
         client, factory, reason = yield self.exchange(self.endpoint(), ClientContext(p.ca))
-        self.assert_refused(client, factory, reason, "certificate required")
+        self.assert_refused(client, factory, reason, "certificate required",
+                            server_says="peer did not return a certificate")
 
     @inlineCallbacks
     def test_certificate_from_another_ca_is_refused(self):
         p = pki()
         client, factory, reason = yield self.exchange(self.endpoint(), ClientContext(p.ca, p.other_client))
-        self.assert_refused(client, factory, reason, "unknown ca")
+        self.assert_refused(client, factory, reason, "unknown ca", server_says="certificate verify failed")
 
     @inlineCallbacks
     def test_expired_certificate_is_refused(self):
         p = pki()
         client, factory, reason = yield self.exchange(self.endpoint(), ClientContext(p.ca, p.expired_client))
-        self.assert_refused(client, factory, reason, "certificate expired")
+        self.assert_refused(client, factory, reason, "certificate expired", server_says="certificate verify failed")
 
     @inlineCallbacks
     def test_tls_1_1_client_is_refused(self):
@@ -224,7 +239,7 @@ class TLSLoopbackTests(TestCase):
         # ... and ours refuses it.
         client, factory, reason = yield self.exchange(self.endpoint(),
                                                       ClientContext(p.ca, p.client, tls11_only=True))
-        self.assert_refused(client, factory, reason, "protocol version")
+        self.assert_refused(client, factory, reason, "protocol version", server_says="unsupported protocol")
         self.assertFalse(client.handshake_done)
 
     @inlineCallbacks
