@@ -6,6 +6,7 @@ dates instead of invented ones, texts cleaned of separators and split at 255.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,6 +24,12 @@ PROTOCOL_VERSION = "2.00"
 BX_ORDER = ("23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29", "65")
 #: codes the session answers itself, whatever the backend
 SESSION_CODES = frozenset({"99", "97", "93"})
+
+@functools.lru_cache(maxsize=64)
+def supported_messages(supported: frozenset[str]) -> str:
+    """BX: Y/N for each of the 16 positions."""
+    return "".join("Y" if code in supported else "N" for code in BX_ORDER)
+
 
 _CLEAN = str.maketrans({"|": " ", "\r": " ", "\n": " ", "\0": " "})
 
@@ -115,7 +122,9 @@ def login(ok: bool) -> Reply:
     return "94", {"ok": bit(ok)}, {}
 
 
-def acs_status(status: m.ACSStatus, now: datetime, encoding: str) -> Reply:
+def acs_status(status: m.ACSStatus, now: datetime, encoding: str, *, institution: str = "",
+               library_name: str = "", terminal_location: str = "") -> Reply:
+    """98; the keyword arguments fill in what the backend left empty (from the account)."""
     supported = status.supported | SESSION_CODES
     fixed = {
         "online_status": yn(status.online),
@@ -130,10 +139,10 @@ def acs_status(status: m.ACSStatus, now: datetime, encoding: str) -> Reply:
         "protocol_version": PROTOCOL_VERSION,
     }
     fields: dict[str, object] = {
-        "AO": clean(status.institution, encoding),
-        "AM": opt(status.library_name or None, encoding),
-        "BX": "".join("Y" if code in supported else "N" for code in BX_ORDER),
-        "AN": opt(status.terminal_location or None, encoding),
+        "AO": clean(status.institution or institution, encoding),
+        "AM": opt(status.library_name or library_name or None, encoding),
+        "BX": supported_messages(supported),
+        "AN": opt(status.terminal_location or terminal_location or None, encoding),
     }
     _messages(fields, status.messages, encoding)
     return "98", fixed, fields

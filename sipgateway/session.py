@@ -32,6 +32,9 @@ MAX_SAME_BAD = 3
 #: requests queued behind one in progress; a real SC sends one at a time
 MAX_PENDING = 16
 
+#: what a request handler returns: the ACS's Deferred and how to turn its result into a reply
+Pending = tuple[Deferred, Callable[[Any], replies.Reply]]
+
 REPLY_96 = b"96"
 REPLY_96_ED = b"96AZFEF6"
 
@@ -69,7 +72,7 @@ class Session:
         if settings.login_timeout > 0:
             self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
         self._touch()
-        self._handlers: dict[str, Callable[[Message], Deferred]] = {
+        self._handlers: dict[str, Callable[[Message], Pending]] = {
             "93": self._login, "99": self._status, "23": self._patron_status, "63": self._patron_info,
             "01": self._block, "25": self._enable, "11": self._checkout, "29": self._renew,
             "65": self._renew_all, "09": self._checkin, "17": self._item_info, "19": self._item_update,
@@ -183,13 +186,23 @@ class Session:
         self._token += 1
         token = self._token
         try:
-            d = handler(msg)
-        except Exception:  # a bug or a raising backend: answer, log once, keep serving
-            d = Deferred()
-            d.errback(Failure())
-        if d.called:  # fast local backends: no timer, no extra callbacks
-            d.addCallbacks(self._done, self._acs_failed, callbackArgs=(msg, line, token),
-                           errbackArgs=(msg, line, token))
+            d, build = handler(msg)
+        except Exception:  # a bug: answer, log once, keep serving
+            self._acs_failed(Failure(), msg, line, token)
+            return
+        if d.called and not isinstance(d.result, Deferred):
+            # Fast local backends answer at once: no timer, no callback chain.
+            result = d.result
+            if isinstance(result, Failure):
+                d.addErrback(_consumed)
+                self._acs_failed(result, msg, line, token)
+                return
+            try:
+                reply = build(result)
+            except Exception:
+                self._acs_failed(Failure(), msg, line, token)
+                return
+            self._done(reply, msg, line, token)
             return
         timer = self._clock.callLater(self.gateway.acs_timeout, self._acs_timed_out, msg, line, token)
 
@@ -199,6 +212,7 @@ class Session:
             return result
 
         d.addBoth(stop_timer)
+        d.addCallback(build)
         d.addCallbacks(self._done, self._acs_failed, callbackArgs=(msg, line, token),
                        errbackArgs=(msg, line, token))
 
@@ -305,7 +319,7 @@ class Session:
             self._login_call.cancel()
         self._login_call = None
 
-    def _login(self, msg: Message) -> Deferred:
+    def _login(self, msg: Message) -> Pending:
         user = msg.get("CN") or ""
         password = msg.get("CO") or ""
         location = msg.get("CP") or ""
@@ -314,12 +328,12 @@ class Session:
             if user != self.bound_account.name:
                 self.log.warn("{peer}: 93 for account {user!r} on a connection bound to {bound!r}; refused",
                               peer=self.who, user=user, bound=self.bound_account.name)
-                return succeed(replies.login(False))
+                return _ready(replies.login(False))
         lockout = self.gateway.lockout
         if lockout is not None and not lockout.allowed(address, user):
             self.log.warn("{peer}: login for {user!r} refused: locked out after too many failures",
                           peer=self.who, user=user)
-            return succeed(replies.login(False))
+            return _ready(replies.login(False))
 
         def checked(account: m.Account | None) -> replies.Reply:
             if account is None:
@@ -334,46 +348,48 @@ class Session:
                           user=account.name, inst=account.institution)
             return replies.login(True)
 
-        return maybeDeferred(self.gateway.acs.authenticate, user, password, location).addCallback(checked)
+        return maybeDeferred(self.gateway.acs.authenticate, user, password, location), checked
 
     # --- the other requests ----------------------------------------------------------------
 
-    def _status(self, msg: Message) -> Deferred:
+    def _status(self, msg: Message) -> Pending:
         account = self.account
         assert account is not None
 
+        terminal = self.terminal
+
         def reply(status: m.ACSStatus) -> replies.Reply:
-            if not status.institution or not status.library_name or not status.terminal_location:
-                status = _fill_status(status, account, self.terminal)
-            return replies.acs_status(status, self._now(), self.encoding)
+            return replies.acs_status(status, self._now(), self.encoding, institution=account.institution,
+                                      library_name=account.library_name,
+                                      terminal_location=terminal.location if terminal else "")
 
-        return self.gateway.acs.status(self.terminal).addCallback(reply)
+        return self.gateway.acs.status(terminal), reply
 
-    def _patron_status(self, msg: Message) -> Deferred:
+    def _patron_status(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         lang = msg.fixed.get("language", "000")
-        return self.gateway.acs.patron_status(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
+        return self.gateway.acs.patron_status(self.terminal, msg.get("AA") or "", _pin(msg)), (
             lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding, lang))
 
-    def _patron_info(self, msg: Message) -> Deferred:
+    def _patron_info(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         summary = msg.fixed.get("summary", "")
         pos = summary.find("Y")
         item_list = m.ItemList(pos) if 0 <= pos <= 5 else None
         return self.gateway.acs.patron_information(
             self.terminal, msg.get("AA") or "", _pin(msg), item_list, _int(msg.get("BP")), _int(msg.get("BQ")),
-        ).addCallback(lambda p: replies.patron_information(p, inst, self._now(), self.encoding,
+        ), (lambda p: replies.patron_information(p, inst, self._now(), self.encoding,
                                                            msg.fixed.get("language", "000")))
 
-    def _block(self, msg: Message) -> Deferred:
+    def _block(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         return self.gateway.acs.block_patron(
             self.terminal, msg.get("AA") or "", msg.get("AL") or "", msg.fixed.get("card_retained") == "Y",
-        ).addCallback(lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding))
+        ), (lambda p: replies.patron_status("24", p, inst, self._now(), self.encoding))
 
-    def _enable(self, msg: Message) -> Deferred:
+    def _enable(self, msg: Message) -> Pending:
         inst = self._institution(msg)
-        return self.gateway.acs.patron_enable(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
+        return self.gateway.acs.patron_enable(self.terminal, msg.get("AA") or "", _pin(msg)), (
             lambda p: replies.patron_status("26", p, inst, self._now(), self.encoding))
 
     def _circulation_request(self, msg: Message) -> m.CheckoutRequest:
@@ -393,25 +409,25 @@ class Session:
             title_id=msg.get("AJ") or None,
         )
 
-    def _checkout(self, msg: Message) -> Deferred:
+    def _checkout(self, msg: Message) -> Pending:
         inst = self._institution(msg)
-        return self.gateway.acs.checkout(self.terminal, self._circulation_request(msg)).addCallback(
+        return self.gateway.acs.checkout(self.terminal, self._circulation_request(msg)), (
             lambda r: replies.circulation("12", r, inst, self._now(), self.encoding))
 
-    def _renew(self, msg: Message) -> Deferred:
+    def _renew(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         if not msg.get("AB") and not msg.get("AJ"):
-            return succeed(self._failure(msg, "Renew needs an item identifier (AB) or a title (AJ)"))
-        return self.gateway.acs.renew(self.terminal, self._circulation_request(msg)).addCallback(
+            return _ready(self._failure(msg, "Renew needs an item identifier (AB) or a title (AJ)"))
+        return self.gateway.acs.renew(self.terminal, self._circulation_request(msg)), (
             lambda r: replies.circulation("30", r, inst, self._now(), self.encoding))
 
-    def _renew_all(self, msg: Message) -> Deferred:
+    def _renew_all(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         return self.gateway.acs.renew_all(self.terminal, msg.get("AA") or "", _pin(msg),
-                                          msg.get("BO") == "Y").addCallback(
+                                          msg.get("BO") == "Y"), (
             lambda r: replies.renew_all(r, inst, self._now(), self.encoding))
 
-    def _checkin(self, msg: Message) -> Deferred:
+    def _checkin(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         f = msg.fixed
         request = m.CheckinRequest(
@@ -422,19 +438,19 @@ class Session:
             cancel=msg.get("BI") == "Y",
             item_properties=msg.get("CH"),
         )
-        return self.gateway.acs.checkin(self.terminal, request).addCallback(
+        return self.gateway.acs.checkin(self.terminal, request), (
             lambda r: replies.checkin(r, inst, self._now(), self.encoding))
 
-    def _item_info(self, msg: Message) -> Deferred:
-        return self.gateway.acs.item_information(self.terminal, msg.get("AB") or "").addCallback(
+    def _item_info(self, msg: Message) -> Pending:
+        return self.gateway.acs.item_information(self.terminal, msg.get("AB") or ""), (
             lambda r: replies.item_information(r, self._now(), self.encoding))
 
-    def _item_update(self, msg: Message) -> Deferred:
+    def _item_update(self, msg: Message) -> Pending:
         return self.gateway.acs.item_status_update(self.terminal, msg.get("AB") or "",
-                                                   msg.get("CH") or "").addCallback(
+                                                   msg.get("CH") or ""), (
             lambda r: replies.item_status_update(r, self._now(), self.encoding))
 
-    def _hold(self, msg: Message) -> Deferred:
+    def _hold(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         hold_type = msg.get("BY")
         request = m.HoldRequest(
@@ -449,24 +465,24 @@ class Session:
             fee_acknowledged=msg.get("BO") == "Y",
         )
         if not request.item_id and not request.title_id:
-            return succeed(self._failure(msg, "A hold needs an item identifier (AB) or a title (AJ)"))
-        return self.gateway.acs.hold(self.terminal, request).addCallback(
+            return _ready(self._failure(msg, "A hold needs an item identifier (AB) or a title (AJ)"))
+        return self.gateway.acs.hold(self.terminal, request), (
             lambda r: replies.hold(r, inst, self._now(), self.encoding))
 
-    def _end_session(self, msg: Message) -> Deferred:
+    def _end_session(self, msg: Message) -> Pending:
         inst = self._institution(msg)
-        return self.gateway.acs.end_session(self.terminal, msg.get("AA") or "", _pin(msg)).addCallback(
+        return self.gateway.acs.end_session(self.terminal, msg.get("AA") or "", _pin(msg)), (
             lambda r: replies.end_session(r, inst, self._now(), self.encoding))
 
-    def _fee_paid(self, msg: Message) -> Deferred:
+    def _fee_paid(self, msg: Message) -> Pending:
         inst = self._institution(msg)
         f = msg.fixed
         try:
             amount = Decimal(msg.get("BV") or "")
         except InvalidOperation:
-            return succeed(self._failure(msg, "The fee amount (BV) is not a number"))
+            return _ready(self._failure(msg, "The fee amount (BV) is not a number"))
         if not amount.is_finite():
-            return succeed(self._failure(msg, "The fee amount (BV) is not a number"))
+            return _ready(self._failure(msg, "The fee amount (BV) is not a number"))
         fee_type = int(f.get("fee_type", "01"))
         payment = m.FeePayment(
             patron_id=msg.get("AA") or "",
@@ -478,8 +494,21 @@ class Session:
             fee_id=msg.get("CG") or None,
             transaction_id=msg.get("BK") or None,
         )
-        return self.gateway.acs.fee_paid(self.terminal, payment).addCallback(
+        return self.gateway.acs.fee_paid(self.terminal, payment), (
             lambda r: replies.fee_paid(r, inst, self._now(), self.encoding))
+
+
+def _ready(reply: replies.Reply) -> Pending:
+    """A reply known without asking the ACS."""
+    return succeed(reply), _identity
+
+
+def _consumed(failure: Failure) -> None:
+    """Marks a failure as handled (it was answered and logged already)."""
+
+
+def _identity(reply: replies.Reply) -> replies.Reply:
+    return reply
 
 
 def _pin(msg: Message) -> str | None:
@@ -498,14 +527,3 @@ def _date(value: str | None) -> datetime | None:
         return parse_sip_date(value)
     except SIP2Error:
         return None
-
-
-def _fill_status(status: m.ACSStatus, account: m.Account, terminal: m.Terminal | None) -> m.ACSStatus:
-    from dataclasses import replace
-
-    return replace(
-        status,
-        institution=status.institution or account.institution,
-        library_name=status.library_name or account.library_name,
-        terminal_location=status.terminal_location or (terminal.location if terminal else ""),
-    )
