@@ -4,6 +4,7 @@ query the tables after a transaction."""
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,30 @@ def fired(d: Deferred):
     if isinstance(out[0], Failure):
         out[0].raiseException()
     return out[0]
+
+
+class QueueReactor:
+    """Stands in for the reactor of a real database thread: ``callFromThread`` queues the
+    call (thread-safe), and the test runs what arrived with ``run_calls``."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.count = 0
+
+    def callFromThread(self, f, *args, **kwargs) -> None:  # noqa: N802 - Twisted's name
+        self.calls.put((f, args, kwargs))
+
+    def run_calls(self, wait: float = 0.0, expect: int = 0) -> int:
+        """Run the queued calls; with ``expect``, first wait (up to ``wait`` seconds) for that many."""
+        ran = 0
+        while True:
+            try:
+                f, args, kwargs = self.calls.get(timeout=wait) if ran < expect else self.calls.get_nowait()
+            except queue.Empty:
+                return ran
+            f(*args, **kwargs)
+            ran += 1
+            self.count += 1
 
 
 class Library:
