@@ -47,12 +47,14 @@ class Session:
     log = Logger()
 
     def __init__(self, gateway: Gateway, settings: ListenerSettings, write: Callable[[bytes], None],
-                 lose_connection: Callable[[], None], peer: str) -> None:
+                 lose_connection: Callable[[], None], peer: str, *, address: str | None = None) -> None:
         self.gateway = gateway
         self.settings = settings
         self._write = write
         self._lose_connection = lose_connection
         self.peer = peer
+        #: the client's address alone: failed logins are counted per address across listeners
+        self.address = address or peer
         self.account: m.Account | None = None
         self.bound_account: m.Account | None = None
         self.terminal: m.Terminal | None = None
@@ -323,7 +325,7 @@ class Session:
         user = msg.get("CN") or ""
         password = msg.get("CO") or ""
         location = msg.get("CP") or ""
-        address = self.peer.rsplit(":", 1)[0] if ":" in self.peer else self.peer
+        address = self.address
         if self.bound_account is not None:
             if user != self.bound_account.name:
                 self.log.warn("{peer}: 93 for account {user!r} on a connection bound to {bound!r}; refused",

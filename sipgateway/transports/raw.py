@@ -10,6 +10,7 @@ from sipgateway.gateway import Gateway
 from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
 from sipgateway.transports.framing import LineSplitter
+from sipgateway.transports.limits import peer_host
 
 
 def describe_peer(address: IAddress | None) -> str:
@@ -31,11 +32,14 @@ class SIPProtocol(Protocol):
         self.session: Session | None = None
         self.peer = ""
         self._tls_checked = False
+        #: lines that arrived while the listener's or certificate's account was being looked up
+        self._held: list[bytes] | None = None
 
     def connectionMade(self) -> None:
         self.peer = f"{self.settings.name} {describe_peer(self.transport.getPeer())}"
         self.session = Session(self.gateway, self.settings, self.transport.write,
-                               self.transport.loseConnection, self.peer)
+                               self.transport.loseConnection, self.peer,
+                               address=peer_host(self.transport.getPeer()))
         self.log.info("{peer}: connected", peer=self.peer)
         # We only write in answer to what we read: when the peer stops reading our replies
         # and the transport's buffer fills, stop reading from it (see pauseProducing).
@@ -56,10 +60,19 @@ class SIPProtocol(Protocol):
             session.bind_account(account)
             self.log.info("{peer}: logged in as {name!r} ({why})", peer=self.peer, name=name, why=why)
 
+        def release(_: object) -> None:
+            # The device may have spoken already; its lines wait for the account, in order.
+            held, self._held = self._held, None
+            if held and session is not None:
+                for line in held:
+                    session.line_received(line)
+
+        self._held = []
         d = self.gateway.acs.account(name)
         d.addCallback(bound)
         d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f,
                                                 peer=self.peer, name=name))
+        d.addCallback(release)
 
     def _check_tls(self) -> None:
         self._tls_checked = True
@@ -86,6 +99,13 @@ class SIPProtocol(Protocol):
             self.transport.loseConnection()
             if self.session is not None:
                 self.session.connection_lost()
+            return
+        if self._held is not None:
+            if len(self._held) + len(lines) > 16:
+                self.log.warn("{peer}: too many requests before its account was ready; closing", peer=self.peer)
+                self.transport.loseConnection()
+                return
+            self._held.extend(lines)
             return
         session = self.session
         for line in lines:

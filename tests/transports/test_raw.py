@@ -1,0 +1,49 @@
+"""Raw SIP2 door: framing over a transport, a bound account, lines held until it is known."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from sipgateway.gateway import Gateway
+from sipgateway.settings import ListenerSettings
+from sipgateway.transports.raw import SIPFactory
+from tests.fakes import FakeACS
+
+PEER = IPv4Address("TCP", "192.0.2.7", 40001)
+
+
+def connect(acs: FakeACS, settings: ListenerSettings):
+    factory = SIPFactory(Gateway(acs=acs, reactor=Clock()), settings)
+    proto = factory.buildProtocol(PEER)
+    wire = StringTransport(peerAddress=PEER)
+    proto.makeConnection(wire)
+    return proto, wire
+
+
+def test_crlf_lf_and_split_reads() -> None:
+    proto, wire = connect(FakeACS(), ListenerSettings(name="raw"))
+    proto.dataReceived(b"9300CNsc1|COpa")
+    proto.dataReceived(b"ss1|CPMAIN|\r\n99003")
+    proto.dataReceived(b"02.00\n")
+    assert wire.value().split(b"\r")[0] == b"941"
+    assert wire.value().split(b"\r")[1].startswith(b"98YYYY")
+
+
+def test_lines_wait_for_the_bound_account() -> None:
+    acs = FakeACS()
+    pending: Deferred = Deferred()
+    acs.account = lambda name: pending  # a backend that answers later
+    proto, wire = connect(acs, ListenerSettings(name="serial", account="sc1", idle_timeout=0, login_timeout=0))
+    proto.dataReceived(b"1720240105    101500AOMAIN|AB200001|\r")
+    assert wire.value() == b""
+    pending.callback(acs.accounts["sc1"][1])
+    assert wire.value().startswith(b"18030101")  # answered as sc1, not "log in first"
+
+
+def test_overlong_line_closes() -> None:
+    proto, wire = connect(FakeACS(), ListenerSettings(name="raw", max_line=64))
+    proto.dataReceived(b"9" * 65)
+    assert wire.disconnecting
