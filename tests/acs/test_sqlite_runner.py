@@ -11,7 +11,7 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from sipgateway.acs import model as m
-from sipgateway.acs.sqlite import SQLiteACS
+from sipgateway.acs.sqlite import SQLiteACS, open_sqlite_acs
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.runner import Job, ThreadedRunner, run_batch
 from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, connect
@@ -205,3 +205,18 @@ def test_threaded_acs_end_to_end(tmp_path: Path) -> None:
     closed = acs.close()
     reactor.run_calls(wait=WAIT, expect=1)
     assert closed.called
+
+
+def test_open_sqlite_acs_seeds_the_demo_once(tmp_path: Path) -> None:
+    url = f"sqlite:{tmp_path / 'gw.sqlite3'}"
+    for attempt in range(2):
+        reactor = QueueReactor()
+        acs = open_sqlite_acs(url, reactor, demo=True, hash_iterations=FAST)
+        assert acs.is_new is (attempt == 0)
+        acs.close()
+        reactor.run_calls(wait=WAIT, expect=1)
+    conn = sqlite3.connect(tmp_path / "gw.sqlite3")
+    assert conn.execute("SELECT count(*) FROM circulation_log WHERE operation = 'seed_demo'").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM patrons").fetchone()[0] == 4
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()

@@ -71,7 +71,12 @@ class SQLiteACS:
     @classmethod
     def synchronous(cls, path: str = ":memory:", **kwargs: Any) -> SQLiteACS:
         """Jobs run at once in the calling thread; Deferreds come back fired (unit tests)."""
-        return cls(path, None, runner=SyncRunner(path), **kwargs)
+        runner = SyncRunner(path)
+        try:
+            return cls(path, None, runner=runner, **kwargs)
+        except BaseException:
+            runner.close()
+            raise
 
     # --- plumbing ---------------------------------------------------------------------
 
