@@ -1,0 +1,174 @@
+"""Judge each benchmark row against its targets and print the one table.
+
+A row is a dict (also what the JSON file holds):
+
+    key, label, conns, idle, rate      what was run
+    targets                            [{kind, limit, ref}] (workloads.Target as dicts)
+    ours, ceiling                      loadgen figures (median of the runs), or None
+    ours_runs, ceiling_runs            every run's figures
+    ours_error, ceiling_error          why a side has no figures
+    rss_peak_kb                        gateway VmRSS peak while the row ran
+    verify                             the write path's database check (benchdata.verify)
+
+``evaluate`` adds share, checks and result (PASS, FAIL, or ok for a row without targets).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from bench.workloads import Target
+
+#: figures that are not medians of the runs but sums or first values
+_CATEGORICAL = {"stderr", "wrong_examples", "ok_by_prefix"}
+_SUMMED = {"wrong", "errors", "failed", "closed_by_server", "login_refused", "unready", "unsolicited"}
+
+
+def median_figures(runs: Sequence[dict]) -> dict:
+    """One figures dict for several runs: medians of the measurements, sums of the faults
+    (a wrong reply in any run must show), the other values of the first run."""
+    if len(runs) == 1:
+        return dict(runs[0])
+    merged = dict(runs[0])
+    for name, value in runs[0].items():
+        if name in _CATEGORICAL or not isinstance(value, int | float):
+            continue
+        values = [run.get(name, 0) for run in runs]
+        merged[name] = sum(values) if name in _SUMMED else statistics.median(values)
+    merged["wrong_examples"] = [e for run in runs for e in run.get("wrong_examples", [])][:3]
+    merged["runs"] = len(runs)
+    return merged
+
+
+def _faults(figures: dict) -> list[str]:
+    faults = []
+    for name in ("wrong", "errors", "failed", "login_refused", "unready"):
+        if figures.get(name):
+            faults.append(f"{name}={figures[name]}")
+    if not figures.get("replies"):
+        faults.append("no replies")
+    return faults
+
+
+def _target_value(target: Target, row: dict, rows: dict[str, dict]) -> float | None:
+    ours, ceiling = row.get("ours"), row.get("ceiling")
+    if ours is None:
+        return None
+    if target.kind == "share_min":
+        return ours["rate"] / ceiling["rate"] if ceiling and ceiling.get("rate") else None
+    if target.kind == "rate_min":
+        return ours["rate"]
+    if target.kind == "p50_max_us":
+        return ours["p50_us"]
+    if target.kind == "p99_max_us":
+        return ours["p99_us"]
+    if target.kind == "rss_max_mb":
+        return row["rss_peak_kb"] / 1024 if row.get("rss_peak_kb") else None
+    if target.kind == "ratio_min":
+        ref = rows.get(target.ref or "", {}).get("ours")
+        return ours["rate"] / ref["rate"] if ref and ref.get("rate") else None
+    raise ValueError(f"unknown target kind {target.kind!r}")
+
+
+def _passes(target: Target, value: float) -> bool:
+    return value <= target.limit if target.kind.endswith("_max_us") or target.kind == "rss_max_mb" \
+        else value >= target.limit
+
+
+def evaluate(rows: Sequence[dict]) -> list[dict]:
+    """Add share, checks and result to every row (in place) and return the rows."""
+    by_key = {row["key"]: row for row in rows}
+    for row in rows:
+        ours, ceiling = row.get("ours"), row.get("ceiling")
+        row["share"] = ours["rate"] / ceiling["rate"] if ours and ceiling and ceiling.get("rate") else None
+        checks = []
+        if ours is None:
+            checks.append({"check": "gateway run", "pass": False, "detail": row.get("ours_error") or "not run"})
+        else:
+            faults = _faults(ours)
+            checks.append({"check": "replies right", "pass": not faults, "detail": ", ".join(faults)})
+        if ceiling is None:
+            checks.append({"check": "ceiling run", "pass": False, "detail": row.get("ceiling_error") or "not run"})
+        if row.get("verify") is not None:
+            v = row["verify"]
+            checks.append({"check": "ok'd checkouts committed", "pass": v["ok"],
+                           "detail": "; ".join(v["problems"]) or f"{v['loans']} loans, {v['returned']} returned"})
+        for t in row.get("targets", ()):
+            target = Target(**t)
+            value = _target_value(target, row, by_key)
+            checks.append({"check": target.describe(), "value": value,
+                           "pass": value is not None and _passes(target, value),
+                           "detail": "" if value is not None else "no figure to judge"})
+        row["checks"] = checks
+        if not all(c["pass"] for c in checks):
+            row["result"] = "FAIL"
+        else:
+            row["result"] = "PASS" if row.get("targets") else "ok"
+    return list(rows)
+
+
+def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _ms(figures: dict | None, name: str) -> str:
+    return "-" if figures is None else f"{figures[name] / 1000:.3f}"
+
+
+COLUMNS = ("workload", "conns", "ours req/s", "ceiling req/s", "share", "ours p50 ms", "ours p99 ms",
+           "ceil p50 ms", "ceil p99 ms", "RSS MB", "wrong", "target", "result")
+
+
+def table_rows(rows: Iterable[dict]) -> list[tuple[str, ...]]:
+    out = []
+    for row in rows:
+        ours, ceiling = row.get("ours"), row.get("ceiling")
+        targets = " ".join(Target(**t).describe() for t in row.get("targets", ())) or "-"
+        out.append((
+            row["label"], str(row["conns"]),
+            _num(ours and ours["rate"]), _num(ceiling and ceiling["rate"]),
+            _num(row.get("share"), "{:.0%}"),
+            _ms(ours, "p50_us"), _ms(ours, "p99_us"), _ms(ceiling, "p50_us"), _ms(ceiling, "p99_us"),
+            _num(row["rss_peak_kb"] / 1024 if row.get("rss_peak_kb") else None, "{:.0f}"),
+            "-" if ours is None else str(ours.get("wrong", 0)),
+            targets, row.get("result", "-"),
+        ))
+    return out
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The table: one line per row, columns as COLUMNS; numbers right-aligned."""
+    body = table_rows(rows)
+    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(COLUMNS)]
+    left = {0, len(COLUMNS) - 2, len(COLUMNS) - 1}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(w) if i in left else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(COLUMNS), rule, *(line(r) for r in body)])
+
+
+def failure_notes(rows: Sequence[dict]) -> list[str]:
+    """One line per failed check, and the wrong replies seen, for under the table."""
+    notes = []
+    for row in rows:
+        for check in row.get("checks", ()):
+            if not check["pass"]:
+                value = check.get("value")
+                shown = f" (got {value:,.3g})" if isinstance(value, int | float) else ""
+                detail = f": {check['detail']}" if check.get("detail") else ""
+                notes.append(f"{row['label']} x{row['conns']}: {check['check']} failed{shown}{detail}")
+        for side in ("ours", "ceiling"):
+            for example in (row.get(side) or {}).get("wrong_examples", ()):
+                notes.append(f"{row['label']} x{row['conns']}: wrong reply from {side}: {example}")
+    return notes
+
+
+def write_json(path: Path, document: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")

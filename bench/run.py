@@ -1,0 +1,256 @@
+"""`make bench`: our gateway against the ceiling, workload by workload, in one table.
+
+    python bench/run.py [--quick] [--json PATH] [--only KEY ...] [--check-loadgen] [--keep]
+
+Builds bench/out/loadgen (cc -O2, when stale), starts bench/ceiling.py and
+``twistd -n sipgateway`` (on a fresh demo database in a temporary directory, free loopback
+ports), runs every workload against both (99, 63, 17 and checkout+checkin at 1, 10 and 100
+connections; 99 paced at 10,000 req/s over 100 connections, median of three; 10 active
+connections with and without 10,000 idle logged-in ones), checks every reply code and that
+every ok'd checkout was committed, prints one table with PASS/FAIL against the targets and
+writes the figures as JSON (default bench/out/bench-<timestamp>.json).  Exit status 1 when
+a row fails.  About 4 minutes; --quick about 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench is a package
+
+from bench import benchdata, report, servers, workloads  # noqa: E402
+from bench import loadgen_runner as lg  # noqa: E402
+from bench.build import OUT_DIR, BuildError, build_loadgen  # noqa: E402
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return []
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(servers.REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+class Bench:
+    """Runs workloads against the two servers; keeps the offsets of the write path."""
+
+    def __init__(self, loadgen: Path, ceiling: servers.Server | None, gateway: servers.Server | None,
+                 database: Path | None, gateway_error: str | None) -> None:
+        self.loadgen = loadgen
+        self.ceiling = ceiling
+        self.gateway = gateway
+        self.database = database
+        self.gateway_error = gateway_error
+        self.next_offset = 0
+
+    def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
+        return lg.Load(requests=workloads.REQUESTS[w.request], conns=w.conns, seconds=w.seconds,
+                       login=workloads.LOGIN, idle=w.idle, codes=codes, rate=w.rate, same_start=w.writes,
+                       offset=offset)
+
+    def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
+        assert self.gateway is not None
+        self.gateway.wait_quiet()
+        cpu_before = self.gateway.cpu_seconds()
+        with servers.RSSSampler(self.gateway) as rss:
+            figures = lg.run(self.loadgen, self.gateway.port, self._load(w, workloads.EXPECTED[w.request], offset))
+        cpu_after = self.gateway.cpu_seconds()
+        if cpu_before is not None and cpu_after is not None:
+            # CPU over the whole loadgen run (set-up included): near 100 % means the gateway is the bottleneck
+            figures["gateway_cpu_s"] = round(cpu_after - cpu_before, 2)
+        row["rss_peak_kb"] = max(row.get("rss_peak_kb") or 0, rss.peak_kb)
+        if not self.gateway.alive():
+            raise lg.LoadgenError(f"the gateway died (status {self.gateway.proc.returncode}); "
+                                  f"see {self.gateway.log}:\n{self.gateway.log_tail()}")
+        return figures
+
+    def _run_ceiling(self, w: workloads.Workload, offset: int) -> dict:
+        assert self.ceiling is not None
+        self.ceiling.wait_quiet()
+        return lg.run(self.loadgen, self.ceiling.port, self._load(w, workloads.CEILING_EXPECTED, offset))
+
+    def run(self, w: workloads.Workload) -> dict:
+        row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": w.idle,
+                     "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
+                     "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
+                     "rss_peak_kb": None, "verify": None}
+        if self.gateway is None:
+            row["ours_error"] = self.gateway_error
+        verify_counts = [0, 0]
+        first_offset = self.next_offset
+        for attempt in range(w.repeats):
+            offset = self.next_offset
+            if w.writes:
+                self.next_offset += w.conns
+            if self.gateway is not None and row["ours_error"] is None:
+                try:
+                    figures = self._run_ours(w, offset, row)
+                    row["ours_runs"].append(figures)
+                    _progress(f"  {w.key} run {attempt + 1}: ours {figures['rate']:,.0f}/s "
+                              f"p99 {figures['p99_us'] / 1000:.2f} ms wrong={figures['wrong']}")
+                    if w.writes:
+                        oks = figures.get("ok_by_prefix", {})
+                        verify_counts[0] += oks.get("121", 0)
+                        verify_counts[1] += oks.get("101", 0)
+                except (lg.LoadgenError, OSError) as e:
+                    row["ours_error"] = str(e)
+                    _progress(f"  {w.key}: ours failed: {e}")
+            if self.ceiling is not None and row["ceiling_error"] is None:
+                try:
+                    figures = self._run_ceiling(w, offset)
+                    row["ceiling_runs"].append(figures)
+                    _progress(f"  {w.key} run {attempt + 1}: ceiling {figures['rate']:,.0f}/s "
+                              f"p99 {figures['p99_us'] / 1000:.2f} ms")
+                except (lg.LoadgenError, OSError) as e:
+                    row["ceiling_error"] = str(e)
+                    _progress(f"  {w.key}: ceiling failed: {e}")
+        row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
+        row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
+        if w.writes and row["ours_runs"] and self.database is not None:
+            try:
+                row["verify"] = benchdata.verify(self.database, first_offset, self.next_offset - first_offset,
+                                                 *verify_counts)
+            except benchdata.BenchDataError as e:
+                row["verify"] = {"ok": False, "problems": [str(e)], "loans": None, "returned": None}
+        if row["ours_error"] and row["ours"] is not None:
+            row["ours"] = None  # a row with a failed run is not judged on the runs that worked
+        return row
+
+
+def _start_gateway(tmp: Path, plan: list[workloads.Workload]) -> tuple[servers.Server | None, Path | None, str | None]:
+    database = tmp / "bench.sqlite3"
+    try:
+        gateway = servers.start_gateway(tmp, database)
+    except (servers.ServerError, OSError) as e:
+        return None, None, f"the gateway did not start: {e}"
+    try:
+        needed = workloads.write_connections(plan)
+        if needed:
+            benchdata.add_rows(database, needed)
+    except benchdata.BenchDataError as e:
+        gateway.stop()
+        return None, None, str(e)
+    return gateway, database, None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
+    parser.add_argument("--json", type=Path, help="where to write the figures (default bench/out/bench-<time>.json)")
+    parser.add_argument("--only", nargs="+", metavar="KEY", help="run only these workloads (e.g. 99-c10 99-idle)")
+    parser.add_argument("--check-loadgen", action="store_true",
+                        help="compare bench/out/loadgen with ../shared/tools/sipload.c against the ceiling, then stop")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.check_loadgen:
+        from bench import compare_sipload
+
+        return compare_sipload.main(["--quick"] if args.quick else [])
+    try:
+        plan = workloads.plan(workloads.QUICK if args.quick else workloads.DEFAULT,
+                              set(args.only) if args.only else None)
+    except ValueError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    try:
+        loadgen = build_loadgen()
+    except BuildError as e:
+        print(f"run.py: cannot build the load generator: {e}", file=sys.stderr)
+        return 2
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the servers are stopped on the way out
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+    nofile = servers.raise_nofile_limit()
+    started = datetime.now()
+    load_before = _loadavg()
+    rows: list[dict] = []
+    tmpdir = tempfile.mkdtemp(prefix="sipbench-")
+    tmp = Path(tmpdir)
+    gateway = ceiling = None
+    try:
+        _progress(f"bench: working in {tmp}")
+        try:
+            ceiling = servers.start_ceiling(tmp)
+            ceiling_error = None
+        except (servers.ServerError, OSError) as e:
+            ceiling_error = str(e)
+            _progress(f"bench: {e}")
+        gateway, database, gateway_error = _start_gateway(tmp, plan)
+        if gateway_error:
+            _progress(f"bench: {gateway_error}")
+        bench = Bench(loadgen, ceiling, gateway, database, gateway_error)
+        for w in plan:
+            _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
+                      f"{f' x{w.repeats}' if w.repeats > 1 else ''})")
+            row = bench.run(w)
+            if ceiling is None:
+                row["ceiling_error"] = ceiling_error
+            rows.append(row)
+        hwm = gateway.status("VmHWM") if gateway is not None else None
+    except KeyboardInterrupt:
+        _progress("bench: interrupted; stopping the servers")
+        return 130
+    finally:
+        for server in (gateway, ceiling):
+            if server is not None:
+                server.stop()
+        if args.keep:
+            _progress(f"bench: kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    report.evaluate(rows)
+    print(report.format_table(rows))
+    notes = report.failure_notes(rows)
+    for note in notes:
+        print("  " + note)
+    load_after = _loadavg()
+    if load_before and load_before[0] > 0.5:
+        print(f"  note: load average was {load_before[0]:.2f} at the start: other work shared the CPUs")
+    failed = sum(row["result"] == "FAIL" for row in rows)
+    print(f"{len(rows) - failed} of {len(rows)} rows pass; gateway peak RSS (VmHWM) "
+          f"{f'{hwm / 1024:.0f} MB' if hwm else 'unknown'}")
+    path = args.json or OUT_DIR / f"bench-{started:%Y%m%d-%H%M%S}.json"
+    report.write_json(path, {
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now() - started).total_seconds(), 1),
+        "quick": args.quick, "git_commit": _git_commit(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "nofile": nofile,
+                    "loadavg_before": load_before, "loadavg_after": load_after},
+        "gateway_vmhwm_kb": hwm, "rows": rows,
+    })
+    print(f"figures written to {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

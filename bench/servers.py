@@ -1,0 +1,217 @@
+"""Start, watch and stop the servers under test: the ceiling and our twistd gateway."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+CEILING = BENCH_DIR / "ceiling.py"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ServerError(Exception):
+    """A server did not start; the message says why and where its log is."""
+
+
+def raise_nofile_limit() -> int:
+    """Raise this process's open-file limit to the hard limit (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM the child if the benchmark itself is killed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Server:
+    """A child process serving on ``port``; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, port: int, log: Path | None = None) -> None:
+        self.name = name
+        self.proc = proc
+        self.port = port
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def status(self, field: str) -> int | None:
+        """A kB figure from /proc/PID/status (VmRSS, VmHWM), or None when it cannot be read."""
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+    def cpu_seconds(self) -> float | None:
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def wait_quiet(self, limit: float = 10.0, interval: float = 0.2) -> None:
+        """Wait (up to ``limit`` s) until the server stops burning CPU, e.g. closing
+        10,000 connections of the previous run, so it does not charge the next one."""
+        deadline = time.monotonic() + limit
+        before = self.cpu_seconds()
+        while before is not None and time.monotonic() < deadline:
+            time.sleep(interval)
+            after = self.cpu_seconds()
+            if after is None or after - before <= interval * 0.05:
+                return
+            before = after
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log is None or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class RSSSampler:
+    """Samples a server's VmRSS every ``interval`` s in a thread; ``peak_kb`` after ``stop``.
+    The gateway's whole-life peak is VmHWM; this one is the peak of one workload."""
+
+    def __init__(self, server: Server, interval: float = 0.1) -> None:
+        self.server = server
+        self.interval = interval
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            rss = self.server.status("VmRSS")
+            if rss is not None:
+                self.peak_kb = max(self.peak_kb, rss)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RSSSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        rss = self.server.status("VmRSS")
+        if rss is not None:
+            self.peak_kb = max(self.peak_kb, rss)
+
+
+def wait_for_port(server: Server, timeout: float, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise ServerError(f"{server.name} exited with status {server.proc.returncode} before listening"
+                              + (f"; last lines of {server.log}:\n{server.log_tail()}" if server.log else ""))
+        try:
+            with socket.create_connection((host, server.port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise ServerError(f"{server.name} did not listen on {host}:{server.port} within {timeout:.0f} s"
+                      + (f"; see {server.log}" if server.log else ""))
+
+
+def start_ceiling(workdir: Path, python: str = sys.executable, timeout: float = 30.0) -> Server:
+    """bench/ceiling.py on a free port (it picks one and prints it)."""
+    log = workdir / "ceiling.log"
+    proc = subprocess.Popen([python, str(CEILING), "0"], stdout=subprocess.PIPE, stderr=log.open("wb"),
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    first = proc.stdout.readline().decode(errors="replace") if ready else ""
+    if not first.startswith("listening on "):
+        proc.kill()
+        proc.wait()
+        raise ServerError(f"the ceiling server did not start: {first.strip() or 'no output'}; "
+                          f"{log.read_text(errors='replace').strip()[-500:]}")
+    server = Server("ceiling", proc, int(first.split()[2]), log)
+    wait_for_port(server, timeout)
+    return server
+
+
+def twistd_command(python: str = sys.executable) -> list[str]:
+    """The virtualenv's twistd, or the same entry point through ``python -c``."""
+    twistd = Path(python).with_name("twistd")
+    if twistd.exists():
+        return [str(twistd)]
+    return [python, "-c", "import sys; from twisted.scripts.twistd import run; sys.exit(run())"]
+
+
+def write_gateway_config(path: Path, max_connections: int) -> None:
+    """Limits the idle workload needs: every connection comes from 127.0.0.1."""
+    path.write_text("; written by bench/run.py for one benchmark run\n"
+                    "[gateway]\n"
+                    f"max_connections = {max_connections}\n"
+                    f"max_connections_per_address = {max_connections}\n", encoding="utf-8")
+
+
+def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (), python: str = sys.executable,
+                  max_connections: int = 30000, timeout: float = 60.0) -> Server:
+    """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout."""
+    port = free_port()
+    config = workdir / "gateway.ini"
+    write_gateway_config(config, max_connections)
+    log = workdir / "twistd.log"
+    cmd = twistd_command(python) + [
+        "-n", "--pidfile=", f"--logfile={log}", "sipgateway", "--config", str(config),
+        "--listen", f"sip:tcp:{port}:interface=127.0.0.1:backlog=1024",
+        "--database", f"sqlite:{database}", "--demo", *extra_args]
+    env = dict(os.environ)
+    # this checkout's sipgateway and twisted/plugins, whether or not the project is installed
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    output = workdir / "twistd.out"
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+    server = Server("gateway", proc, port, log)
+    try:
+        wait_for_port(server, timeout)
+    except ServerError as e:
+        raise ServerError(f"{e}\n{output.read_text(errors='replace').strip()[-2000:]}") from None
+    return server

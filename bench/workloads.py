@@ -1,0 +1,131 @@
+"""What the benchmark sends, at which concurrency, and the targets each row is held to.
+
+Requests carry fixed dates (no ``{now}``), so every run sends the same bytes.  The write
+path gives each connection its own patron and item through ``{c}`` (see benchdata.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LOGIN = "9300CNsc1|COpass1|CPMAIN|"
+DATE = "20260101    120000"
+NO_DATE = " " * 18
+
+REQUESTS: dict[str, tuple[str, ...]] = {
+    "99": ("9900302.00",),
+    # demo patrons in good standing, with their PINs: a self-check verifying a patron
+    "63": tuple(f"63001{DATE}{' ' * 10}AOMAIN|AA{patron}|AC|AD{pin}|"
+                for patron, pin in (("100001", "1234"), ("djfiander", "6789"), ("miker", "6789"))),
+    "17": tuple(f"17{DATE}AOMAIN|AB{item}|AC|" for item in ("200001", "200002", "1565921879", "0440242746", "660")),
+    # checkout then checkin of the connection's own item by its own patron
+    "11+09": (f"11NN{DATE}{NO_DATE}AOMAIN|AABENCHP{{c}}|ABBENCHI{{c}}|AC|",
+              f"09N{DATE}{DATE}APMAIN|AOMAIN|ABBENCHI{{c}}|AC|"),
+}
+
+#: the replies that are right from the gateway; ``121`` and ``101`` also count the oks
+EXPECTED = {"99": "98", "63": "64", "17": "18", "11+09": "121,101"}
+#: the ceiling answers everything with its 98
+CEILING_EXPECTED = "98"
+
+LABELS = {"99": "99 status", "63": "63 patron info", "17": "17 item info", "11+09": "11+09 checkout+checkin"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One figure a row must reach.  ``kind``: share_min (ours/ceiling rate), rate_min
+    (ours, req/s), p50_max_us, p99_max_us, rss_max_mb, ratio_min (ours rate over the rate
+    of row ``ref``)."""
+
+    kind: str
+    limit: float
+    ref: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "share_min":
+            return f"share>={self.limit:.0%}"
+        if self.kind == "rate_min":
+            return f"ours>={self.limit:,.0f}/s"
+        if self.kind == "p50_max_us":
+            return f"p50<={self.limit / 1000:g}ms"
+        if self.kind == "p99_max_us":
+            return f"p99<={self.limit / 1000:g}ms"
+        if self.kind == "rss_max_mb":
+            return f"RSS<={self.limit:g}MB"
+        if self.kind == "ratio_min":
+            return f">={self.limit:.0%} of no-idle"
+        raise ValueError(f"unknown target kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    request: str           # a key of REQUESTS
+    conns: int
+    seconds: float
+    rate: float | None = None
+    idle: int = 0
+    repeats: int = 1       # the row reports the median of this many runs
+    targets: tuple[Target, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        label = LABELS[self.request]
+        if self.rate:
+            label += f" paced {self.rate:,.0f}/s"
+        if self.idle:
+            label += f" +{self.idle:,} idle"
+        elif self.key.endswith("-noidle"):
+            label += " no idle"
+        return label
+
+    @property
+    def writes(self) -> bool:
+        return self.request == "11+09"
+
+
+@dataclass(frozen=True)
+class Durations:
+    closed: float
+    paced: float
+    idle: float
+
+
+DEFAULT = Durations(closed=5.0, paced=5.0, idle=8.0)
+QUICK = Durations(closed=1.0, paced=1.0, idle=2.0)
+IDLE_CONNECTIONS = 10_000
+PACED_RATE = 10_000.0
+
+#: the targets, by workload key (the share targets are at 10 connections; the write
+#: path's at 100, where group commit has something to group)
+TARGETS: dict[str, tuple[Target, ...]] = {
+    "99-c10": (Target("share_min", 0.50),),
+    "17-c10": (Target("share_min", 0.40),),
+    "63-c10": (Target("share_min", 0.35),),
+    "11+09-c100": (Target("rate_min", 5000.0),),
+    "99-paced": (Target("p50_max_us", 1000.0), Target("p99_max_us", 10_000.0)),
+    "99-idle": (Target("rss_max_mb", 150.0), Target("ratio_min", 0.80, ref="99-noidle")),
+}
+
+
+def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
+    """Every workload in the order run (the no-idle row before the idle one it is compared with)."""
+    workloads = [Workload(f"{request}-c{conns}", request, conns, durations.closed,
+                          targets=TARGETS.get(f"{request}-c{conns}", ()))
+                 for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)]
+    workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
+                              targets=TARGETS["99-paced"]))
+    workloads.append(Workload("99-noidle", "99", 10, durations.idle))
+    workloads.append(Workload("99-idle", "99", 10, durations.idle, idle=IDLE_CONNECTIONS, targets=TARGETS["99-idle"]))
+    if only:
+        unknown = only - {w.key for w in workloads}
+        if unknown:
+            raise ValueError(f"unknown workload {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(w.key for w in workloads)}")
+        workloads = [w for w in workloads if w.key in only]
+    return workloads
+
+
+def write_connections(workloads: list[Workload]) -> int:
+    """How many bench patrons and items the write workloads need (each run uses fresh ones)."""
+    return sum(w.conns * w.repeats for w in workloads if w.writes)
