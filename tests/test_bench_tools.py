@@ -1,0 +1,220 @@
+"""bench/: the load generator against the ceiling server and a recording server, and the
+report's table.  Loopback only; no assertion depends on how fast anything ran."""
+
+from __future__ import annotations
+
+import socketserver
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from bench import benchdata, report, servers, workloads
+from bench import loadgen_runner as lg
+from bench.build import LOADGEN_SOURCE, build, compiler
+
+LOGIN = workloads.LOGIN
+STATUS = workloads.REQUESTS["99"]
+
+
+@pytest.fixture(scope="module")
+def loadgen(tmp_path_factory) -> Path:
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    return build(LOADGEN_SOURCE, tmp_path_factory.mktemp("loadgen") / "loadgen")
+
+
+@pytest.fixture(scope="module")
+def ceiling(tmp_path_factory):
+    server = servers.start_ceiling(tmp_path_factory.mktemp("ceiling"))
+    yield server
+    server.stop()
+
+
+def test_closed_loop_against_ceiling_text_output(loadgen, ceiling):
+    figures = lg.run(loadgen, ceiling.port, lg.Load(STATUS, conns=3, seconds=1.0, login=LOGIN, codes="98"),
+                     as_json=False)
+    assert figures["connections"] == 3
+    assert figures["logged_in"] == 3
+    assert figures["replies"] > 0
+    assert figures["wrong"] == 0
+    assert figures["errors"] == 0
+    assert 0 < figures["p50_us"] <= figures["p90_us"] <= figures["p99_us"] <= figures["max_us"]
+
+
+def test_json_output_counts_ok_and_wrong(loadgen, ceiling):
+    right = lg.run(loadgen, ceiling.port, lg.Load(STATUS, conns=2, seconds=0.3, codes="12,98YYYY"))
+    assert right["replies"] > 0
+    assert right["wrong"] == 0
+    assert right["ok"] == right["replies"] == right["ok_by_prefix"]["98YYYY"]
+    assert right["target_rate"] == 0
+
+    wrong = lg.run(loadgen, ceiling.port, lg.Load(STATUS, conns=1, seconds=0.3, codes="97"))
+    assert wrong["wrong"] == wrong["replies"] > 0
+    assert wrong["ok"] == 0
+    assert wrong["wrong_examples"][0].startswith("connection 0: 98YYYYNN")
+    assert "wrong reply" in wrong["stderr"]
+
+
+def test_paced_mode_reports_its_target_and_keeps_to_the_schedule(loadgen, ceiling):
+    load = lg.Load(STATUS, conns=4, seconds=1.0, codes="98", rate=200)
+    cmd = lg.command(loadgen, ceiling.port, load, Path("-"), as_json=False)
+    assert cmd[cmd.index("-r") + 1] == "200"
+    figures = lg.run(loadgen, ceiling.port, load, as_json=False)
+    assert figures["target"] == 200
+    assert figures["wrong"] == 0
+    # one request per slot, and only slots that fall inside the run: rate * seconds over all
+    # connections, plus each connection's first slot
+    assert 0 < figures["replies"] <= 200 * 1.0 + 4
+
+
+class _Recorder(socketserver.BaseRequestHandler):
+    """Records each line a connection sends and answers it with an 18."""
+
+    def handle(self) -> None:
+        lines: list[str] = []
+        self.server.connections.append(lines)
+        pending = b""
+        while data := self.request.recv(65536):
+            *complete, pending = (pending + data).split(b"\r")
+            for line in complete:
+                lines.append(line.decode())
+                self.request.sendall(b"180301012026010112000AB1|AJ|\r")
+
+
+def test_connection_number_substitution(loadgen):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads = True
+    server.connections = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        load = lg.Load(requests=("11NN|AAP{c}|ABI{c}|", "09N|ABI{c}|"), conns=3, seconds=0.3,
+                       login="9300CNsc{c}|COpw|", codes="18", same_start=True, offset=7)
+        figures = lg.run(loadgen, server.server_address[1], load)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert figures["wrong"] == 0 and figures["replies"] > 0
+    seen = set()
+    for lines in server.connections:
+        login, first, *rest = lines
+        n = login[len("9300CNsc"):login.index("|")]
+        seen.add(int(n))
+        assert first == f"11NN|AAP{n}|ABI{n}|"  # -s: every connection starts at the first line
+        for i, line in enumerate(rest):
+            assert line == (f"09N|ABI{n}|" if i % 2 == 0 else f"11NN|AAP{n}|ABI{n}|")
+    assert seen == {7, 8, 9}
+
+
+def test_bad_usage_is_refused(loadgen, tmp_path):
+    requests = tmp_path / "r.txt"
+    requests.write_text("9900302.00\n")
+    for args, message in ((["-c", "2"], "-f REQUESTS is required"),
+                          (["-f", str(requests), "-c", "zero"], "bad connection count"),
+                          (["-f", str(tmp_path / "missing")], "cannot read"),
+                          (["-f", str(requests), "-x", 'a"b'], "printable")):
+        proc = subprocess.run([str(loadgen), *args], capture_output=True, text=True, timeout=10)
+        assert proc.returncode == 2
+        assert message in proc.stderr
+
+
+def test_no_server_is_an_error(loadgen, tmp_path):
+    requests = tmp_path / "r.txt"
+    requests.write_text("9900302.00\n")
+    proc = subprocess.run([str(loadgen), "-p", str(servers.free_port()), "-f", str(requests), "-d", "0.1"],
+                          capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 1
+    assert "no connection" in proc.stderr
+
+
+def test_text_output_parses_sipload_lines():
+    figures = lg.parse_text("connections=10 failed=0 closed_by_server=0 idle=0\n"
+                            "replies=1000 wrong=0 errors=0 seconds=1.00 rate=1000/s p50_us=150 p90_us=250 "
+                            "p99_us=370 max_us=2758\n")
+    assert figures["rate"] == 1000 and figures["seconds"] == 1.0 and figures["p99_us"] == 370
+    with pytest.raises(lg.LoadgenError, match="lacks"):
+        lg.parse_text("replies=1\n")
+
+
+def _figures(rate: float, p50: float = 100.0, p99: float = 400.0, wrong: int = 0, **extra) -> dict:
+    return {"rate": rate, "replies": int(rate), "wrong": wrong, "errors": 0, "failed": 0, "p50_us": p50,
+            "p99_us": p99, "wrong_examples": [], **extra}
+
+
+def _row(key: str, conns: int, ours: dict | None, ceiling: dict | None, **extra) -> dict:
+    targets = [{"kind": t.kind, "limit": t.limit, "ref": t.ref} for t in workloads.TARGETS.get(key, ())]
+    w = {w.key: w for w in workloads.plan()}[key]
+    return {"key": key, "label": w.label, "conns": conns, "targets": targets, "ours": ours, "ceiling": ceiling,
+            **extra}
+
+
+def test_table_has_the_columns_and_judges_the_targets():
+    rows = report.evaluate([
+        _row("99-c10", 10, _figures(30000), _figures(50000), rss_peak_kb=60 * 1024),
+        _row("63-c10", 10, _figures(10000), _figures(50000)),
+        _row("99-c1", 1, _figures(4000, wrong=2, wrong_examples=["connection 0: 96"]), _figures(12000)),
+        _row("11+09-c100", 100, _figures(6000), _figures(50000),
+             verify={"ok": True, "problems": [], "loans": 10, "returned": 9}),
+        _row("99-paced", 100, _figures(10000, p50=500, p99=12000), _figures(10000)),
+        _row("99-noidle", 10, _figures(20000), _figures(50000)),
+        _row("99-idle", 10, _figures(17000), _figures(50000), rss_peak_kb=120 * 1024),
+        _row("17-c10", 10, None, _figures(50000), ours_error="the gateway did not start"),
+    ])
+    lines = report.format_table(rows).splitlines()
+    header = lines[0].split("  ")
+    assert [h.strip() for h in header if h.strip()] == list(report.COLUMNS)
+    assert set(lines[1]) == {"-", " "}
+    body = {row["key"]: line for row, line in zip(rows, lines[2:], strict=True)}
+    assert body["99-c10"].split()[-1] == "PASS" and "60%" in body["99-c10"] and " 60 " in body["99-c10"]
+    assert body["63-c10"].split()[-1] == "FAIL" and "20%" in body["63-c10"]
+    assert body["99-c1"].split()[-1] == "FAIL"                         # wrong replies fail a row without targets
+    assert body["11+09-c100"].split()[-1] == "PASS"
+    assert body["99-paced"].split()[-1] == "FAIL" and "12.000" in body["99-paced"]   # p99 over 10 ms
+    assert body["99-noidle"].split()[-1] == "ok"
+    assert body["99-idle"].split()[-1] == "PASS"                       # 17000/20000 = 85 %, 120 MB
+    assert body["17-c10"].split()[-1] == "FAIL"
+    notes = "\n".join(report.failure_notes(rows))
+    assert "connection 0: 96" in notes and "the gateway did not start" in notes and "p99<=10ms" in notes
+
+
+def test_median_figures_sums_faults_and_takes_medians():
+    runs = [_figures(100, p99=900, wrong=1, wrong_examples=["a"]), _figures(300, p99=100), _figures(200, p99=500)]
+    merged = report.median_figures(runs)
+    assert merged["rate"] == 200 and merged["p99_us"] == 500
+    assert merged["wrong"] == 1 and merged["wrong_examples"] == ["a"] and merged["runs"] == 3
+
+
+def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
+    keys = [w.key for w in workloads.plan()]
+    assert len(keys) == 15 and keys.index("99-noidle") < keys.index("99-idle")
+    assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
+    with pytest.raises(ValueError, match="unknown workload nope"):
+        workloads.plan(only={"nope"})
+    assert workloads.write_connections(workloads.plan()) == 111
+
+
+def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):
+    from sipgateway.acs.sqlite import schema
+
+    path = tmp_path / "bench.sqlite3"
+    conn = schema.connect(str(path))
+    schema.migrate(conn)
+    conn.close()
+    benchdata.add_rows(path, 3)
+    conn = sqlite3.connect(path, isolation_level=None)
+    ids = dict(conn.execute("SELECT barcode, id FROM items WHERE barcode LIKE 'BENCHI%'").fetchall())
+    patron = conn.execute("SELECT id FROM patrons WHERE barcode = 'BENCHP1'").fetchone()[0]
+    for returned in ("2026-01-01 12:00:00", None):  # item 1 went out twice, came back once
+        conn.execute("INSERT INTO loans (item_id, patron_id, out_at, due_at, returned_at) VALUES (?, ?, ?, ?, ?)",
+                     (ids["BENCHI1"], patron, "2026-01-01 10:00:00", "2026-01-22 23:59:59", returned))
+    conn.close()
+    assert benchdata.count_loans(path, 1, 2) == (2, 1)
+    assert benchdata.verify(path, 1, 2, ok_checkouts=2, ok_checkins=1)["ok"]
+    assert benchdata.verify(path, 1, 2, ok_checkouts=1, ok_checkins=1)["ok"]     # one still in flight
+    lost = benchdata.verify(path, 1, 2, ok_checkouts=3, ok_checkins=1)
+    assert not lost["ok"] and "1 ok'd checkouts are not in the database" in lost["problems"]
+    with pytest.raises(benchdata.BenchDataError, match="cannot add"):
+        benchdata.add_rows(path, 3)  # the barcodes exist already
