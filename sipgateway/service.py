@@ -6,7 +6,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
-from sipgateway.acs.sqlite import open_sqlite_acs
+from sipgateway.acs.sqlite import ACSUnavailable, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
@@ -15,6 +15,9 @@ from sipgateway.transports.raw import SIPFactory
 from sipgateway.transports.tls import server_from_string
 
 log = Logger()
+
+#: what stops start-up with a one-line message naming the option, key or file
+StartupError = (ConfigError, ValueError, ACSUnavailable)
 
 
 class ACSService(Service):
@@ -47,9 +50,12 @@ def make_service(config: Config, reactor=None) -> MultiService:
         reactor = default_reactor
     acs = open_sqlite_acs(config.database, reactor, demo=config.demo, currency=config.currency)
     for account in config.accounts:
-        acs.ensure_account(account.name, account.password, account.institution, encoding=account.encoding,
-                           error_detection=account.error_detection.value, library_name=account.library_name,
-                           terminal_location=account.terminal_location)
+        try:
+            acs.ensure_account(account.name, account.password, account.institution, encoding=account.encoding,
+                               error_detection=account.error_detection.value, library_name=account.library_name,
+                               terminal_location=account.terminal_location)
+        except ValueError as e:
+            raise ConfigError(f"[account:{account.name}]: {e}") from None
     lockout = Lockout(reactor, max_failures=config.max_login_failures, lock_seconds=config.lockout_seconds)
     gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
                       trace=config.trace)

@@ -192,11 +192,12 @@ def test_threaded_acs_end_to_end(tmp_path: Path) -> None:
     acs = SQLiteACS(path, reactor, hash_iterations=FAST)
     assert acs.is_new and acs.seed_demo()
     out = acs.checkout(MAIN, m.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234"))
-    info = acs.item_information(MAIN, "200001")
+    # a read does not wait for writes still in the database thread: it sees what is committed
+    before = acs.item_information(MAIN, "200001")
+    assert fired(before).circulation_status is m.CirculationStatus.AVAILABLE
     reactor.run_calls(wait=WAIT, expect=1)
-    if not info.called:
-        reactor.run_calls(wait=WAIT, expect=1)
     assert fired(out).ok
+    info = acs.item_information(MAIN, "200001")  # read in the reactor thread, after the commit
     assert fired(info).circulation_status is m.CirculationStatus.CHARGED
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM loans WHERE returned_at IS NULL").fetchone()[0] == 1
@@ -205,6 +206,30 @@ def test_threaded_acs_end_to_end(tmp_path: Path) -> None:
     closed = acs.close()
     reactor.run_calls(wait=WAIT, expect=1)
     assert closed.called
+
+
+def test_reads_run_inline_but_slow_ones_move_to_the_database_thread(tmp_path: Path) -> None:
+    reactor = QueueReactor()
+    path = str(tmp_path / "lib.sqlite3")
+    acs = SQLiteACS(path, reactor, hash_iterations=FAST)
+    acs.seed_demo()
+    reader = acs.runner._reader
+    # a cached PIN check runs inline; an uncached one would hash: it goes to the worker
+    first = acs.patron_status(MAIN, "100001", "1234")
+    assert not first.called and reader.moved == 1
+    reactor.run_calls(wait=WAIT, expect=1)
+    assert fired(first).pin_valid is True
+    again = acs.patron_status(MAIN, "100001", "1234")
+    assert fired(again).pin_valid is True and reader.moved == 1
+    # a query over the budget is interrupted and handed to the database thread
+    slow = acs.runner.submit("slow", lambda conn: conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+        "SELECT count(*) FROM n").fetchone()[0], write=False)
+    assert not slow.called and reader.moved == 2
+    reactor.run_calls(wait=WAIT * 10, expect=1)
+    assert fired(slow) == 3000000
+    acs.close()
+    reactor.run_calls(wait=WAIT, expect=1)
 
 
 def test_open_sqlite_acs_seeds_the_demo_once(tmp_path: Path) -> None:

@@ -17,9 +17,12 @@ class _SIPGatewayServiceMaker:
         return Options
 
     def makeService(self, options):
-        from sipgateway.service import make_service
+        from sipgateway.service import StartupError, make_service
 
-        return make_service(options.config)
+        try:
+            return make_service(options.config)
+        except StartupError as e:  # a clear one-line error, not a traceback
+            raise SystemExit(f"sipgateway: {e}") from None
 
 
 serviceMaker = _SIPGatewayServiceMaker()

@@ -15,6 +15,8 @@ import os
 import threading
 from collections import OrderedDict
 
+from sipgateway.acs.sqlite.errors import forbid_slow_work
+
 ALGORITHM = "pbkdf2_sha256"
 #: modest on purpose: a login on a cold cache costs a few milliseconds of the database thread
 DEFAULT_ITERATIONS = 20_000
@@ -77,6 +79,7 @@ class VerifiedSecrets:
                 self.hits += 1
                 return True
             self.misses += 1
+        forbid_slow_work()  # not in the reactor thread: hashing takes milliseconds
         if not check_secret(secret, stored):
             return False
         with self._lock:

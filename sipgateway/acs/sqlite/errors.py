@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+
+#: set while a read runs in the reactor thread (see runner.InlineReader)
+inline = threading.local()
+
+
+class MoveToWorker(Exception):
+    """Raised inside a read running in the reactor thread when it would have to do slow
+    work (a PBKDF2 hash): the read is rolled back and run in the database thread instead."""
+
+
+def forbid_slow_work() -> None:
+    if getattr(inline, "active", False):
+        raise MoveToWorker()
 
 
 class ACSUnavailable(Exception):

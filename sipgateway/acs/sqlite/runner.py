@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from sipgateway.acs.sqlite.errors import ACSUnavailable, unavailable
+from sipgateway.acs.sqlite.errors import ACSUnavailable, MoveToWorker, inline, unavailable
 from sipgateway.acs.sqlite.schema import connect
 
 log = Logger()
@@ -32,6 +33,8 @@ log = Logger()
 JobFunction = Callable[[sqlite3.Connection], Any]
 #: the most jobs one transaction takes; bounds the latency of the first job of a batch
 MAX_BATCH = 512
+#: how long a read may hold the reactor thread before it is moved to the database thread
+INLINE_BUDGET = 0.002
 
 
 @dataclass
@@ -157,6 +160,10 @@ class SyncRunner:
         self.stats = BatchStats()
         self.closed = False
 
+    @property
+    def failing(self) -> bool:
+        return self.closed
+
     def run_sync(self, name: str, fn: JobFunction, write: bool = True, raw: bool = False) -> Any:
         if self.closed:
             raise ACSUnavailable(f"library database unavailable during {name}: closed")
@@ -183,11 +190,59 @@ class SyncRunner:
 _STOP = object()
 
 
+class InlineReader:
+    """Reads run at once in the reactor thread, on a connection of their own (WAL lets them
+    read while the database thread writes), as long as they are quick.  A read that takes
+    longer than ``budget`` is interrupted by SQLite's progress handler, and a read that would
+    hash a password raises ``MoveToWorker``; both are rolled back and handed to the database
+    thread, so a slow query never holds the other connections up for more than ``budget``."""
+
+    def __init__(self, path: str, budget: float) -> None:
+        self.conn = connect(path)
+        self.budget = budget
+        self._deadline = 0.0
+        self.moved = 0
+        self.conn.set_progress_handler(self._over_budget, 1000)
+
+    def _over_budget(self) -> int:
+        return time.monotonic() > self._deadline
+
+    def run(self, name: str, fn: JobFunction) -> Deferred | None:
+        """The job's Deferred, already fired; None when it must run in the database thread."""
+        conn = self.conn
+        self._deadline = time.monotonic() + self.budget
+        inline.active = True
+        try:
+            conn.execute("BEGIN")
+            value = fn(conn)
+            conn.execute("COMMIT")
+        except MoveToWorker:
+            _rollback(conn)
+            self.moved += 1
+            return None
+        except sqlite3.OperationalError as e:
+            _rollback(conn)
+            if "interrupt" in str(e):
+                self.moved += 1
+                return None
+            return fail(unavailable(name, e))
+        except Exception as e:
+            _rollback(conn)
+            return fail(_translate(Job(name, fn, False), e))
+        finally:
+            inline.active = False
+        return succeed(value)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class ThreadedRunner:
     """One worker thread owns the connection; jobs come through a queue, results go back to
     the reactor thread in one ``callFromThread`` per batch."""
 
-    def __init__(self, path: str, reactor, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, path: str, reactor, *, max_batch: int = MAX_BATCH,
+                 inline_budget: float = INLINE_BUDGET) -> None:
         self.path = path
         self.reactor = reactor
         self.max_batch = max_batch
@@ -203,13 +258,20 @@ class ThreadedRunner:
         self._ready.wait()
         if self._open_error is not None:
             raise self._open_error
+        self._reader = InlineReader(path, inline_budget) if inline_budget > 0 and path != ":memory:" else None
+        #: the last batch met a database error (locked, full, I/O); cleared by the next good one
+        self._database_error = False
 
     # --- reactor side -------------------------------------------------------------------
 
     def submit(self, name: str, fn: JobFunction, write: bool = True) -> Deferred:
         if self._closing:
             return fail(ACSUnavailable(f"library database unavailable during {name}: closed"))
-        d: Deferred = Deferred()
+        if not write and self._reader is not None:
+            d = self._reader.run(name, fn)
+            if d is not None:
+                return d
+        d = Deferred()
         self._queue.put(Job(name, fn, write, deferred=d))
         return d
 
@@ -233,8 +295,16 @@ class ThreadedRunner:
         self._close_waiters.append(d)
         if not self._closing:
             self._closing = True
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             self._queue.put(_STOP)
         return d
+
+    @property
+    def failing(self) -> bool:
+        """Closed, or the database failed its last batch: 98 reports the ACS offline."""
+        return self._closing or self._database_error
 
     def _deliver(self, fired: list[tuple[Deferred, Outcome]]) -> None:
         for d, outcome in fired:
@@ -291,6 +361,7 @@ class ThreadedRunner:
             log.failure("sqlite worker: batch of {n} jobs failed", n=len(batch))
             _rollback(conn)
             outcomes = [Outcome(False, unavailable(job.name, e)) for job in batch]
+        self._database_error = any(not o.ok and isinstance(o.value, ACSUnavailable) for o in outcomes)
         fired = []
         for job, outcome in zip(batch, outcomes, strict=True):
             if job.waiter is not None:
