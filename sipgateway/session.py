@@ -74,12 +74,6 @@ class Session:
         if settings.login_timeout > 0:
             self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
         self._touch()
-        self._handlers: dict[str, Callable[[Message], Pending]] = {
-            "93": self._login, "99": self._status, "23": self._patron_status, "63": self._patron_info,
-            "01": self._block, "25": self._enable, "11": self._checkout, "29": self._renew,
-            "65": self._renew_all, "09": self._checkin, "17": self._item_info, "19": self._item_update,
-            "15": self._hold, "35": self._end_session, "37": self._fee_paid,
-        }
 
     # --- transport side ------------------------------------------------------------------
 
@@ -173,7 +167,7 @@ class Session:
         if not has_ed and self.error_detection is m.ErrorDetection.REQUIRED:
             self._bad(line, "checksum required on this account/listener but the request has no AY/AZ")
             return
-        handler = self._handlers.get(msg.code)
+        handler = _HANDLERS.get(msg.code)
         if handler is None:
             self._bad(line, f"message code {msg.code!r} is not a request this gateway serves")
             return
@@ -188,7 +182,7 @@ class Session:
         self._token += 1
         token = self._token
         try:
-            d, build = handler(msg)
+            d, build = handler(self, msg)
         except Exception:  # a bug: answer, log once, keep serving
             self._acs_failed(Failure(), msg, line, token)
             return
@@ -498,6 +492,16 @@ class Session:
         )
         return self.gateway.acs.fee_paid(self.terminal, payment), (
             lambda r: replies.fee_paid(r, inst, self._now(), self.encoding))
+
+
+#: request code -> Session method answering it (one table for all sessions: 10,000 idle
+#: connections should not each carry a dict of bound methods)
+_HANDLERS: dict[str, Callable[[Session, Message], Pending]] = {
+    "93": Session._login, "99": Session._status, "23": Session._patron_status, "63": Session._patron_info,
+    "01": Session._block, "25": Session._enable, "11": Session._checkout, "29": Session._renew,
+    "65": Session._renew_all, "09": Session._checkin, "17": Session._item_info, "19": Session._item_update,
+    "15": Session._hold, "35": Session._end_session, "37": Session._fee_paid,
+}
 
 
 def _ready(reply: replies.Reply) -> Pending:
