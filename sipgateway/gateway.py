@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -26,3 +27,14 @@ class Gateway:
     def __post_init__(self) -> None:
         if self.lockout is None:
             self.lockout = Lockout(self.reactor)
+        self._second = -1
+        self._now = datetime.fromtimestamp(0)
+
+    def now(self) -> datetime:
+        """The local time to the second: SIP2 dates have no finer resolution, and one
+        datetime per second lets the date text be cached."""
+        second = int(self.reactor.seconds())
+        if second != self._second:
+            self._second = second
+            self._now = datetime.fromtimestamp(second)
+        return self._now

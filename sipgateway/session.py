@@ -295,7 +295,7 @@ class Session:
         return replies.failure(msg.code, msg.fields, msg.fixed, institution, self._now(), screen, self.encoding)
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.seconds())
+        return self.gateway.now()
 
     def _institution(self, msg: Message) -> str:
         ao = msg.get("AO")
