@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import OpenSSL
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint, IStreamServerEndpointStringParser
@@ -39,6 +40,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 log = Logger()
+
+#: attribute names in subjects beyond RFC 4514's own, as ``openssl x509 -subject -nameopt RFC2253``
+#: prints them, so that a subject copied from openssl matches (cryptography would print the OID)
+SUBJECT_NAMES = {
+    NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.SERIAL_NUMBER: "serialNumber", NameOID.TITLE: "title",
+    NameOID.STREET_ADDRESS: "street", NameOID.POSTAL_CODE: "postalCode", NameOID.GIVEN_NAME: "GN",
+    NameOID.SURNAME: "SN", NameOID.INITIALS: "initials", NameOID.PSEUDONYM: "pseudonym",
+    NameOID.GENERATION_QUALIFIER: "generationQualifier", NameOID.DN_QUALIFIER: "dnQualifier",
+    NameOID.BUSINESS_CATEGORY: "businessCategory",
+}
 
 MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
 DEFAULT_BACKLOG = 50
@@ -274,4 +285,4 @@ def peer_subject(transport) -> str | None:
         return None
     if isinstance(cert, crypto.X509):
         cert = cert.to_cryptography()
-    return cert.subject.rfc4514_string()
+    return cert.subject.rfc4514_string(SUBJECT_NAMES)
