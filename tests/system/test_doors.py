@@ -23,9 +23,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from OpenSSL import crypto
 
 from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL
 from sipgateway.sip2 import checksum
+from sipgateway.transports.tls import peer_subject
 from tests.system.process import GatewayProcess, SIPClient, free_port
 from tests.transports.certs_pki import CLIENT_SUBJECT, PKI, Issued, make_pki
 
@@ -462,3 +465,26 @@ def test_openssl_s_client_with_and_without_a_certificate(doors: FourDoors) -> No
     # refused: s_client reports the gateway's alert and gives up by itself
     assert status not in (None, 0), (status, err)
     assert b"alert certificate required" in err or b"handshake failure" in err, err
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_the_subject_openssl_prints_is_the_one_cert_accounts_matches(tmp_path: Path) -> None:
+    """The README tells people to copy the subject from ``openssl x509 -subject -nameopt
+    RFC2253`` into cert_accounts: it must be exactly what the gateway compares."""
+    subject = ("/DC=org/C=US/ST=Ohio/L=Columbus/street=1 Main St/postalCode=43004/O=Example, Inc./OU=Circ"
+               "/businessCategory=Library/title=sorter/GN=Ada/SN=Lovelace/initials=AL/pseudonym=ada"
+               "/generationQualifier=III/dnQualifier=q1/serialNumber=A10K3Z9P/UID=k2/CN=sorter1"
+               "/emailAddress=it@example.org")
+    key, pem = tmp_path / "device.key", tmp_path / "device.pem"
+    subprocess.run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", subject, "-keyout", str(key), "-out", str(pem)],
+                   check=True, capture_output=True, timeout=TIMEOUT)
+    printed = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-subject", "-nameopt", "RFC2253"],
+                             check=True, capture_output=True, text=True, timeout=TIMEOUT).stdout
+    cert = crypto.X509.from_cryptography(x509.load_pem_x509_certificate(pem.read_bytes()))
+
+    class Transport:  # what the TLS transport answers once the handshake is done
+        def getPeerCertificate(self) -> crypto.X509:
+            return cert
+
+    assert printed.strip() == f"subject={peer_subject(Transport())}"
