@@ -49,6 +49,8 @@ class AccountConfig:
     error_detection: ErrorDetection = ErrorDetection.AUTO
     library_name: str = ""
     terminal_location: str = ""
+    #: seconds without a request before this account's connections are closed (None: the listener's)
+    idle_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ _GATEWAY_KEYS = {
     "max_login_failures", "lockout_seconds", "trace",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
-_ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location"}
+_ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
+                 "idle_timeout"}
 
 
 def _bool(value: str, where: str) -> bool:
@@ -278,6 +281,11 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
     for key in values:
         if key not in _ACCOUNT_KEYS:
             raise ConfigError(f"{where} {key}: unknown key (known: {', '.join(sorted(_ACCOUNT_KEYS))})")
+    idle = _number(values, "idle_timeout", -1.0, where)
+    idle_timeout = None if idle < 0 else idle
+    if set(values) <= {"idle_timeout"}:
+        # settings only, for an account that already exists in the database
+        return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout)
     if not values.get("password"):
         raise ConfigError(f"{where} password: missing")
     if not values.get("institution"):
@@ -286,6 +294,7 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
         name=name,
         password=values["password"],
         institution=values["institution"],
+        idle_timeout=idle_timeout,
         encoding=check_encoding(values.get("encoding", "utf-8"), where),
         error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
         library_name=values.get("library_name", ""),

@@ -22,6 +22,8 @@ class Gateway:
     acs_timeout: float = DEFAULT_ACS_TIMEOUT
     #: log every request and reply (masked); off by default because it costs on the hot path
     trace: bool = False
+    #: SC account -> idle timeout in seconds, overriding the listener's after login
+    idle_timeouts: dict[str, float] = field(default_factory=dict)
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:

@@ -50,6 +50,8 @@ def make_service(config: Config, reactor=None) -> MultiService:
         reactor = default_reactor
     acs = open_sqlite_acs(config.database, reactor, demo=config.demo, currency=config.currency)
     for account in config.accounts:
+        if not account.password:
+            continue  # only settings for an account kept in the database
         try:
             acs.ensure_account(account.name, account.password, account.institution, encoding=account.encoding,
                                error_detection=account.error_detection.value, library_name=account.library_name,
@@ -58,7 +60,8 @@ def make_service(config: Config, reactor=None) -> MultiService:
             raise ConfigError(f"[account:{account.name}]: {e}") from None
     lockout = Lockout(reactor, max_failures=config.max_login_failures, lock_seconds=config.lockout_seconds)
     gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
-                      trace=config.trace)
+                      trace=config.trace,
+                      idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None})
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()

@@ -69,6 +69,7 @@ class Session:
         self._bad_line: bytes | None = None
         self._bad_count = 0
         self._clock = gateway.reactor
+        self.idle_timeout = settings.idle_timeout
         self._idle_call: Any = None
         self._login_call: Any = None
         if settings.login_timeout > 0:
@@ -116,7 +117,7 @@ class Session:
     # --- timers --------------------------------------------------------------------------
 
     def _touch(self) -> None:
-        timeout = self.settings.idle_timeout
+        timeout = self.idle_timeout
         if timeout <= 0:
             return
         if self._idle_call is not None and self._idle_call.active():
@@ -126,7 +127,7 @@ class Session:
 
     def _idle_timed_out(self) -> None:
         self._idle_call = None
-        self.log.info("{peer}: idle for {s:.0f} s; closing", peer=self.who, s=self.settings.idle_timeout)
+        self.log.info("{peer}: idle for {s:.0f} s; closing", peer=self.who, s=self.idle_timeout)
         self.close()
 
     def _login_timed_out(self) -> None:
@@ -311,6 +312,13 @@ class Session:
                                    location=location or account.terminal_location)
         self.encoding = self.settings.encoding or account.encoding or "utf-8"
         self.error_detection = self.settings.error_detection or account.error_detection
+        idle = self.gateway.idle_timeouts.get(account.name)
+        if idle is not None and idle != self.idle_timeout:
+            self.idle_timeout = idle
+            if self._idle_call is not None and self._idle_call.active():
+                self._idle_call.cancel()
+            self._idle_call = None
+            self._touch()
         if self._login_call is not None and self._login_call.active():
             self._login_call.cancel()
         self._login_call = None

@@ -77,3 +77,12 @@ def test_accounts_and_cert_bindings(tmp_path: Path) -> None:
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config: file .*nope.ini.* does not exist"):
         load(str(tmp_path / "nope.ini"))
+
+
+def test_account_idle_timeout_alone_is_a_setting_for_an_existing_account(tmp_path: Path) -> None:
+    path = tmp_path / "c.ini"
+    path.write_text("[account:sc1]\nidle_timeout = 30\n[account:kiosk]\npassword = x\ninstitution = MAIN\n")
+    config = load(str(path))
+    settings_only, full = config.accounts
+    assert (settings_only.name, settings_only.password, settings_only.idle_timeout) == ("sc1", "", 30.0)
+    assert full.idle_timeout is None

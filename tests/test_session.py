@@ -252,3 +252,13 @@ def test_patron_information_lists_charged_items(h: Harness) -> None:
     assert reply == (f"64              001{h.now}000000000002000000000000AOMAIN|AA100001|AEAda Lovelace|"
                      "BLY|CQY|BHUSD|BV0.00|AU200001|AU200002|").encode()
     assert h.acs.calls[-1] == ("patron_information", "100001", "1234", m.ItemList.CHARGED, 1, 5)
+
+
+def test_account_idle_timeout_overrides_the_listener() -> None:
+    h = Harness(ListenerSettings(name="t", idle_timeout=600, login_timeout=0))
+    h.gateway.idle_timeouts["sc1"] = 20
+    h.login()
+    h.clock.advance(19)
+    assert h.closed == 0
+    h.clock.advance(2)
+    assert h.closed == 1

@@ -47,3 +47,37 @@ def test_overlong_line_closes() -> None:
     proto, wire = connect(FakeACS(), ListenerSettings(name="raw", max_line=64))
     proto.dataReceived(b"9" * 65)
     assert wire.disconnecting
+
+
+def test_one_byte_a_minute_is_closed_by_the_idle_timeout() -> None:
+    acs = FakeACS()
+    clock = Clock()
+    factory = SIPFactory(Gateway(acs=acs, reactor=clock), ListenerSettings(name="raw", idle_timeout=300))
+    proto = factory.buildProtocol(PEER)
+    wire = StringTransport(peerAddress=PEER)
+    proto.makeConnection(wire)
+    proto.dataReceived(b"9300CNsc1|COpass1|\r")
+    for byte in b"9900302.0":  # never finishes its line
+        clock.advance(60)
+        proto.dataReceived(bytes([byte]))
+        if wire.disconnecting:
+            break
+    assert wire.disconnecting  # bytes without a whole request do not keep it alive
+
+
+def test_a_client_that_does_not_read_is_not_read_from() -> None:
+    proto, wire = connect(FakeACS(), ListenerSettings(name="raw"))
+    assert wire.producer is proto and wire.streaming
+    proto.pauseProducing()  # what the transport does when our replies pile up unread
+    assert wire.producerState == "paused"
+    proto.resumeProducing()
+    assert wire.producerState == "producing"
+
+
+def test_disconnect_mid_message_drops_the_half_line() -> None:
+    acs = FakeACS()
+    proto, wire = connect(acs, ListenerSettings(name="raw"))
+    proto.dataReceived(b"9300CNsc1|COpass1|\r11NN20240105    101500")
+    proto.connectionLost(None)
+    assert [c for c in acs.calls if c[0] == "checkout"] == []
+    assert proto.session._closed
