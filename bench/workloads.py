@@ -86,13 +86,17 @@ class Workload:
 
 @dataclass(frozen=True)
 class Durations:
+    """Seconds per run.  Closed-loop rows alternate ours and the ceiling ``closed_repeats``
+    times and report medians, so a burst of other work on the machine does not decide a row."""
+
     closed: float
+    closed_repeats: int
     paced: float
     idle: float
 
 
-DEFAULT = Durations(closed=5.0, paced=5.0, idle=8.0)
-QUICK = Durations(closed=1.0, paced=1.0, idle=2.0)
+DEFAULT = Durations(closed=2.0, closed_repeats=3, paced=4.0, idle=6.0)
+QUICK = Durations(closed=1.0, closed_repeats=1, paced=1.0, idle=2.0)
 IDLE_CONNECTIONS = 10_000
 PACED_RATE = 10_000.0
 
@@ -111,7 +115,7 @@ TARGETS: dict[str, tuple[Target, ...]] = {
 def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
     """Every workload in the order run (the no-idle row before the idle one it is compared with)."""
     workloads = [Workload(f"{request}-c{conns}", request, conns, durations.closed,
-                          targets=TARGETS.get(f"{request}-c{conns}", ()))
+                          repeats=durations.closed_repeats, targets=TARGETS.get(f"{request}-c{conns}", ()))
                  for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)]
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))

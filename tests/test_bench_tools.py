@@ -193,7 +193,8 @@ def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
-    assert workloads.write_connections(workloads.plan()) == 111
+    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 111
+    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 333
 
 
 def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):
