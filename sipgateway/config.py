@@ -108,6 +108,9 @@ def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] |
     endpoint = ":".join(kept)
     if not endpoint:
         raise ConfigError(f"{where}: {value!r} has no endpoint after {kind}:")
+    if kind == "telnet" and ours.get("account"):
+        raise ConfigError(f"{where}: account= cannot be used on a telnet listener: the login prompt decides "
+                          "the account (use a sip: listener to bind one)")
     settings = listener_settings(ours, name=f"{kind}:{endpoint}", where=where, serial=kept[0] == "serial")
     return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings)
 

@@ -50,6 +50,7 @@ def test_the_example_config_loads() -> None:
     ("[listener:a]\nlisten = sip:tcp:6001\nmax_line = 10\n", "max_line='10' must be at least 64"),
     ("[listener:a]\nport = 6001\n", "[listener:a] port: unknown key"),
     ("[account:k]\ninstitution = MAIN\n", "[account:k] password: missing"),
+    ("[listener:t]\nlisten = telnet:tcp:6002\naccount = sc1\n", "account= cannot be used on a telnet listener"),
     ("[whatever]\n", "[whatever]: unknown section"),
     ("[gateway]\ndatabase = postgres://x\n", "'postgres://x' is not supported; use sqlite:PATH"),
 ], ids=lambda v: v[:24] if isinstance(v, str) else v)
