@@ -97,6 +97,10 @@ class Bench:
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
                      "rss_peak_kb": None, "verify": None}
+        if self.gateway is not None and not self.gateway.alive():
+            self.gateway_error = (f"the gateway exited earlier (status {self.gateway.proc.returncode}); "
+                                  f"see {self.gateway.log}")
+            self.gateway = None
         if self.gateway is None:
             row["ours_error"] = self.gateway_error
         verify_counts = [0, 0]
