@@ -101,7 +101,7 @@ def evaluate(rows: Sequence[dict]) -> list[dict]:
             value = _target_value(target, row, by_key)
             checks.append({"check": target.describe(), "value": value,
                            "pass": value is not None and _passes(target, value),
-                           "detail": "" if value is not None else "no figure to judge"})
+                           "detail": f"got {target.show(value)}" if value is not None else "no figure to judge"})
         row["checks"] = checks
         if not all(c["pass"] for c in checks):
             row["result"] = "FAIL"
@@ -159,10 +159,8 @@ def failure_notes(rows: Sequence[dict]) -> list[str]:
     for row in rows:
         for check in row.get("checks", ()):
             if not check["pass"]:
-                value = check.get("value")
-                shown = f" (got {value:,.3g})" if isinstance(value, int | float) else ""
                 detail = f": {check['detail']}" if check.get("detail") else ""
-                notes.append(f"{row['label']} x{row['conns']}: {check['check']} failed{shown}{detail}")
+                notes.append(f"{row['label']} x{row['conns']}: {check['check']} failed{detail}")
         for side in ("ours", "ceiling"):
             for example in (row.get(side) or {}).get("wrong_examples", ()):
                 notes.append(f"{row['label']} x{row['conns']}: wrong reply from {side}: {example}")

@@ -56,6 +56,18 @@ class Target:
             return f">={self.limit:.0%} of no-idle"
         raise ValueError(f"unknown target kind {self.kind!r}")
 
+    def show(self, value: float) -> str:
+        """A measured value in the target's unit."""
+        if self.kind in ("share_min", "ratio_min"):
+            return f"{value:.0%}"
+        if self.kind == "rate_min":
+            return f"{value:,.0f}/s"
+        if self.kind in ("p50_max_us", "p99_max_us"):
+            return f"{value / 1000:.3f} ms"
+        if self.kind == "rss_max_mb":
+            return f"{value:.0f} MB"
+        raise ValueError(f"unknown target kind {self.kind!r}")
+
 
 @dataclass(frozen=True)
 class Workload:

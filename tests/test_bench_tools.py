@@ -177,7 +177,8 @@ def test_table_has_the_columns_and_judges_the_targets():
     assert body["99-idle"].split()[-1] == "PASS"                       # 17000/20000 = 85 %, 120 MB
     assert body["17-c10"].split()[-1] == "FAIL"
     notes = "\n".join(report.failure_notes(rows))
-    assert "connection 0: 96" in notes and "the gateway did not start" in notes and "p99<=10ms" in notes
+    assert "connection 0: 96" in notes and "the gateway did not start" in notes
+    assert "p99<=10ms failed: got 12.000 ms" in notes and "share>=35% failed: got 20%" in notes
 
 
 def test_median_figures_sums_faults_and_takes_medians():
