@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -68,16 +70,19 @@ def command(binary: Path, port: int, load: Load, requests_file: Path, host: str 
 
 
 def run(binary: Path, port: int, load: Load, host: str = "127.0.0.1", as_json: bool = True,
-        setup_allowance: float = 180.0) -> dict:
+        setup_allowance: float = 180.0, cpus: set[int] | None = None) -> dict:
     """Run ``binary`` once and return its figures.  ``as_json=False`` reads the text lines
-    (the only output sipload has); our loadgen's options beyond sipload's must then be unused."""
+    (the only output sipload has); our loadgen's options beyond sipload's must then be unused.
+    ``cpus``: the CPUs the load generator may run on (default: any)."""
     with tempfile.NamedTemporaryFile("w", prefix="sipbench-", suffix=".txt", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in load.requests))
         f.flush()
         cmd = command(binary, port, load, Path(f.name), host, as_json)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                                  timeout=load.seconds + setup_allowance)
+                                  timeout=load.seconds + setup_allowance,
+                                  preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         except subprocess.TimeoutExpired:
             raise LoadgenError(f"{binary.name} did not finish within {load.seconds + setup_allowance:.0f} s") from None
     if proc.returncode != 0:
@@ -89,5 +94,8 @@ def run(binary: Path, port: int, load: Load, host: str = "127.0.0.1", as_json: b
             raise LoadgenError(f"{binary.name} printed no JSON ({e}): {proc.stdout.strip()[:300]!r}") from None
     else:
         figures = parse_text(proc.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the load generator's own CPU time (it is the only child waited for in between)
+    figures["client_cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3)
     figures["stderr"] = proc.stderr.strip()
     return figures
