@@ -133,7 +133,7 @@ class Bench:
                     _progress(f"  {w.key}: ceiling failed: {e}")
         row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
         row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
-        if w.writes and row["ours_runs"] and self.database is not None:
+        if w.writes and row["ours_runs"] and row["ours_error"] is None and self.database is not None:
             try:
                 row["verify"] = benchdata.verify(self.database, first_offset, self.next_offset - first_offset,
                                                  *verify_counts)
