@@ -1,120 +1,88 @@
 """Parse and format SIP2 messages: lenient input, strict output (REFERENCE.md 2 and 7).
 
 Pure functions over bytes; no I/O. Both directions are driven by ``messages.MESSAGES``.
-The error-detection block (AY/AZ) is found and verified on the raw bytes, because the
-checksum is a sum of the encoded bytes; everything else works on the decoded text.
+
+Each direction has a fast path for the traffic a gateway sees all day: a clean AY/AZ tail
+(or none), fixed parts and field values that were already found valid, known tags. It
+never decides anything on its own: whenever a message is not plainly valid it hands the
+call to ``checked`` (every rule in turn), which gives the answer or raises the error
+naming field, position and reason. What the fast path remembers is bounded: per message,
+fixed parts already checked; per tag with an output rule, values already checked; per
+message, the tag layouts of the field dicts it was given.
 """
 
 from __future__ import annotations
 
-import codecs
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from zlib import adler32
 
-from sipgateway.sip2.dates import date_problem
-from sipgateway.sip2.errors import ChecksumError, SIP2Error, UnknownMessageError
+from sipgateway.sip2.checked import BY_BYTES, HEX, RENEW_ALL_TAGS, TRAILING, format_checked, parse_checked
+from sipgateway.sip2.message import Message
 from sipgateway.sip2.messages import MESSAGES, MessageSpec
-from sipgateway.sip2.tags import SECRET_TAGS
-from sipgateway.sip2.values import INPUT_WIDTHS, TAG_RULES, input_problem, sequence_problem
+from sipgateway.sip2.values import INPUT_WIDTHS, TAG_RULES
+from sipgateway.sip2.wire import ADLER_MAX, CODEC_NAMES, MAX_VALUE, byte_sum, checksum, codec_name
 
-MAX_VALUE = 255
-#: dateless 65 (PHP): the date is missing when the message goes straight on with one of these
-_RENEW_ALL_TAGS = ("AO", "AA")
-_BY_BYTES: dict[bytes, MessageSpec] = {code.encode("ascii"): spec for code, spec in MESSAGES.items()}
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_FORBIDDEN = frozenset("|\r\n")
-_TRAILING = b" \t\r\n\x00\x0b\x0c"
-_ENCODINGS: dict[str, str] = {}
+__all__ = ["Message", "checksum", "format_message", "parse", "to_json"]
 
-
-@dataclass(slots=True)
-class Message:
-    """A decoded message. ``fixed``: raw, untrimmed values by snake_case name. ``fields``:
-    tag -> value, repeatable tags always as lists, AY/AZ included when present, unknown
-    tags kept."""
-
-    code: str
-    fixed: dict[str, str] = field(default_factory=dict)
-    fields: dict[str, str | list[str]] = field(default_factory=dict)
-
-    @property
-    def sequence(self) -> str | None:
-        """The sequence number (AY), or None."""
-        return self.get("AY")
-
-    @property
-    def checksum(self) -> str | None:
-        """The checksum (AZ) as received, or None."""
-        return self.get("AZ")
-
-    @property
-    def name(self) -> str:
-        return MESSAGES[self.code].name
-
-    def get(self, tag: str, default: str | None = None) -> str | None:
-        """The value of ``tag``; for a repeatable tag its first value."""
-        v = self.fields.get(tag)
-        if v is None:
-            return default
-        if type(v) is list:
-            return v[0] if v else default
-        return v  # type: ignore[return-value]
+#: a piece is "<tag><value>": at most this long
+_MAX_PIECE = 2 + MAX_VALUE
+#: longest message whose checksummed part (all but the 4 hex digits) Adler-32 sums exactly
+_ADLER_N = ADLER_MAX + 4
+#: entries kept per cache before it starts over (dates change every second, so fixed parts
+#: and date values keep coming; a full cache is simply emptied)
+_FIXED_CACHE = 2048
+_VALUE_CACHE = 4096
+_SHAPE_CACHE = 256
 
 
-def checksum(data: bytes) -> str:
-    """The AZ value for ``data`` (everything from the message code up to and including "AZ")."""
-    return "%04X" % (-sum(data) & 0xFFFF)
+def _make_room(cache: dict | set, limit: int) -> None:
+    """Empty ``cache`` when it holds ``limit`` entries, before one more is added."""
+    if len(cache) >= limit:
+        cache.clear()
 
 
-def _codec(encoding: str) -> str:
-    """The codec name for ``encoding``; SIP2's separators and tags must stay single ASCII bytes."""
-    name = _ENCODINGS.get(encoding)
-    if name is not None:
-        return name
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise SIP2Error(f"unknown character set {encoding!r}") from None
-    probe = "09AZaz| "
-    try:
-        compatible = info.encode(probe)[0] == probe.encode("ascii") and info.decode(probe.encode("ascii"))[0] == probe
-    except (UnicodeError, TypeError):
-        compatible = False
-    if not compatible:
-        raise SIP2Error(f"character set {encoding!r} is not ASCII-compatible")
-    _ENCODINGS[encoding] = info.name
-    return info.name
+# -- input ----------------------------------------------------------------------------
+
+class _InPlan:
+    """What ``parse`` needs per message code, plus the fixed parts already found valid.
+    ``hot``: the attributes the fast path reads, as one tuple (unpacking it is cheaper)."""
+
+    __slots__ = ("checks", "fixed_seen", "hot")
+
+    def __init__(self, spec: MessageSpec) -> None:
+        #: (name, start, stop, check), offsets within the fixed part
+        self.checks = tuple((name, start - 2, stop - 2, check) for name, start, stop, check in spec.parse_plan)
+        self.fixed_seen: dict[str, dict[str, str]] = {}
+        #: tags the fast path leaves to ``parse_checked``: lists, width rules, AY/AZ inside
+        special = frozenset(spec.repeatable | INPUT_WIDTHS.keys())
+        #: 65 without its date and 16 with a PHP expiry date: parse_checked reads those
+        quirk = spec.code in ("65", "16")
+        self.hot = (spec.code, 2 + spec.fixed_len, special, frozenset(spec.required), spec.one_of, quirk,
+                    self.fixed_seen, self)
+
+    def fixed(self, text: str) -> dict[str, str] | None:
+        """The fixed fields of ``text`` (exactly the fixed part), or None if any is refused."""
+        fixed: dict[str, str] = {}
+        for name, start, stop, check in self.checks:
+            v = text[start:stop]
+            if check(name, v) is not None:
+                return None
+            fixed[name] = v
+        _make_room(self.fixed_seen, _FIXED_CACHE)
+        self.fixed_seen[text] = fixed
+        return fixed
 
 
-def _char_position(data: bytes, index: int, encoding: str) -> int:
-    """Byte offset -> character offset, for error messages about non-ASCII input."""
-    return len(data[:index].decode(encoding, "replace"))
+_IN = {code: _InPlan(spec).hot for code, spec in BY_BYTES.items()}
+#: "AY<digit>AZ" -> the digit
+_ED_TAILS = {b"AY%dAZ" % d: str(d) for d in range(10)}
 
 
-def _latin1_sum_matches(summed: bytes, encoding: str, expected: int) -> bool:
-    """Old Perl servers and clients sum characters, each code point mod 256."""
-    if summed.isascii():
-        return False  # same sum as the bytes: already failed
-    try:
-        text = summed.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return (sum(ord(c) & 0xFF for c in text) + expected) & 0xFFFF == 0
-
-
-def _decode_error(data: bytes, e: UnicodeDecodeError, spec: MessageSpec, encoding: str) -> SIP2Error:
-    start = e.start
-    where: str | None = None
-    fixed_end = 2 + spec.fixed_len
-    if start < fixed_end:
-        for name, first, stop, _check in spec.parse_plan:
-            if first <= start < stop:
-                where = name
-    else:
-        bar = data.rfind(b"|", 0, start)
-        tag_at = max(bar + 1, fixed_end)
-        where = data[tag_at:tag_at + 2].decode("ascii", "replace")
-    return SIP2Error(f"byte 0x{data[start]:02x} is not valid {encoding}", where, _char_position(data, start, encoding))
+def _quirk_applies(code: str, text: str, fixed_end: int) -> bool:
+    if code == "65":
+        return text[2:4] in RENEW_ALL_TAGS
+    return text[fixed_end:fixed_end + 1].isdigit()
 
 
 def parse(data: bytes, encoding: str = "utf-8", *, verify: bool = True) -> Message:
@@ -122,149 +90,145 @@ def parse(data: bytes, encoding: str = "utf-8", *, verify: bool = True) -> Messa
 
     ``verify``: check AZ when present (ChecksumError on mismatch or a malformed AZ).
     Any other problem raises SIP2Error naming the field, the position and the reason."""
-    enc = _ENCODINGS.get(encoding) or _codec(encoding)
+    enc = CODEC_NAMES.get(encoding) or codec_name(encoding)
     if type(data) is not bytes:
         data = bytes(data)
-    stripped = data.rstrip(_TRAILING)
-    if len(stripped) < 2:
-        raise SIP2Error("too short", None, 0)
-    spec = _BY_BYTES.get(stripped[:2])
-    if spec is None:
-        raise UnknownMessageError("unknown message code", None, 0, detail=repr(stripped[:2].decode(enc, "replace")))
-    fixed_end = 2 + spec.fixed_len
-    # trailing spaces may belong to the fixed part (blank dates, unknown counts): keep those
-    data = stripped if len(stripped) >= fixed_end else data[:fixed_end]
+    stripped = data.rstrip(TRAILING)
+    hot = _IN.get(stripped[:2])
+    if hot is None:
+        return parse_checked(data, encoding, verify=verify)
+    code, fixed_end, special, required, one_of, quirk, fixed_seen, plan = hot
+    n = len(stripped)
 
-    # -- error detection: "AY<d>AZ<hhhh>" (or "AZ<hhhh>") at the very end, "|" before it optional
-    fields: dict[str, str | list[str]] = {}
-    sequence: str | None = None
-    body_end = len(data)
-    az = data.rfind(b"AZ", 2)
-    if az >= 0 and data.find(b"|", az) < 0:
-        has_ay = az >= 5 and data[az - 3:az - 1] == b"AY"
-        if has_ay or az == fixed_end or data[az - 1:az] == b"|":
-            hexpart = data[az + 2:]
-            if len(hexpart) != 4 or not _HEX.issuperset(hexpart):
-                raise ChecksumError("malformed checksum", "AZ", _char_position(data, az, enc),
-                                    detail="AZ needs exactly 4 hex digits")
-            if has_ay:
-                seq = data[az - 1:az]
-                if not seq.isdigit():
-                    raise SIP2Error("sequence number not a digit", "AY", _char_position(data, az - 3, enc))
-                sequence = seq.decode("ascii")
-                body_end = az - 3
-            else:
-                body_end = az
-            if verify:
-                expected = int(hexpart, 16)
-                summed = data[:az + 2]
-                if (sum(summed) + expected) & 0xFFFF and not _latin1_sum_matches(summed, enc, expected):
-                    raise ChecksumError("checksum mismatch", "AZ", _char_position(data, az, enc),
-                                        detail=f"computed {checksum(summed)}")
-            checksum_text = hexpart.decode("ascii")
-        else:
-            az = -1
+    # error detection: a clean "AY<digit>AZ<4 hex>" tail, or no "AZ" anywhere
+    sequence = _ED_TAILS.get(stripped[n - 9:n - 4]) if n - 9 >= fixed_end else None
+    if sequence is not None:
+        hexpart = stripped[n - 4:]
+        if verify:
+            # compared with our own (uppercase) rendering; a mismatch or a character sum go the checked way
+            summed = stripped[:n - 4]
+            total = (adler32(summed) & 0xFFFF) - 1 if n <= _ADLER_N else byte_sum(summed)
+            expected = b"%04X" % (-total & 0xFFFF)
+            if expected != hexpart and expected != hexpart.upper():
+                return parse_checked(data, encoding, verify=verify)
+        elif not HEX.issuperset(hexpart):
+            return parse_checked(data, encoding, verify=verify)
+        body = stripped[:n - 9]
+    elif n >= fixed_end and stripped.find(b"AZ", 2) < 0:
+        body = stripped
     else:
-        az = -1
-
+        return parse_checked(data, encoding, verify=verify)
     try:
-        text = data[:body_end].decode(enc)
-    except UnicodeDecodeError as e:
-        raise _decode_error(data, e, spec, enc) from None
+        text = body.decode(enc)
+    except UnicodeDecodeError:
+        return parse_checked(data, encoding, verify=verify)
+    if len(text) < fixed_end or (quirk and _quirk_applies(code, text, fixed_end)):
+        return parse_checked(data, encoding, verify=verify)
 
-    # -- fixed fields
-    tlen = len(text)
-    fixed: dict[str, str] = {}
-    code = spec.code
-    if code == "65" and text[2:4] in _RENEW_ALL_TAGS:
-        pos = 2  # PHP sends 65 without its transaction date
-    else:
-        for name, start, stop, check in spec.parse_plan:
-            if stop > tlen:
-                raise SIP2Error(f"truncated fixed field {name}", name, start)
-            v = text[start:stop]
-            problem = check(name, v)
-            if problem is not None:
-                raise SIP2Error(problem, name, start, detail=repr(v))
-            fixed[name] = v
-        pos = fixed_end
-        if code == "16" and text[pos:pos + 1].isdigit():
-            pos = _php_hold_expiry(text, pos, fields)
-    if text[pos:pos + 1] == "|":
-        pos += 1  # stray "|" after the fixed part (9900302.00|, 70<date>|AA...)
+    # fixed fields: each distinct fixed part is checked once
+    ftext = text[2:fixed_end]
+    fixed = fixed_seen.get(ftext)
+    if fixed is None:
+        fixed = plan.fixed(ftext)
+        if fixed is None:
+            return parse_checked(data, encoding, verify=verify)
 
-    # -- variable fields
-    if pos < tlen:
-        repeatable = spec.repeatable
-        widths = INPUT_WIDTHS
-        pieces = text[pos:].split("|")
-        for piece in pieces:
-            if len(piece) > 1:
-                tag = piece[:2]
-                value = piece[2:]
-                if len(value) > MAX_VALUE:
-                    raise SIP2Error("field too long (>255)", tag, _piece_position(pieces, piece, pos))
-                width = widths.get(tag)
-                if width is not None and len(value) != width:
-                    problem = input_problem(tag, value)
-                    if problem is not None:
-                        error = ChecksumError if tag == "AZ" else SIP2Error
-                        raise error(problem, tag, _piece_position(pieces, piece, pos))
-                if tag in repeatable:
-                    values = fields.get(tag)
-                    if values is None:
-                        fields[tag] = [value]
-                    else:
-                        values.append(value)  # type: ignore[union-attr]
-                elif tag not in fields:
-                    fields[tag] = value  # duplicates of a single-valued tag: the first wins (as EG)
-            elif piece:
-                raise SIP2Error("malformed field", None, _piece_position(pieces, piece, pos),
-                                detail="a field starts with a two-character tag")
-
-    if az >= 0:
-        if sequence is not None:
-            fields["AY"] = sequence
-        fields["AZ"] = checksum_text
-    for tag in spec.required:
-        if tag not in fields:
-            raise SIP2Error(f"missing required field {tag}", tag)
-    for group in spec.one_of:
-        if not any(tag in fields for tag in group):
-            raise SIP2Error(f"missing required field {' or '.join(group)}", group[0])
-    return Message(code, fixed, fields)
-
-
-def _piece_position(pieces: list[str], piece: str, start: int) -> int:
-    """Where ``piece`` (an object from ``pieces``) starts; only computed for errors."""
-    for p in pieces:
-        if p is piece:
-            break
-        start += len(p) + 1
-    return start
-
-
-def _php_hold_expiry(text: str, pos: int, fields: dict[str, str | list[str]]) -> int:
-    """16 from PHP-style servers: an 18-character expiration date as a fixed field."""
-    v = text[pos:pos + 18]
-    problem = date_problem(v)
-    if problem is not None:
-        raise SIP2Error(problem, "BW", pos, detail=repr(v))
-    fields["BW"] = v
-    return pos + 18
+    # variable fields: plain "<tag><value>" pieces; empty pieces (a stray "|" after the fixed
+    # part, the last "|") are skipped as parse_checked does; anything else goes its way
+    fields: dict[str, str | list[str]] = {}
+    pieces = text[fixed_end:].split("|")
+    for piece in pieces:
+        if len(piece) > 1:
+            fields[piece[:2]] = piece[2:]
+        elif piece:
+            return parse_checked(data, encoding, verify=verify)
+    if (len(fields) != len(pieces) - pieces.count("")  # a tag twice: the first wins
+            or not special.isdisjoint(fields)
+            or (len(text) > _MAX_PIECE and max(map(len, pieces)) > _MAX_PIECE)
+            or not fields.keys() >= required):
+        return parse_checked(data, encoding, verify=verify)
+    if one_of:
+        for group in one_of:
+            if fields.keys().isdisjoint(group):
+                return parse_checked(data, encoding, verify=verify)
+    if sequence is not None:
+        fields["AY"] = sequence
+        fields["AZ"] = hexpart.decode("ascii")
+    return Message(code, fixed.copy(), fields)
 
 
 # -- output ---------------------------------------------------------------------------
 
-def _value_problem(tag: str, value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"value must be text, not {type(value).__name__}"
-    if len(value) > MAX_VALUE:
-        return "field too long (>255)"
-    if not _FORBIDDEN.isdisjoint(value):
-        return "value contains '|' or CR/LF"
-    rule = TAG_RULES.get(tag)
-    return rule.problem_out(value) if rule is not None else None
+#: per tag with an output rule: values already found valid
+_VALID: dict[str, set[str]] = {tag: set() for tag in TAG_RULES}
+#: sequence number -> the error-detection tail before the checksum
+_AY_AZ = {str(d): f"AY{d}AZ" for d in range(10)}
+
+#: one entry of a layout: a known tag and, if it has an output rule, its checked values
+_Entry = tuple[str, "set[str] | None"]
+#: a layout: the entries in table order, and a getter of the required tags' values
+_Shape = tuple[tuple[_Entry, ...], Callable[[Mapping], tuple]]
+
+
+def _valid_value(tag: str, seen: set[str], v: str) -> bool:
+    """The output rule of ``tag`` accepts ``v`` (a str of at most MAX_VALUE characters);
+    remembered in ``seen`` when so."""
+    if TAG_RULES[tag].problem_out(v) is not None:
+        return False
+    _make_room(seen, _VALUE_CACHE)
+    seen.add(v)
+    return True
+
+
+def _getter(names: Sequence[str]) -> Callable[[Mapping], tuple]:
+    """``mapping -> tuple of its values for names`` (KeyError for a missing one)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda mapping: (mapping[name],)
+    return lambda mapping: ()
+
+
+class _OutPlan:
+    """What ``format_message`` needs per message code, plus what it has already checked."""
+
+    __slots__ = ("code", "spec", "values_of", "nfixed", "heads", "shapes")
+
+    def __init__(self, spec: MessageSpec) -> None:
+        self.code = spec.code
+        self.spec = spec
+        self.values_of = _getter([name for name, _w, _s, _c in spec.format_plan])
+        self.nfixed = len(spec.format_plan)
+        #: fixed values (in table order) already found valid -> code + fixed part
+        self.heads: dict[tuple, str] = {}
+        #: tuple(fields) -> its layout; layouts with an unknown tag or without a required
+        #: tag are not kept (``shape`` gives None)
+        self.shapes: dict[tuple, _Shape] = {}
+
+    def head(self, values: tuple) -> str | None:
+        """Code and fixed part for ``values``, or None if any is refused."""
+        for (name, width, _start, check), v in zip(self.spec.format_plan, values, strict=True):
+            if type(v) is not str or len(v) != width or check(name, v) is not None:
+                return None
+        head = self.code + "".join(values)
+        _make_room(self.heads, _FIXED_CACHE)
+        self.heads[values] = head
+        return head
+
+    def shape(self, keys: tuple) -> _Shape | None:
+        spec = self.spec
+        present = set(keys)
+        if not spec.tagset.issuperset(present) or not present.issuperset(spec.required):
+            return None
+        entries = tuple((tag, _VALID.get(tag)) for tag in spec.fields if tag in present)
+        shape = (entries, _getter(spec.required))
+        _make_room(self.shapes, _SHAPE_CACHE)
+        self.shapes[keys] = shape
+        return shape
+
+
+_OUT: dict[str, _OutPlan] = {code: _OutPlan(spec) for code, spec in MESSAGES.items()}
 
 
 def format_message(code: str, fixed: Mapping[str, str],
@@ -276,108 +240,82 @@ def format_message(code: str, fixed: Mapping[str, str],
     Fixed fields in table order at exact widths; known tags in table order, then unknown
     tags in the order given; None values omitted; a list repeats its tag. With
     ``error_detection``: "AY<sequence>" (when ``sequence`` is not None) and "AZ<checksum>"."""
-    spec = MESSAGES.get(code)
-    if spec is None:
-        raise UnknownMessageError("unknown message code", None, 0, detail=repr(code))
-    enc = _ENCODINGS.get(encoding) or _codec(encoding)
-    parts = [code]
-    for name, width, start, check in spec.format_plan:
-        v = fixed.get(name)
-        if v is None:
-            raise SIP2Error("missing fixed field", name, start)
-        if type(v) is not str or len(v) != width:
-            raise SIP2Error(f"wrong width (needs {width} characters)", name, start, detail=repr(v))
-        problem = check(name, v)
-        if problem is not None:
-            raise SIP2Error(problem, name, start, detail=repr(v))
-        parts.append(v)
-    if len(fixed) > len(spec.format_plan) or not spec.fixed_names.issuperset(fixed):
-        extra = sorted(set(fixed) - spec.fixed_names)
-        if extra:
-            raise SIP2Error(f"not a fixed field of message {code}", extra[0])
+    plan = _OUT.get(code)  # type: ignore[call-overload]
+    if plan is None or type(fixed) is not dict or type(fields) is not dict:
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
+    enc = CODEC_NAMES.get(encoding) or codec_name(encoding)
 
-    tagset = spec.tagset
-    forbidden = _FORBIDDEN
+    # fixed part: each distinct tuple of values is checked once
+    try:
+        values = plan.values_of(fixed)
+        head = plan.heads.get(values)
+    except (KeyError, TypeError):  # a field missing, or a value that cannot be a key (so not text)
+        head = values = None
+    if head is None and values is not None:
+        head = plan.head(values)
+    keys = tuple(fields)
+    shape = plan.shapes.get(keys)
+    if shape is None:
+        shape = plan.shape(keys)
+    if head is None or shape is None or len(fixed) != plan.nfixed:
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
+    entries, required_values = shape
+    if None in required_values(fields) or (plan.spec.one_of and not _one_of_given(plan.spec, fields)):
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
+
+    # variable part: separators in values are looked for once, in the joined text
+    parts = [head]
     append = parts.append
-    for tag, rule in spec.emit_plan:
-        v = fields.get(tag)
+    for tag, seen in entries:
+        v = fields[tag]
         if v is None:
             continue
-        # the common cases with the checks inlined; _emit does the rest and raises
         if type(v) is str:
-            if len(v) <= MAX_VALUE and forbidden.isdisjoint(v) and (rule is None or rule.problem_out(v) is None):
+            if len(v) <= MAX_VALUE and (seen is None or v in seen or _valid_value(tag, seen, v)):
                 append(f"{tag}{v}|")
                 continue
         elif type(v) is list:
             for item in v:
-                if (type(item) is str and len(item) <= MAX_VALUE and forbidden.isdisjoint(item)
-                        and (rule is None or rule.problem_out(item) is None)):
-                    append(f"{tag}{item}|")
-                else:
-                    _emit(parts, tag, (item,))
-            continue
-        _emit(parts, tag, v)
-    for tag, v in (() if tagset.issuperset(fields) else fields.items()):
-        if tag not in tagset and v is not None:
-            if type(tag) is not str or len(tag) != 2 or not tag.isprintable() or not forbidden.isdisjoint(tag):
-                raise SIP2Error("a tag is two printable characters", repr(tag))
-            _emit(parts, tag, v)
-    for tag in spec.required:
-        if fields.get(tag) is None:
-            raise SIP2Error(f"missing required field {tag}", tag)
-    for group in spec.one_of:
-        if all(fields.get(tag) is None for tag in group):
-            raise SIP2Error(f"missing required field {' or '.join(group)}", group[0])
-
+                if type(item) is str:
+                    if len(item) <= MAX_VALUE and (seen is None or item in seen or _valid_value(tag, seen, item)):
+                        append(f"{tag}{item}|")
+                        continue
+                elif item is None:
+                    continue
+                break
+            else:
+                continue
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
+    separators = len(parts) - 1
     if error_detection:
-        if sequence is not None:
-            problem = sequence_problem("AY", sequence) if type(sequence) is str else "sequence number not a digit"
-            if problem is not None:
-                raise SIP2Error(problem, "AY")
-            append("AY" + sequence)
-        append("AZ")
+        tail = "AZ" if sequence is None else _AY_AZ.get(sequence) if type(sequence) is str else None
+        if tail is None:
+            return _checked(code, fixed, fields, sequence, error_detection, encoding)
+        append(tail)
     elif sequence is not None:
-        raise SIP2Error("a sequence number needs error_detection=True", "AY")
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
     text = "".join(parts)
+    if text.count("|", len(head)) != separators or "\r" in text or "\n" in text:
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
     try:
         data = text.encode(enc)
-    except UnicodeEncodeError as e:
-        raise _encode_error(spec, parts, e, enc) from None
+    except UnicodeEncodeError:
+        return _checked(code, fixed, fields, sequence, error_detection, encoding)
     if error_detection:
-        data += ("%04X" % (-sum(data) & 0xFFFF)).encode("ascii")
+        total = (adler32(data) & 0xFFFF) - 1 if len(data) <= ADLER_MAX else byte_sum(data)
+        data += b"%04X" % (-total & 0xFFFF)
     return data
 
 
-def _emit(parts: list[str], tag: str, value: str | Sequence[str]) -> None:
-    """Append one field per value (a list repeats the tag), checking each value."""
-    if isinstance(value, str):
-        values: Sequence[str | None] = (value,)
-    elif isinstance(value, Sequence):
-        values = value
-    else:
-        raise SIP2Error(f"value must be text or a list of texts, not {type(value).__name__}", tag)
-    for v in values:
-        if v is None:
-            continue
-        problem = _value_problem(tag, v)
-        if problem is not None:
-            raise SIP2Error(problem, tag, len("".join(parts)))
-        parts.append(f"{tag}{v}|")
+def _one_of_given(spec: MessageSpec, fields: Mapping) -> bool:
+    return all(any(fields.get(tag) is not None for tag in group) for group in spec.one_of)
 
 
-def _encode_error(spec: MessageSpec, parts: list[str], e: UnicodeEncodeError, encoding: str) -> SIP2Error:
-    """Which field holds the character ``encoding`` cannot represent. ``parts`` is
-    [code, fixed values..., one "<tag><value>|" per variable field, AY/AZ parts]."""
-    offset = 0
-    nfixed = len(spec.format_plan)
-    where = None
-    for i, part in enumerate(parts):
-        if offset + len(part) > e.start:
-            where = spec.format_plan[i - 1][0] if 1 <= i <= nfixed else part[:2]
-            break
-        offset += len(part)
-    char = "" if where in SECRET_TAGS else f" {e.object[e.start]!r}"
-    return SIP2Error(f"character{char} cannot be encoded in {encoding}", where, e.start)
+def _checked(code: str, fixed: Mapping[str, str], fields: Mapping, sequence: str | None, error_detection: bool,
+             encoding: str) -> bytes:
+    """The checked way: the answer for anything the fast path does not take on, or the error."""
+    return format_checked(code, fixed, fields, sequence=sequence, error_detection=error_detection,
+                          encoding=encoding)
 
 
 def to_json(message: Message) -> dict:
