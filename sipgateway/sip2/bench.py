@@ -3,6 +3,10 @@
 Prints microseconds per ``parse`` of typical requests (with AY/AZ, as self-checks send
 them) and per ``format_message`` of typical replies (shaped as ``sipgateway.replies``
 builds them, None values included), best of several rounds.
+
+``warm``: the same message again and again, as under load, when every request of a second
+carries the same date. ``cold``: a date never seen before in every message (more dates
+than the codec remembers), the worst case for what the fast path remembers.
 """
 
 from __future__ import annotations
@@ -63,20 +67,52 @@ REPLIES: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
 }
 
 
+#: distinct dates in a cold run: more than any cache of the codec holds
+COLD_DATES = 20000
+
+
+def _dates(count: int) -> list[str]:
+    return [f"2026{1 + i // 86400 % 12:02d}{1 + i // 3600 % 24:02d}    "
+            f"{i // 3600 % 24:02d}{i // 60 % 60:02d}{i % 60:02d}" for i in range(count)]
+
+
 def _best(fn: Callable[[], object], number: int, repeat: int) -> float:
     """Microseconds per call, best of ``repeat`` rounds of ``number`` calls."""
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
 
 
-def run(number: int, repeat: int) -> list[tuple[str, float]]:
+def _best_each(fn: Callable[[object], object], items: list, repeat: int) -> float:
+    """Microseconds per call of ``fn`` on each of ``items``, best of ``repeat`` rounds."""
+    def one_round() -> None:
+        for item in items:
+            fn(item)
+    return min(timeit.repeat(one_round, number=1, repeat=repeat)) / len(items) * 1e6
+
+
+def run(number: int, repeat: int, cold: bool = False) -> list[tuple[str, float]]:
     rows: list[tuple[str, float]] = []
+    dates = _dates(COLD_DATES) if cold else []
     for code, data in REQUESTS.items():
-        rows.append((f"parse {code}", _best(lambda data=data: parse(data), number, repeat)))
+        if not cold:
+            rows.append((f"parse {code}", _best(lambda data=data: parse(data), number, repeat)))
+        elif DATE.encode() in data:
+            text = data[:data.rindex(b"AY")].decode("ascii")
+            items = [_ed(text.replace(DATE, d) + "AY1AZ") for d in dates]
+            rows.append((f"parse {code} cold", _best_each(parse, items, repeat)))
     for code, (c, fixed, fields) in REPLIES.items():
         seq = "1" if c != "94" else None
-        rows.append((f"format {code} +AY/AZ", _best(
-            lambda c=c, fixed=fixed, fields=fields, seq=seq: format_message(
-                c, fixed, fields, sequence=seq, error_detection=True), number, repeat)))
+        if not cold:
+            rows.append((f"format {code} +AY/AZ", _best(
+                lambda c=c, fixed=fixed, fields=fields, seq=seq: format_message(
+                    c, fixed, fields, sequence=seq, error_detection=True), number, repeat)))
+            continue
+        name = next((k for k, v in fixed.items() if v == DATE), None)
+        if name is None:
+            continue
+        variants = [{**fixed, name: d} for d in dates]
+        rows.append((f"format {code} +AY/AZ cold", _best_each(
+            lambda f, c=c, fields=fields, seq=seq: format_message(c, f, fields, sequence=seq, error_detection=True),
+            variants, repeat)))
     return rows
 
 
@@ -84,11 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sipgateway.sip2.bench", description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--number", type=int, default=20000, help="calls per round (default 20000)")
     ap.add_argument("-r", "--repeat", type=int, default=5, help="rounds; the best is shown (default 5)")
+    ap.add_argument("--cold", action="store_true", help="also a new date in every message (worst case)")
     args = ap.parse_args(argv)
     if args.number < 1 or args.repeat < 1:
         ap.error("--number and --repeat must be at least 1")
-    for label, us in run(args.number, args.repeat):
-        print(f"{label:<22} {us:6.2f} us")
+    rows = run(args.number, args.repeat)
+    if args.cold:
+        rows += run(args.number, args.repeat, cold=True)
+    for label, us in rows:
+        print(f"{label:<27} {us:6.2f} us")
     return 0
 
 

@@ -51,8 +51,9 @@ class _InPlan:
     __slots__ = ("checks", "fixed_seen", "hot")
 
     def __init__(self, spec: MessageSpec) -> None:
-        #: (name, start, stop, check), offsets within the fixed part
-        self.checks = tuple((name, start - 2, stop - 2, check) for name, start, stop, check in spec.parse_plan)
+        #: (name, start, stop, check, values already found valid), offsets within the fixed part
+        self.checks = tuple((name, start - 2, stop - 2, check, set())
+                            for name, start, stop, check in spec.parse_plan)
         self.fixed_seen: dict[str, dict[str, str]] = {}
         #: tags the fast path leaves to ``parse_checked``: lists, width rules, AY/AZ inside
         special = frozenset(spec.repeatable | INPUT_WIDTHS.keys())
@@ -64,10 +65,13 @@ class _InPlan:
     def fixed(self, text: str) -> dict[str, str] | None:
         """The fixed fields of ``text`` (exactly the fixed part), or None if any is refused."""
         fixed: dict[str, str] = {}
-        for name, start, stop, check in self.checks:
+        for name, start, stop, check, seen in self.checks:
             v = text[start:stop]
-            if check(name, v) is not None:
-                return None
+            if v not in seen:
+                if check(name, v) is not None:
+                    return None
+                _make_room(seen, _VALUE_CACHE)
+                seen.add(v)
             fixed[name] = v
         _make_room(self.fixed_seen, _FIXED_CACHE)
         self.fixed_seen[text] = fixed
@@ -193,7 +197,7 @@ def _getter(names: Sequence[str]) -> Callable[[Mapping], tuple]:
 class _OutPlan:
     """What ``format_message`` needs per message code, plus what it has already checked."""
 
-    __slots__ = ("code", "spec", "values_of", "nfixed", "heads", "shapes")
+    __slots__ = ("code", "spec", "values_of", "nfixed", "heads", "fixed_seen", "shapes")
 
     def __init__(self, spec: MessageSpec) -> None:
         self.code = spec.code
@@ -202,15 +206,23 @@ class _OutPlan:
         self.nfixed = len(spec.format_plan)
         #: fixed values (in table order) already found valid -> code + fixed part
         self.heads: dict[tuple, str] = {}
+        #: per fixed field, values already found valid (a new date, the same flags)
+        self.fixed_seen = tuple(set() for _ in spec.format_plan)
         #: tuple(fields) -> its layout; layouts with an unknown tag or without a required
         #: tag are not kept (``shape`` gives None)
         self.shapes: dict[tuple, _Shape] = {}
 
     def head(self, values: tuple) -> str | None:
         """Code and fixed part for ``values``, or None if any is refused."""
-        for (name, width, _start, check), v in zip(self.spec.format_plan, values, strict=True):
-            if type(v) is not str or len(v) != width or check(name, v) is not None:
+        for (name, width, _start, check), seen, v in zip(self.spec.format_plan, self.fixed_seen, values,
+                                                         strict=True):
+            if type(v) is not str:
                 return None
+            if v not in seen:
+                if len(v) != width or check(name, v) is not None:
+                    return None
+                _make_room(seen, _VALUE_CACHE)
+                seen.add(v)
         head = self.code + "".join(values)
         _make_room(self.heads, _FIXED_CACHE)
         self.heads[values] = head

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sipgateway.sip2.errors import SIP2Error
 
@@ -13,22 +14,31 @@ LOCAL_ZONE = "    "
 _DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+@lru_cache(maxsize=1024)  # the same few dates (this second, due dates) come again and again
 def date_problem(s: str) -> str | None:
     """Why ``s`` is not a valid SIP2 date, or None. Any 4 printable characters are a zone."""
     if len(s) != 18:
         return "bad date: wrong length"
-    day, zone, time = s[:8], s[8:12], s[12:]
+    day, time = s[:8], s[12:]
     if not (day.isdigit() and time.isdigit() and day.isascii() and time.isascii()):
         return "bad date: non-digit in date/time"
+    zone = s[8:12]
     if not (zone.isascii() and zone.isprintable()):
         return "bad date: unprintable time zone"
-    year, month, mday = int(day[:4]), int(day[4:6]), int(day[6:])
-    if not 1 <= month <= 12 or year == 0 or mday == 0:
-        return "bad date: impossible date/time"
-    last = 29 if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else _DAYS[month]
-    if mday > last or int(time[:2]) > 23 or int(time[2:4]) > 59 or int(time[4:]) > 59:
+    # two ASCII digits compare as strings as they do as numbers
+    if not _real_day(day) or time[:2] > "23" or time[2:4] > "59" or time[4:] > "59":
         return "bad date: impossible date/time"
     return None
+
+
+@lru_cache(maxsize=256)  # a new second is a new date, but rarely a new day
+def _real_day(day: str) -> bool:
+    """``YYYYMMDD`` (8 ASCII digits) names a day of the Gregorian calendar (year 0 is not)."""
+    year, month, mday = int(day[:4]), int(day[4:6]), int(day[6:])
+    if not 1 <= month <= 12 or year == 0 or mday == 0:
+        return False
+    last = 29 if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else _DAYS[month]
+    return mday <= last
 
 
 def sip_date(dt: datetime, *, utc: bool = False) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from sipgateway.sip2 import SIP2Error, parse_sip_date, sip_date
+from sipgateway.sip2.dates import date_problem
 
 
 def test_local_and_utc_formats() -> None:
@@ -61,3 +63,18 @@ def test_bad_dates(text: str, reason: str) -> None:
 def test_leap_years() -> None:
     assert parse_sip_date("20000229    000000") == datetime(2000, 2, 29)
     assert parse_sip_date("20240229    000000") == datetime(2024, 2, 29)
+
+
+def test_date_rules_agree_with_the_calendar() -> None:
+    # every digit string with a printable zone is valid exactly when datetime accepts it
+    rng = random.Random(18)
+    for _ in range(3000):
+        year, month, day = rng.randrange(0, 3000), rng.randrange(0, 14), rng.randrange(0, 33)
+        hour, minute, second = rng.randrange(0, 26), rng.randrange(0, 62), rng.randrange(0, 62)
+        text = f"{year:04d}{month:02d}{day:02d}{rng.choice(['    ', '   Z', 'CEST'])}{hour:02d}{minute:02d}{second:02d}"
+        try:
+            datetime(year, month, day, hour, minute, second)
+        except ValueError:
+            assert date_problem(text) == "bad date: impossible date/time", text
+        else:
+            assert date_problem(text) is None, text
