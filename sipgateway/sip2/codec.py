@@ -229,6 +229,7 @@ class _OutPlan:
         return head
 
     def shape(self, keys: tuple) -> _Shape | None:
+        """The layout for field dicts with exactly these keys, in this order."""
         spec = self.spec
         present = set(keys)
         if not spec.tagset.issuperset(present) or not present.issuperset(spec.required):
