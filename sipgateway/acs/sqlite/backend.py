@@ -17,6 +17,7 @@ from sipgateway.acs.sqlite import accounts, checkin, fees, fixtures, holds, item
 from sipgateway.acs.sqlite.context import Context, Tx
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
 from sipgateway.acs.sqlite.errors import ACSUnavailable
+from sipgateway.acs.sqlite.readcache import DEFAULT_TTL, ReadCache
 from sipgateway.acs.sqlite.rules import CirculationRules
 from sipgateway.acs.sqlite.runner import SyncRunner, ThreadedRunner
 from sipgateway.acs.sqlite.schema import migrate
@@ -52,7 +53,8 @@ class SQLiteACS:
 
     def __init__(self, path: str, reactor, *, now: Callable[[], datetime] = datetime.now, currency: str = "USD",
                  rules: CirculationRules | None = None, runner: Any = None,
-                 hash_iterations: int = DEFAULT_ITERATIONS, cache_size: int = 8192) -> None:
+                 hash_iterations: int = DEFAULT_ITERATIONS, cache_size: int = 8192,
+                 read_cache_ttl: float = DEFAULT_TTL) -> None:
         currency = (currency or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise ValueError(f"currency {currency!r} is not a 3-letter ISO 4217 code")
@@ -61,6 +63,8 @@ class SQLiteACS:
         self.ctx = Context(clock=now, currency=currency, rules=rules or CirculationRules(),
                            secrets=VerifiedSecrets(cache_size), hash_iterations=hash_iterations)
         self.runner = runner if runner is not None else ThreadedRunner(path, reactor)
+        #: recent read answers; every write empties it (see readcache.py)
+        self.cache = ReadCache(ttl=read_cache_ttl, clock=lambda: now().timestamp())  # the library's own time
         #: 98 answers by (account, institution, location); emptied when accounts change
         self._status: dict[tuple[str, str, str], m.ACSStatus] = {}
         try:
@@ -87,10 +91,24 @@ class SQLiteACS:
         return self.runner.submit(name, lambda conn: fn(Tx(conn, ctx, terminal)), write)
 
     def _write(self, name: str, terminal: m.Terminal | None, fn: Callable[[Tx], Any]) -> Deferred:
-        return self._job(name, fn, terminal, True)
+        self.cache.clear()
+        # emptied again when the write is delivered, before the session sees its answer
+        return self._job(name, fn, terminal, True).addBoth(self.cache.clear)
 
     def _read(self, name: str, terminal: m.Terminal | None, fn: Callable[[Tx], Any]) -> Deferred:
         return self._job(name, fn, terminal, False)
+
+    def _cached_read(self, key: tuple, name: str, terminal: m.Terminal, fn: Callable[[Tx], Any]) -> Deferred:
+        hit = self.cache.get(key)
+        if hit is not None:
+            return succeed(hit)
+        d = self._job(name, fn, terminal, False)
+        if d.called and not isinstance(d.result, Failure | Deferred):  # answered in the reactor thread
+            self.cache.put(key, d.result)
+        return d
+
+    def _pin_key(self, patron_id: str, patron_pin: str | None) -> bytes | None:
+        return self.ctx.secrets.fingerprint("patron-cache", patron_id, patron_pin)
 
     def run_sync(self, name: str, fn: Callable[[Tx], Any], write: bool = True) -> Any:
         """Run ``fn(tx)`` as one committed transaction and wait for it (start-up, tools)."""
@@ -154,11 +172,14 @@ class SQLiteACS:
                            messages=m.Messages(screen=("The library system is offline",)))
 
     def patron_status(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        return self._read("patron_status", terminal, lambda tx: patrons.patron_status(tx, patron_id, patron_pin))
+        key = ("23", terminal, patron_id, self._pin_key(patron_id, patron_pin))
+        return self._cached_read(key, "patron_status", terminal,
+                                 lambda tx: patrons.patron_status(tx, patron_id, patron_pin))
 
     def patron_information(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
                            item_list: m.ItemList | None, start: int | None, end: int | None) -> Deferred:
-        return self._read("patron_information", terminal, lambda tx: patrons.patron_information(
+        key = ("63", terminal, patron_id, self._pin_key(patron_id, patron_pin), item_list, start, end)
+        return self._cached_read(key, "patron_information", terminal, lambda tx: patrons.patron_information(
             tx, patron_id, patron_pin, item_list, start, end))
 
     def block_patron(self, terminal: m.Terminal, patron_id: str, message: str, card_retained: bool) -> Deferred:
@@ -181,7 +202,8 @@ class SQLiteACS:
         return self._write("checkin", terminal, lambda tx: checkin.checkin(tx, request))
 
     def item_information(self, terminal: m.Terminal, item_id: str) -> Deferred:
-        return self._read("item_information", terminal, lambda tx: items.information(tx, item_id))
+        return self._cached_read(("17", terminal, item_id), "item_information", terminal,
+                                 lambda tx: items.information(tx, item_id))
 
     def item_status_update(self, terminal: m.Terminal, item_id: str, item_properties: str) -> Deferred:
         return self._write("item_status_update", terminal,

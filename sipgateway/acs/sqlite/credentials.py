@@ -69,6 +69,10 @@ class VerifiedSecrets:
             mac.update(data)
         return mac.digest()
 
+    def fingerprint(self, kind: str, who: str, secret: str | None) -> bytes | None:
+        """An in-memory stand-in for a secret (cache keys): an HMAC under this process's key."""
+        return None if secret is None else self._token(kind, who, secret, "")
+
     def verify(self, kind: str, who: str, secret: str, stored: str | None) -> bool:
         if not stored:
             return False
