@@ -84,7 +84,7 @@ _TABLE = (
           "CN CO CP", "CN CO"),
     _spec("94", "Login Response", "response", None, "ok:1:bit", ""),
     _spec("99", "SC Status", "request", "98",
-          "status_code:1:status_code max_print_width:3:digits protocol_version:4:version", ""),
+          "status_code:1:status_code max_print_width:3:padded_digits protocol_version:4:version", ""),
     _spec("98", "ACS Status", "response", None,
           "online_status:1:yn checkin_ok:1:yn checkout_ok:1:yn acs_renewal_policy:1:yn "
           "status_update_ok:1:yn offline_ok:1:yn timeout_period:3:digits retries_allowed:3:digits "

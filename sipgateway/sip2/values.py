@@ -17,6 +17,12 @@ def _digits(name: str, v: str) -> str | None:
     return None if v.isdigit() and v.isascii() else f"non-digit in {name}"
 
 
+def _padded_digits(name: str, v: str) -> str | None:
+    # input only: php-sip2 formats the 99 print width with sprintf("%3s") -> " 80"
+    core = v.strip(" ")
+    return None if not core or (core.isdigit() and core.isascii()) else f"non-digit in {name}"
+
+
 def _count(name: str, v: str) -> str | None:
     # counts may be all spaces when unknown (EG), otherwise zero-padded digits
     if v.isdigit() and v.isascii():
@@ -90,6 +96,7 @@ KINDS: dict[str, tuple[Check, Check]] = {
     "date": (_date, _date),
     "optional_date": (_optional_date, _optional_date),
     "digits": (_digits, _digits),
+    "padded_digits": (_padded_digits, _digits),
     "count": (_count, _count),
     "language": (_digits, _digits),
     "yn": (YN, YN),

@@ -401,3 +401,15 @@ def test_table_covers_every_message_with_the_reference_widths() -> None:
 def test_fg_is_a_list_only_where_wise_repeats_it() -> None:
     assert "FG" in MESSAGES["42"].repeatable and "FG" in MESSAGES["Y2"].repeatable
     assert "FG" not in MESSAGES["71"].repeatable
+
+
+def test_space_padded_print_width_is_accepted_on_input_only() -> None:
+    """php-sip2 sends sprintf("%3s", 80) as the 99 print width: " 80"."""
+    from sipgateway.sip2 import SIP2Error, format_message, parse
+
+    assert parse(b"990 802.00").fixed["max_print_width"] == " 80"
+    assert parse(b"990   2.00").fixed["max_print_width"] == "   "
+    with pytest.raises(SIP2Error):
+        parse(b"990x82.00")
+    with pytest.raises(SIP2Error):
+        format_message("99", {"status_code": "0", "max_print_width": " 80", "protocol_version": "2.00"})
