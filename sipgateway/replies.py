@@ -46,7 +46,10 @@ def bit(value: bool) -> str:
 
 def clean(text: object, encoding: str = "utf-8") -> str:
     """One field value: no separators, at most 255 characters, representable in ``encoding``."""
-    s = str(text).translate(_CLEAN)
+    s = text if type(text) is str else str(text)
+    if len(s) <= MAX_VALUE and (encoding == "utf-8" or s.isascii()) and "|" not in s and s.isprintable():
+        return s  # the usual case, decided by three C-level scans
+    s = s.translate(_CLEAN)
     if len(s) > MAX_VALUE:
         s = s[:MAX_VALUE]
     if encoding not in ("utf-8", "utf8"):
@@ -91,8 +94,12 @@ def money(value: Decimal | None) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
+_COUNTS = tuple(f"{i:04d}" for i in range(10000))
+
+
 def count(n: int) -> str:
-    return f"{max(0, min(int(n), 9999)):04d}"
+    """A 4-digit count, clamped to 0000..9999."""
+    return _COUNTS[max(0, min(int(n), 9999))]
 
 
 def patron_status_field(flags: Iterable[m.PatronFlag]) -> str:
