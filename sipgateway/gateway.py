@@ -10,6 +10,7 @@ from twisted.logger import Logger
 
 from sipgateway.acs.interface import IACS
 from sipgateway.lockout import Lockout
+from sipgateway.replymemo import ReplyMemo
 
 DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failure reply
 
@@ -31,6 +32,7 @@ class Gateway:
             self.lockout = Lockout(self.reactor)
         self._second = -1
         self._now = datetime.fromtimestamp(0)
+        self.memo = ReplyMemo(self.reactor)
 
     def now(self) -> datetime:
         """The local time to the second: SIP2 dates have no finer resolution, and one

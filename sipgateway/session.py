@@ -27,6 +27,8 @@ from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, p
 
 #: requests whose replay would apply a side effect twice (DESIGN.md, protocol decisions)
 SIDE_EFFECT_CODES = frozenset({b"11", b"09", b"29", b"65", b"37", b"15", b"19", b"01", b"25"})
+#: requests without side effects whose formatted replies may be remembered (replymemo.py)
+MEMO_CODES = frozenset({"99", "17", "23", "63"})
 #: after this many 96 replies in a row to the same bytes the connection is closed
 MAX_SAME_BAD = 3
 #: requests queued behind one in progress; a real SC sends one at a time
@@ -194,12 +196,25 @@ class Session:
                 d.addErrback(_consumed)
                 self._acs_failed(result, msg, line, token)
                 return
+            memo_key = None
+            if msg.code in MEMO_CODES:
+                memo_key = (msg.code, id(result), self._memo_context, msg.get("AO"), msg.fixed.get("language"),
+                            msg.fields.get("AY"), "AZ" in msg.fields)
+                data = self.gateway.memo.get(memo_key, result)
+                if data is not None:
+                    self._emit(data, line)
+                    self._next()
+                    return
             try:
                 reply = build(result)
             except Exception:
                 self._acs_failed(Failure(), msg, line, token)
                 return
-            self._done(reply, msg, line, token)
+            data = self._format(msg, reply)
+            if memo_key is not None:
+                self.gateway.memo.put(memo_key, result, data)
+            self._emit(data, line)
+            self._next()
             return
         timer = self._clock.callLater(self.gateway.acs_timeout, self._acs_timed_out, msg, line, token)
 
@@ -243,6 +258,9 @@ class Session:
     # --- replies -------------------------------------------------------------------------
 
     def _send(self, msg: Message, reply: replies.Reply, line: bytes) -> None:
+        self._emit(self._format(msg, reply), line)
+
+    def _format(self, msg: Message, reply: replies.Reply) -> bytes:
         code, fixed, fields = reply
         ed = self.error_detection is not m.ErrorDetection.OFF and ("AZ" in msg.fields or "AY" in msg.fields)
         try:
@@ -257,6 +275,10 @@ class Session:
                                       error_detection=ed, encoding=self.encoding)
             except SIP2Error:
                 data = REPLY_96_ED if ed else REPLY_96
+        return data
+
+    def _emit(self, data: bytes, line: bytes) -> None:
+        ed = data[-6:-4] == b"AZ"  # a reply carries AY/AZ exactly when the request's did (and ED is on)
         self._last_reply = data
         self._last_request = line if (line[:2] in SIDE_EFFECT_CODES and ed) else None
         if self.gateway.trace:
@@ -312,6 +334,9 @@ class Session:
                                    location=location or account.terminal_location)
         self.encoding = self.settings.encoding or account.encoding or "utf-8"
         self.error_detection = self.settings.error_detection or account.error_detection
+        # everything of the session a remembered reply depends on (see replymemo.py)
+        self._memo_context = (account.name, account.institution, account.library_name, self.terminal.location,
+                              self.encoding, self.error_detection)
         idle = self.gateway.idle_timeouts.get(account.name)
         if idle is not None and idle != self.idle_timeout:
             self.idle_timeout = idle

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from sipgateway.acs import model as m
@@ -262,3 +263,36 @@ def test_account_idle_timeout_overrides_the_listener() -> None:
     assert h.closed == 0
     h.clock.advance(2)
     assert h.closed == 1
+
+
+def test_remembered_replies_follow_the_second_and_the_sequence(h: Harness) -> None:
+    """A backend that answers with the same object gets the formatted reply reused,
+    but never across a change of second, sequence number or institution."""
+    h.login()
+    same = m.ItemInformation(item_id="200001", circulation_status=m.CirculationStatus.AVAILABLE, title="Dune")
+    h.acs.item_information = lambda terminal, item_id: succeed(same)
+    first = h.send("1720240105    101500AOMAIN|AB200001|")
+    assert h.send("1720240105    101500AOMAIN|AB200001|") == first
+    a = h.send(with_ed("1720240105    101500AOMAIN|AB200001|", "1"))
+    b = h.send(with_ed("1720240105    101500AOMAIN|AB200001|", "2"))
+    assert a[-9:-6] == b"AY1" and b[-9:-6] == b"AY2"
+    h.clock.advance(1)
+    later = h.send("1720240105    101500AOMAIN|AB200001|")
+    assert later != first and later[8:26] == h.now.encode()
+
+
+def test_reply_memo_is_bounded_and_checks_identity() -> None:
+    from sipgateway.replymemo import ReplyMemo
+
+    clock = Clock()
+    memo = ReplyMemo(clock, size=2)
+    answer = object()
+    assert memo.get("k", answer) is None
+    memo.put("k", answer, b"x")
+    assert memo.get("k", answer) == b"x"
+    assert memo.get("k", object()) is None  # same key, another answer: not this reply
+    memo.put("k2", answer, b"y")
+    memo.put("k3", answer, b"z")  # full: starts over
+    assert memo.get("k", answer) is None and memo.get("k3", answer) == b"z"
+    clock.advance(1)
+    assert memo.get("k3", answer) is None
