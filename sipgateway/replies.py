@@ -63,19 +63,13 @@ def clean(text: object, encoding: str = "utf-8") -> str:
 
 
 def texts(lines: Iterable[str], encoding: str) -> list[str]:
-    """Screen messages / print lines: cleaned and split into 255-character pieces."""
+    """Screen messages / print lines: cleaned, long ones split into 255-character pieces."""
     out: list[str] = []
     for line in lines:
-        s = clean_long(line)
-        while len(s) > MAX_VALUE:
-            out.append(clean(s[:MAX_VALUE], encoding))
-            s = s[MAX_VALUE:]
-        out.append(clean(s, encoding))
+        s = str(line).translate(_CLEAN)
+        for start in range(0, max(len(s), 1), MAX_VALUE):
+            out.append(clean(s[start:start + MAX_VALUE], encoding))
     return out
-
-
-def clean_long(text: str) -> str:
-    return str(text).translate(_CLEAN)
 
 
 def opt(value: object, encoding: str) -> str | None:

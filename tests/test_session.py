@@ -296,3 +296,12 @@ def test_reply_memo_is_bounded_and_checks_identity() -> None:
     assert memo.get("k", answer) is None and memo.get("k3", answer) == b"z"
     clock.advance(1)
     assert memo.get("k3", answer) is None
+
+
+def test_long_screen_messages_are_split_and_cleaned() -> None:
+    from sipgateway import replies
+
+    text = "a|b\r" + "x" * 600
+    parts = replies.texts([text, ""], "utf-8")
+    assert [len(p) for p in parts] == [255, 255, 94, 0]
+    assert parts[0].startswith("a b ") and "".join(parts) == "a b " + "x" * 600
