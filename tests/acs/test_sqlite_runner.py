@@ -74,8 +74,21 @@ def test_one_commit_per_batch_and_a_failing_job_rolls_back_only_itself(path: str
     assert [o.ok for o in outcomes] == [True, False, True, False, True]
     assert isinstance(outcomes[1].value, ValueError)
     assert isinstance(outcomes[3].value, ACSUnavailable) and "no such table" in str(outcomes[3].value)
-    assert statements.count("COMMIT") == 1 and statements.count("BEGIN IMMEDIATE") == 1
+    # tried plainly first, rolled back whole at the first failure, then run job by job
+    first = statements.index("ROLLBACK")
+    assert statements[0] == "BEGIN IMMEDIATE" and "COMMIT" not in statements[:first]
+    assert statements.count("COMMIT") == 1 and statements.count("BEGIN IMMEDIATE") == 2
     assert statements.count("SAVEPOINT job") == 5 and statements.count("ROLLBACK TO job") == 2
+    assert rows(path) == [1, 2, 3]
+    conn.close()
+
+
+def test_a_clean_batch_needs_no_savepoints(path: str) -> None:
+    conn, statements = traced(path)
+    outcomes = run_batch(conn, [Job("a", insert(1)), Job("b", insert(2)), Job("c", insert(3))])
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
+    assert "SAVEPOINT job" not in statements
     assert rows(path) == [1, 2, 3]
     conn.close()
 

@@ -91,7 +91,41 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None = None) -> list[Outcome]:
-    """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order."""
+    """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order.
+
+    Jobs almost never fail, so the batch is first run plainly; only if a job raises is it
+    rolled back whole and run again the careful way, each job in its own savepoint, so
+    that the failing job alone is lost.  (Savepoints cost two statements a job, about a
+    tenth of a checkout.)"""
+    if len(jobs) > 1:
+        outcomes = _run_plain(conn, jobs, stats)
+        if outcomes is not None:
+            return outcomes
+    return _run_careful(conn, jobs, stats)
+
+
+def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome] | None:
+    """The whole batch in one transaction without savepoints; None (and nothing written)
+    when anything fails."""
+    begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
+    values = []
+    try:
+        conn.execute(begin)
+        for job in jobs:
+            values.append(job.fn(conn))
+        conn.execute("COMMIT")
+    except Exception:
+        _rollback(conn)
+        return None
+    if stats is not None:
+        stats.commits += 1
+        stats.batches += 1
+        stats.jobs += len(jobs)
+        stats.largest = max(stats.largest, len(jobs))
+    return [Outcome(True, value) for value in values]
+
+
+def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(jobs)
     begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
     pending: list[int] = []   # jobs done inside the transaction still open
