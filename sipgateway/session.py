@@ -195,26 +195,8 @@ class Session:
             if isinstance(result, Failure):
                 d.addErrback(_consumed)
                 self._acs_failed(result, msg, line, token)
-                return
-            memo_key = None
-            if msg.code in MEMO_CODES:
-                memo_key = (msg.code, id(result), self._memo_context, msg.get("AO"), msg.fixed.get("language"),
-                            msg.fields.get("AY"), "AZ" in msg.fields)
-                data = self.gateway.memo.get(memo_key, result)
-                if data is not None:
-                    self._emit(data, line)
-                    self._next()
-                    return
-            try:
-                reply = build(result)
-            except Exception:
-                self._acs_failed(Failure(), msg, line, token)
-                return
-            data = self._format(msg, reply)
-            if memo_key is not None:
-                self.gateway.memo.put(memo_key, result, data)
-            self._emit(data, line)
-            self._next()
+            else:
+                self._answered(result, build, msg, line, token)
             return
         timer = self._clock.callLater(self.gateway.acs_timeout, self._acs_timed_out, msg, line, token)
 
@@ -224,14 +206,32 @@ class Session:
             return result
 
         d.addBoth(stop_timer)
-        d.addCallback(build)
-        d.addCallbacks(self._done, self._acs_failed, callbackArgs=(msg, line, token),
+        d.addCallbacks(self._answered, self._acs_failed, callbackArgs=(build, msg, line, token),
                        errbackArgs=(msg, line, token))
 
-    def _done(self, reply: replies.Reply, msg: Message, line: bytes, token: int) -> None:
+    def _answered(self, result: object, build: Callable[[Any], replies.Reply], msg: Message, line: bytes,
+                  token: int) -> None:
+        """The ACS answered: send the reply (remembered for the second where it may be)."""
         if token != self._token or not self._busy:
             return  # answered already (timed out); the late answer is dropped
-        self._send(msg, reply, line)
+        memo_key = None
+        if msg.code in MEMO_CODES:
+            memo_key = (msg.code, id(result), self._memo_context, msg.get("AO"), msg.fixed.get("language"),
+                        msg.fields.get("AY"), "AZ" in msg.fields)
+            data = self.gateway.memo.get(memo_key, result)
+            if data is not None:
+                self._emit(data, line)
+                self._next()
+                return
+        try:
+            reply = build(result)
+        except Exception:
+            self._acs_failed(Failure(), msg, line, token)
+            return
+        data = self._format(msg, reply)
+        if memo_key is not None:
+            self.gateway.memo.put(memo_key, result, data)
+        self._emit(data, line)
         self._next()
 
     def _acs_failed(self, failure: Failure, msg: Message, line: bytes, token: int) -> None:
