@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sipgateway.acs.interface import IACS
+from sipgateway.acs.model import Account
 from sipgateway.lockout import Lockout
 from sipgateway.replymemo import ReplyMemo
 
@@ -33,6 +35,25 @@ class Gateway:
         self._second = -1
         self._now = datetime.fromtimestamp(0)
         self.memo = ReplyMemo(self.reactor)
+
+    def authenticate(self, address: str, user: str, password: str, location: str, who: str) -> Deferred:
+        """Check SC credentials (93 or a telnet login) under the failed-login lockout.
+        Fires with the ``Account``, or None when refused (wrong, unknown or locked out)."""
+        lockout = self.lockout
+        if lockout is not None and not lockout.allowed(address, user):
+            self.log.warn("{who}: login for {user!r} refused: locked out after too many failures", who=who, user=user)
+            return succeed(None)
+
+        def checked(account: Account | None) -> Account | None:
+            if account is None:
+                if lockout is not None:
+                    lockout.failed(address, user)
+                self.log.warn("{who}: login failed for account {user!r}", who=who, user=user)
+            elif lockout is not None:
+                lockout.succeeded(address, user)
+            return account
+
+        return maybeDeferred(self.acs.authenticate, user, password, location).addCallback(checked)
 
     def now(self) -> datetime:
         """The local time to the second: SIP2 dates have no finer resolution, and one

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -74,6 +74,7 @@ class Session:
         self.idle_timeout = settings.idle_timeout
         self._idle_call: Any = None
         self._login_call: Any = None
+        self._memo_context: tuple = ()  # set at login (see _logged_in)
         if settings.login_timeout > 0:
             self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
         self._touch()
@@ -352,32 +353,21 @@ class Session:
         user = msg.get("CN") or ""
         password = msg.get("CO") or ""
         location = msg.get("CP") or ""
-        address = self.address
         if self.bound_account is not None:
             if user != self.bound_account.name:
                 self.log.warn("{peer}: 93 for account {user!r} on a connection bound to {bound!r}; refused",
                               peer=self.who, user=user, bound=self.bound_account.name)
                 return _ready(replies.login(False))
-        lockout = self.gateway.lockout
-        if lockout is not None and not lockout.allowed(address, user):
-            self.log.warn("{peer}: login for {user!r} refused: locked out after too many failures",
-                          peer=self.who, user=user)
-            return _ready(replies.login(False))
 
         def checked(account: m.Account | None) -> replies.Reply:
             if account is None:
-                if lockout is not None:
-                    lockout.failed(address, user)
-                self.log.warn("{peer}: login failed for account {user!r}", peer=self.who, user=user)
                 return replies.login(False)
-            if lockout is not None:
-                lockout.succeeded(address, user)
             self._logged_in(account, location)
             self.log.info("{peer}: logged in as {user!r} (institution {inst!r})", peer=self.peer,
                           user=account.name, inst=account.institution)
             return replies.login(True)
 
-        return maybeDeferred(self.gateway.acs.authenticate, user, password, location), checked
+        return self.gateway.authenticate(self.address, user, password, location, self.who), checked
 
     # --- the other requests ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.conch.telnet import ECHO, IAC, SGA, TelnetProtocol, TelnetTransport
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -252,27 +252,16 @@ class TelnetSIPProtocol(TelnetProtocol):
         self._sync_echo()
         self._write(b"\r\n")  # the client echoed nothing, not even the line end
         self.tries += 1
-        lockout = self.gateway.lockout
-        if lockout is not None and not lockout.allowed(self.address, user):
-            self.log.warn("{peer}: telnet login for {user!r} refused: locked out after too many failures",
-                          peer=self.peer, user=user)
-            self._refused(LOGIN_BAD)
-            return
-        d = maybeDeferred(self.gateway.acs.authenticate, user, password, location="")
+        d = self.gateway.authenticate(self.address, user, password, "", f"{self.peer} (telnet)")
         d.addCallbacks(self._checked, self._check_failed, callbackArgs=(user,), errbackArgs=(user,))
 
     def _checked(self, account, user: str) -> None:
-        lockout = self.gateway.lockout
         if account is None:
-            if lockout is not None:
-                lockout.failed(self.address, user)
             self.log.warn("{peer}: telnet login failed for account {user!r} (try {n} of {max})",
                           peer=self.peer, user=user, n=self.tries, max=MAX_TRIES)
             if self.state == "checking":
                 self._refused(LOGIN_BAD)
             return
-        if lockout is not None:
-            lockout.succeeded(self.address, user)
         if self.state != "checking":  # hung up while we were checking
             return
         self._cancel_timer()
@@ -280,7 +269,8 @@ class TelnetSIPProtocol(TelnetProtocol):
                       user=account.name, inst=account.institution)
         self._write(LOGIN_OK)
         self.state = "sip"
-        self.session = self.session_factory(self.gateway, self.settings, self._write, self._close, self.peer)
+        self.session = self.session_factory(self.gateway, self.settings, self._write, self._close, self.peer,
+                                            address=self.address)
         self.session.bind_account(account)
         # Stop reading from a client that does not read its replies (as raw TCP does).
         self.transport.transport.registerProducer(self, True)

@@ -56,8 +56,8 @@ PEER = IPv4Address("TCP", "10.0.0.7", 40001)
 class RecordingSession:
     """Stands in for Session: records what the door hands it and answers ACK:<line> CR."""
 
-    def __init__(self, gateway, settings, write, lose_connection, peer) -> None:
-        self.write, self.lose_connection, self.peer = write, lose_connection, peer
+    def __init__(self, gateway, settings, write, lose_connection, peer, *, address=None) -> None:
+        self.write, self.lose_connection, self.peer, self.address = write, lose_connection, peer, address
         self.account: Account | None = None
         self.lines: list[bytes] = []
         self.lost = False
@@ -81,8 +81,8 @@ class Harness:
         self.gateway = Gateway(acs=self.acs, reactor=self.clock, lockout=lockout)
         self.sessions: list[RecordingSession] = []
 
-        def make_session(*args):
-            session = RecordingSession(*args)
+        def make_session(*args, **kwargs):
+            session = RecordingSession(*args, **kwargs)
             self.sessions.append(session)
             return session
 
@@ -237,6 +237,11 @@ class FailedLoginTests(SynchronousTestCase):
         self.assertIn("telnet 10.0.0.7:40001: telnet login failed for account 'sc1' (try 3 of 3)", logged)
         self.assertIn("telnet 10.0.0.7:40001: 3 failed telnet logins; disconnecting", logged)
         self.assertNotIn("s3cretX", logged)
+
+    def test_session_counts_later_93_failures_by_the_client_address(self):
+        h = Harness(self)
+        h.login()
+        self.assertEqual(h.session.address, "10.0.0.7")
 
     def test_lockout_is_honoured(self):
         clock = Clock()
