@@ -114,6 +114,10 @@ class Session:
             self._lose_connection()
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def who(self) -> str:
         return f"{self.peer} ({self.account.name})" if self.account else self.peer
 

@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from sipgateway.gateway import Gateway
-from sipgateway.session import Session
+from sipgateway.session import MAX_PENDING, Session
 from sipgateway.settings import ListenerSettings
 from sipgateway.transports.framing import LineSplitter
 from sipgateway.transports.limits import peer_host
@@ -51,7 +51,7 @@ class SIPProtocol(Protocol):
         session = self.session
 
         def bound(account) -> None:
-            if session is None or session._closed:
+            if session is None or session.closed:
                 return
             if account is None:
                 self.log.error("{peer}: {why} names SC account {name!r}, which does not exist; "
@@ -96,14 +96,12 @@ class SIPProtocol(Protocol):
         if lines is None:
             self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
                           peer=self.peer, n=self.settings.max_line)
-            self.transport.loseConnection()
-            if self.session is not None:
-                self.session.connection_lost()
+            self.session.close()
             return
         if self._held is not None:
-            if len(self._held) + len(lines) > 16:
+            if len(self._held) + len(lines) > MAX_PENDING:
                 self.log.warn("{peer}: too many requests before its account was ready; closing", peer=self.peer)
-                self.transport.loseConnection()
+                self.session.close()
                 return
             self._held.extend(lines)
             return

@@ -80,4 +80,12 @@ def test_disconnect_mid_message_drops_the_half_line() -> None:
     proto.dataReceived(b"9300CNsc1|COpass1|\r11NN20240105    101500")
     proto.connectionLost(None)
     assert [c for c in acs.calls if c[0] == "checkout"] == []
-    assert proto.session._closed
+    assert proto.session.closed
+
+
+def test_too_many_lines_before_the_bound_account_is_known_closes() -> None:
+    acs = FakeACS()
+    acs.account = lambda name: Deferred()  # never answers
+    proto, wire = connect(acs, ListenerSettings(name="serial", account="sc1", idle_timeout=0, login_timeout=0))
+    proto.dataReceived(b"9900302.00\r" * 17)
+    assert wire.disconnecting and proto.session.closed
