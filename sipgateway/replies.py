@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sipgateway.acs import model as m
-from sipgateway.sip2 import sip_date
+from sipgateway.sip2 import Message, sip_date
 
 Reply = tuple[str, dict[str, str], dict[str, object]]
 
@@ -24,6 +24,7 @@ PROTOCOL_VERSION = "2.00"
 BX_ORDER = ("23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29", "65")
 #: codes the session answers itself, whatever the backend
 SESSION_CODES = frozenset({"99", "97", "93"})
+
 
 @functools.lru_cache(maxsize=64)
 def supported_messages(supported: frozenset[str]) -> str:
@@ -361,20 +362,15 @@ def fee_paid(r: m.FeePaidResult, institution: str, now: datetime, encoding: str)
 
 # --- failure replies: the right reply code, "not done", and a screen message ------------
 
-def failure(code: str, request_fields: dict, request_fixed: dict, institution: str, now: datetime,
-            screen: str, encoding: str) -> Reply:
-    """The refusal for request ``code``: used when not logged in, when the ACS fails or
-    times out, and when a request is well-formed but cannot be served."""
+def failure(request: Message, institution: str, now: datetime, screen: str, encoding: str) -> Reply:
+    """The refusal for ``request``: used when not logged in, when the ACS fails or times
+    out, and when a request is well-formed but cannot be served."""
     msgs = m.Messages(screen=(screen,))
-    get = request_fields.get
-
-    def first(tag: str) -> str:
-        v = get(tag, "")
-        return v[0] if isinstance(v, list) else v
-
-    inst = first("AO") or institution
-    patron = first("AA")
-    item = first("AB")
+    code = request.code
+    request_fixed = request.fixed
+    inst = request.get("AO") or institution
+    patron = request.get("AA") or ""
+    item = request.get("AB") or ""
     if code == "93":
         return login(False)
     if code == "99":

@@ -320,7 +320,7 @@ class Session:
 
     def _failure(self, msg: Message, screen: str) -> replies.Reply:
         institution = self.account.institution if self.account else ""
-        return replies.failure(msg.code, msg.fields, msg.fixed, institution, self._now(), screen, self.encoding)
+        return replies.failure(msg, institution, self._now(), screen, self.encoding)
 
     def _now(self) -> datetime:
         return self.gateway.now()
