@@ -21,6 +21,7 @@ DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failu
 class Gateway:
     acs: IACS
     reactor: IReactorTime
+    #: None here means a default Lockout on the same clock (set in __post_init__)
     lockout: Lockout | None = None
     acs_timeout: float = DEFAULT_ACS_TIMEOUT
     #: log every request and reply (masked); off by default because it costs on the hot path
@@ -40,16 +41,16 @@ class Gateway:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out)."""
         lockout = self.lockout
-        if lockout is not None and not lockout.allowed(address, user):
+        assert lockout is not None  # set in __post_init__
+        if not lockout.allowed(address, user):
             self.log.warn("{who}: login for {user!r} refused: locked out after too many failures", who=who, user=user)
             return succeed(None)
 
         def checked(account: Account | None) -> Account | None:
             if account is None:
-                if lockout is not None:
-                    lockout.failed(address, user)
+                lockout.failed(address, user)
                 self.log.warn("{who}: login failed for account {user!r}", who=who, user=user)
-            elif lockout is not None:
+            else:
                 lockout.succeeded(address, user)
             return account
 
