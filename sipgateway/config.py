@@ -8,7 +8,7 @@ from __future__ import annotations
 import codecs
 import configparser
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from twisted.python import usage
 
@@ -272,11 +272,8 @@ def _listener_section(name: str, values: dict[str, str]) -> ListenerConfig:
         raise ConfigError(f"{where} listen: missing; for example listen = sip:tcp:6001:interface=127.0.0.1")
     listen = plain.pop("listen")
     config = parse_listen(listen, where=f"{where} listen", defaults=plain)
-    settings = config.settings
-    if cert_accounts:
-        settings = ListenerSettings(**{**settings.__dict__, "cert_accounts": cert_accounts})
-    return ListenerConfig(kind=config.kind, endpoint=config.endpoint,
-                          settings=ListenerSettings(**{**settings.__dict__, "name": name}))
+    settings = replace(config.settings, name=name, cert_accounts=cert_accounts)
+    return ListenerConfig(kind=config.kind, endpoint=config.endpoint, settings=settings)
 
 
 def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
