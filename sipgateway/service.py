@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
@@ -18,17 +16,20 @@ from sipgateway.transports.tls import server_from_string
 
 log = Logger()
 
-GIL_SWITCH_INTERVAL = 0.0005
-
 #: what stops start-up with a one-line message naming the option, key or file
 StartupError = (ConfigError, ValueError, ACSUnavailable)
 
 
 class ACSService(Service):
-    """Closes the ACS (its database thread) when the process stops."""
+    """Starts the ACS (its database process) with the other services, after twistd has
+    daemonized, and closes it when the process stops."""
 
     def __init__(self, acs) -> None:
         self.acs = acs
+
+    def startService(self) -> None:
+        super().startService()
+        self.acs.start()
 
     def stopService(self):
         super().stopService()
@@ -52,10 +53,6 @@ def make_service(config: Config, reactor=None) -> MultiService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    # The reactor thread and the database thread share the GIL: hand it over every 0.5 ms
-    # instead of Python's 5 ms, so a reactor busy with replies does not keep the database
-    # thread (and the commits every waiting device needs) idle.  Measured: +15-20 % writes.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     acs = open_sqlite_acs(config.database, reactor, demo=config.demo, currency=config.currency)
     for account in config.accounts:
         if not account.password:

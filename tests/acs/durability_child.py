@@ -1,5 +1,5 @@
 """Child process for the durability test: checks items out through the real database
-thread on a real reactor, prints "ok <item>" once each Deferred has fired, then waits to
+process on a real reactor, prints "ok <item>" once each Deferred has fired, then waits to
 be killed.  Usage: python -m tests.acs.durability_child PATH ITEM..."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def main(path: str, items: list[str]) -> None:
         print(("ok " if result.ok else "refused ") + result.item_id, flush=True)
 
     def start() -> None:
+        acs.start()
         for item in items:
             request = m.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234")
             acs.checkout(TERMINAL, request).addCallback(report)

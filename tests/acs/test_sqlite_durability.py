@@ -1,5 +1,5 @@
 """An ok answer means committed: a child process checks items out through the real
-database thread, prints "ok" when each Deferred fires, and is killed with SIGKILL at
+database process, prints "ok" when each Deferred fires, and is killed with SIGKILL at
 once; reopening the database shows every loan it reported."""
 
 from __future__ import annotations

@@ -86,10 +86,8 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="schema version 1000"):
         migrate(conn)
     conn.close()
-    reactor = QueueReactor()
     with pytest.raises(ACSUnavailable, match="--database"):
-        open_sqlite_acs(f"sqlite:{tmp_path / 'm.sqlite3'}", reactor, hash_iterations=FAST)
-    assert reactor.run_calls(wait=10, expect=1) == 1  # the database thread closed itself
+        open_sqlite_acs(f"sqlite:{tmp_path / 'm.sqlite3'}", QueueReactor(), hash_iterations=FAST)
 
 
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:

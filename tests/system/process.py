@@ -69,6 +69,33 @@ class GatewayProcess:
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def children(self) -> list[int]:
+        """The pids of twistd's child processes (its database process)."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+
+def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
+    """The pids still running after up to ``timeout`` seconds (polled, bounded)."""
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    end = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < end:
+        alive = [pid for pid in alive if running(pid)]
+        if alive:
+            time.sleep(0.05)
+    return alive
+
 
 class SIPClient:
     """A blocking SIP2 client over TCP: one request, one reply, CR-terminated."""

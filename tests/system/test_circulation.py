@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sipgateway.sip2 import checksum, parse
-from tests.system.process import GatewayProcess, SIPClient, free_port
+from tests.system.process import GatewayProcess, SIPClient, free_port, wait_gone
 
 DATE = "20240105    101500"
 
@@ -87,7 +87,11 @@ def test_full_circulation_over_a_socket(gateway: GatewayProcess, tmp_path: Path)
     finally:
         db.close()
 
+    database_process = gateway.children()
+    assert len(database_process) == 1, database_process
     gateway.stop()
+    assert wait_gone(database_process) == []  # stopped with twistd, after its last commit
+    assert "database process" not in gateway.log()  # no error from it on the way
     again = GatewayProcess(tmp_path, gateway.args, [gateway.port]).start()
     try:
         with SIPClient(gateway.port) as c:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from sipgateway.acs.sqlite import INCONSISTENT_ITEMS_SQL
-from tests.system.process import GatewayProcess, SIPClient, free_port
+from tests.system.process import GatewayProcess, SIPClient, free_port, wait_gone
 
 DATE = "20240105    101500"
 ITEMS = ["200001", "200002", "1565921879", "0440242746", "660"]
@@ -82,7 +82,11 @@ def test_kill_9_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
         # a random moment in the middle of the traffic: after a random number of transactions
         for _ in range(rng.randint(20, 400)):
             assert progress.acquire(timeout=30), "the load stalled"
+        database_process = proc.children()
+        assert len(database_process) == 1, database_process
         proc.kill9()
+        # the database process sees end of file on its pipe, commits what it has and exits
+        assert wait_gone(database_process) == [], "the database process outlived kill -9 of twistd"
         stop.set()
         for w in workers:
             w.join(timeout=10)

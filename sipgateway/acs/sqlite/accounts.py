@@ -34,6 +34,17 @@ def lookup(tx: Tx, name: str) -> m.Account | None:
     return None if row is None else _account(row)
 
 
+def status(tx: Tx, supported: frozenset[str]) -> m.ACSStatus:
+    """The 98 for the terminal's account: online, with the names the account gives."""
+    t = tx.terminal
+    assert t is not None
+    row = tx.one("SELECT library_name, terminal_location FROM sc_accounts WHERE name = ?", t.account)
+    return m.ACSStatus(online=True, checkin_ok=True, checkout_ok=True, renewal_ok=True, status_update_ok=True,
+                       offline_ok=True, institution=t.institution, library_name=row["library_name"] if row else "",
+                       terminal_location=(row["terminal_location"] if row else "") or t.location,
+                       supported=supported)
+
+
 def normalize_encoding(encoding: str) -> str:
     """A Python codec name ('UTF-8' → 'utf-8'); ValueError naming the value if unknown."""
     try:

@@ -14,8 +14,9 @@ from zope.interface import implementer
 from sipgateway.acs import model as m
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.sqlite import accounts, checkin, fees, fixtures, holds, items, loans, patrons
-from sipgateway.acs.sqlite.context import Context, Tx
+from sipgateway.acs.sqlite.context import Call, Context, Tx
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
+from sipgateway.acs.sqlite.dbprocess import ProcessRunner, Spawn
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.readcache import DEFAULT_TTL, ReadCache
 from sipgateway.acs.sqlite.rules import CirculationRules
@@ -47,14 +48,15 @@ def database_path(url_or_path: str) -> str:
 @implementer(IACS)
 class SQLiteACS:
     """The embedded library system.  Every IACS call is one job (one transaction) of the
-    runner: by default a dedicated database thread with group commit."""
+    runner: by default a database process with group commit (dbprocess.py), started by
+    ``start``; until then only the synchronous start-up calls work."""
 
     supported = SUPPORTED
 
     def __init__(self, path: str, reactor, *, now: Callable[[], datetime] = datetime.now, currency: str = "USD",
                  rules: CirculationRules | None = None, runner: Any = None,
                  hash_iterations: int = DEFAULT_ITERATIONS, cache_size: int = 8192,
-                 read_cache_ttl: float = DEFAULT_TTL) -> None:
+                 read_cache_ttl: float = DEFAULT_TTL, spawn: Spawn | None = None) -> None:
         currency = (currency or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise ValueError(f"currency {currency!r} is not a 3-letter ISO 4217 code")
@@ -62,7 +64,11 @@ class SQLiteACS:
         self.reactor = reactor
         self.ctx = Context(clock=now, currency=currency, rules=rules or CirculationRules(),
                            secrets=VerifiedSecrets(cache_size), hash_iterations=hash_iterations)
-        self.runner = runner if runner is not None else ThreadedRunner(path, reactor)
+        if runner is None:
+            # an in-memory database cannot be shared with another process: a thread serves it
+            runner = (ThreadedRunner(path, reactor) if path == ":memory:"
+                      else ProcessRunner(path, reactor, self.ctx, cache_size=cache_size, spawn=spawn))
+        self.runner = runner
         #: recent read answers; every write empties it (see readcache.py)
         self.cache = ReadCache(ttl=read_cache_ttl, clock=lambda: now().timestamp())  # the library's own time
         #: 98 answers by (account, institution, location); emptied when accounts change
@@ -86,23 +92,23 @@ class SQLiteACS:
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _job(self, name: str, fn: Callable[[Tx], Any], terminal: m.Terminal | None, write: bool) -> Deferred:
-        ctx = self.ctx
-        return self.runner.submit(name, lambda conn: fn(Tx(conn, ctx, terminal)), write)
+    def _call(self, fn: Callable[..., Any], args: tuple, terminal: m.Terminal | None) -> Call:
+        return Call(fn, args, terminal, self.ctx.clock(), self.ctx)
 
-    def _write(self, name: str, terminal: m.Terminal | None, fn: Callable[[Tx], Any]) -> Deferred:
+    def _write(self, name: str, terminal: m.Terminal | None, fn: Callable[..., Any], *args: Any) -> Deferred:
         self.cache.clear()
         # emptied again when the write is delivered, before the session sees its answer
-        return self._job(name, fn, terminal, True).addBoth(self.cache.clear)
+        return self.runner.submit(name, self._call(fn, args, terminal), True).addBoth(self.cache.clear)
 
-    def _read(self, name: str, terminal: m.Terminal | None, fn: Callable[[Tx], Any]) -> Deferred:
-        return self._job(name, fn, terminal, False)
+    def _read(self, name: str, terminal: m.Terminal | None, fn: Callable[..., Any], *args: Any) -> Deferred:
+        return self.runner.submit(name, self._call(fn, args, terminal), False)
 
-    def _cached_read(self, key: tuple, name: str, terminal: m.Terminal, fn: Callable[[Tx], Any]) -> Deferred:
+    def _cached_read(self, key: tuple, name: str, terminal: m.Terminal, fn: Callable[..., Any],
+                     *args: Any) -> Deferred:
         hit = self.cache.get(key)
         if hit is not None:
             return succeed(hit)
-        d = self._job(name, fn, terminal, False)
+        d = self._read(name, terminal, fn, *args)
         if d.called and not isinstance(d.result, Failure | Deferred):  # answered in the reactor thread
             self.cache.put(key, d.result)
         return d
@@ -112,8 +118,7 @@ class SQLiteACS:
 
     def run_sync(self, name: str, fn: Callable[[Tx], Any], write: bool = True) -> Any:
         """Run ``fn(tx)`` as one committed transaction and wait for it (start-up, tools)."""
-        ctx = self.ctx
-        return self.runner.run_sync(name, lambda conn: fn(Tx(conn, ctx)), write)
+        return self.runner.run_sync(name, self._call(fn, (), None), write)
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -132,10 +137,10 @@ class SQLiteACS:
     # --- IACS ---------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, location: str) -> Deferred:
-        return self._read("authenticate", None, lambda tx: accounts.authenticate(tx, username, password))
+        return self._read("authenticate", None, accounts.authenticate, username, password)
 
     def account(self, name: str) -> Deferred:
-        return self._read("account", None, lambda tx: accounts.lookup(tx, name))
+        return self._read("account", None, accounts.lookup, name)
 
     def status(self, terminal: m.Terminal) -> Deferred:
         # Many SCs ask before every transaction: answer from memory while the database works.
@@ -146,14 +151,6 @@ class SQLiteACS:
         if status is not None:
             return succeed(status)
 
-        def answer(tx: Tx) -> m.ACSStatus:
-            row = tx.one("SELECT library_name, terminal_location FROM sc_accounts WHERE name = ?", terminal.account)
-            return m.ACSStatus(online=True, checkin_ok=True, checkout_ok=True, renewal_ok=True,
-                               status_update_ok=True, offline_ok=True, institution=terminal.institution,
-                               library_name=row["library_name"] if row else "",
-                               terminal_location=(row["terminal_location"] if row else "") or terminal.location,
-                               supported=self.supported)
-
         def remember(status: m.ACSStatus) -> m.ACSStatus:
             if len(self._status) < 4096:
                 self._status[key] = status
@@ -163,7 +160,7 @@ class SQLiteACS:
             failure.trap(ACSUnavailable)
             return self._offline(terminal)
 
-        return self._read("status", terminal, answer).addCallbacks(remember, offline)
+        return self._read("status", terminal, accounts.status, self.supported).addCallbacks(remember, offline)
 
     def _offline(self, terminal: m.Terminal) -> m.ACSStatus:
         return m.ACSStatus(online=False, checkin_ok=False, checkout_ok=False, renewal_ok=False,
@@ -173,50 +170,52 @@ class SQLiteACS:
 
     def patron_status(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
         key = ("23", terminal, patron_id, self._pin_key(patron_id, patron_pin))
-        return self._cached_read(key, "patron_status", terminal,
-                                 lambda tx: patrons.patron_status(tx, patron_id, patron_pin))
+        return self._cached_read(key, "patron_status", terminal, patrons.patron_status, patron_id, patron_pin)
 
     def patron_information(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
                            item_list: m.ItemList | None, start: int | None, end: int | None) -> Deferred:
         key = ("63", terminal, patron_id, self._pin_key(patron_id, patron_pin), item_list, start, end)
-        return self._cached_read(key, "patron_information", terminal, lambda tx: patrons.patron_information(
-            tx, patron_id, patron_pin, item_list, start, end))
+        return self._cached_read(key, "patron_information", terminal, patrons.patron_information,
+                                 patron_id, patron_pin, item_list, start, end)
 
     def block_patron(self, terminal: m.Terminal, patron_id: str, message: str, card_retained: bool) -> Deferred:
-        return self._write("block_patron", terminal, lambda tx: patrons.block(tx, patron_id, message, card_retained))
+        return self._write("block_patron", terminal, patrons.block, patron_id, message, card_retained)
 
     def patron_enable(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        return self._write("patron_enable", terminal, lambda tx: patrons.enable(tx, patron_id, patron_pin))
+        return self._write("patron_enable", terminal, patrons.enable, patron_id, patron_pin)
 
     def checkout(self, terminal: m.Terminal, request: m.CheckoutRequest) -> Deferred:
-        return self._write("checkout", terminal, lambda tx: loans.checkout(tx, request))
+        return self._write("checkout", terminal, loans.checkout, request)
 
     def renew(self, terminal: m.Terminal, request: m.CheckoutRequest) -> Deferred:
-        return self._write("renew", terminal, lambda tx: loans.renew(tx, request))
+        return self._write("renew", terminal, loans.renew, request)
 
     def renew_all(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
                   fee_acknowledged: bool) -> Deferred:
-        return self._write("renew_all", terminal, lambda tx: loans.renew_all(tx, patron_id, patron_pin))
+        return self._write("renew_all", terminal, loans.renew_all, patron_id, patron_pin)
 
     def checkin(self, terminal: m.Terminal, request: m.CheckinRequest) -> Deferred:
-        return self._write("checkin", terminal, lambda tx: checkin.checkin(tx, request))
+        return self._write("checkin", terminal, checkin.checkin, request)
 
     def item_information(self, terminal: m.Terminal, item_id: str) -> Deferred:
-        return self._cached_read(("17", terminal, item_id), "item_information", terminal,
-                                 lambda tx: items.information(tx, item_id))
+        return self._cached_read(("17", terminal, item_id), "item_information", terminal, items.information,
+                                 item_id)
 
     def item_status_update(self, terminal: m.Terminal, item_id: str, item_properties: str) -> Deferred:
-        return self._write("item_status_update", terminal,
-                           lambda tx: items.status_update(tx, item_id, item_properties))
+        return self._write("item_status_update", terminal, items.status_update, item_id, item_properties)
 
     def hold(self, terminal: m.Terminal, request: m.HoldRequest) -> Deferred:
-        return self._write("hold", terminal, lambda tx: holds.hold(tx, request))
+        return self._write("hold", terminal, holds.hold, request)
 
     def end_session(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        return self._read("end_session", terminal, lambda tx: patrons.end_session(tx, patron_id))
+        return self._read("end_session", terminal, patrons.end_session, patron_id)
 
     def fee_paid(self, terminal: m.Terminal, payment: m.FeePayment) -> Deferred:
-        return self._write("fee_paid", terminal, lambda tx: fees.fee_paid(tx, payment))
+        return self._write("fee_paid", terminal, fees.fee_paid, payment)
+
+    def start(self) -> None:
+        """Start serving calls (the database process); twistd calls it from startService."""
+        self.runner.start()
 
     def close(self) -> Deferred:
         return self.runner.close()

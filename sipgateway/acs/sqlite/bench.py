@@ -1,4 +1,4 @@
-"""Measure checkout+checkin throughput of the embedded ACS through its real database thread.
+"""Measure checkout+checkin throughput of the embedded ACS through its real database process.
 
     python -m sipgateway.acs.sqlite.bench [--callers 500] [--seconds 10] [--db PATH]
 
@@ -81,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         if not stopping[0]:
             stopping[0] = True
             ended[0] = time.perf_counter()
-            reactor.callLater(0.5, reactor.stop)  # let the answers in flight arrive
+            # the answers in flight arrive before the database process stops
+            acs.close().addBoth(lambda _: reactor.stop())
 
     def start() -> None:
         nonlocal started
+        acs.start()
         started = time.perf_counter()
         deadline[0] = started + args.seconds
         for n in range(args.callers):
@@ -94,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     reactor.callWhenRunning(start)
     reactor.run()
     elapsed = (ended[0] or time.perf_counter()) - started
-    acs.runner.close()
     stats = acs.runner.stats
     lat = sorted(latencies)
     print(f"callers {args.callers}, {elapsed:.1f} s: {done[0]} transactions (checkout+checkin), "

@@ -1,7 +1,9 @@
 """What every transaction function gets: the connection, one clock reading, the rules.
 
-A ``Tx`` lives for one IACS call inside the database thread.  Its ``now`` is read once,
-so every row one call writes carries the same timestamp.
+A ``Tx`` lives for one IACS call wherever the database work runs.  Its ``now`` is read
+once, when the request arrives, so every row one call writes carries the same timestamp.
+A ``Call`` is that work as plain data (a module-level function and its arguments), so the
+database process can be handed it through a pipe.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
@@ -33,12 +36,13 @@ class Context:
 
 
 class Tx:
-    def __init__(self, conn: sqlite3.Connection, ctx: Context, terminal: m.Terminal | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, ctx: Context, terminal: m.Terminal | None = None,
+                 now: datetime | None = None) -> None:
         self.conn = conn
         self.ctx = ctx
         self.rules = ctx.rules
         self.terminal = terminal
-        self.now = local(ctx.clock())
+        self.now = local(ctx.clock() if now is None else now)
         self.stamp = stamp(self.now)
 
     def _execute(self, sql: str, params: tuple) -> sqlite3.Cursor:
@@ -78,6 +82,35 @@ class Tx:
     def place(self, current_location: str = "") -> str:
         t = self.terminal
         return current_location or (t.location if t else "") or (t.institution if t else "")
+
+
+class Call:
+    """``fn(Tx(conn, ctx, terminal, now), *args)`` for one connection: an IACS operation.
+
+    ``fn`` is a module-level function, so a ``Call`` pickles by reference; ``ctx`` is the
+    one part that stays behind in each process (it holds a cache and a clock) and is
+    given again on the other side (see ``bind``)."""
+
+    __slots__ = ("fn", "args", "terminal", "now", "ctx")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, terminal: m.Terminal | None, now: datetime,
+                 ctx: Context | None = None) -> None:
+        self.fn = fn
+        self.args = args
+        self.terminal = terminal
+        self.now = now
+        self.ctx = ctx
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        assert self.ctx is not None, "Call run before bind()"
+        return self.fn(Tx(conn, self.ctx, self.terminal, self.now), *self.args)
+
+    def bind(self, ctx: Context) -> Call:
+        self.ctx = ctx
+        return self
+
+    def __reduce__(self):
+        return Call, (self.fn, self.args, self.terminal, self.now)
 
 
 def local(dt: datetime) -> datetime:

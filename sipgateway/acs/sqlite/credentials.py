@@ -50,14 +50,17 @@ class VerifiedSecrets:
 
     Only successes are cached: a wrong password always costs a full PBKDF2 run (and the
     session's lockout counts it).  Thread-safe: the database thread and start-up code
-    both use it.
+    both use it.  The database process gets the gateway's key and hands back what it
+    verified (``drain``), so the gateway's own quick reads hit the cache too (``learn``).
     """
 
-    def __init__(self, size: int = 8192) -> None:
-        self._key = os.urandom(32)
+    def __init__(self, size: int = 8192, key: bytes | None = None, record: bool = False) -> None:
+        self.key = key if key is not None else os.urandom(32)
         self._size = size
         self._known: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
+        #: verifications made here since the last ``drain`` (only when recording)
+        self._learned: list[bytes] | None = [] if record else None
         self.hits = 0
         self.misses = 0
 
@@ -66,7 +69,7 @@ class VerifiedSecrets:
         # which matters because every cached PIN check on the hot path computes one
         data = b"".join(len(b).to_bytes(4, "big") + b for b in
                         (p.encode("utf-8", "surrogatepass") for p in (kind, who, stored, secret)))
-        return hashlib.blake2b(data, key=self._key, digest_size=32).digest()
+        return hashlib.blake2b(data, key=self.key, digest_size=32).digest()
 
     def fingerprint(self, kind: str, who: str, secret: str | None) -> bytes | None:
         """An in-memory stand-in for a secret (cache keys): an HMAC under this process's key."""
@@ -85,8 +88,23 @@ class VerifiedSecrets:
         forbid_slow_work()  # not in the reactor thread: hashing takes milliseconds
         if not check_secret(secret, stored):
             return False
+        self.learn((token,))
+        if self._learned is not None:
+            self._learned.append(token)
+        return True
+
+    def learn(self, tokens) -> None:
+        """Remember verifications made elsewhere under the same key."""
         with self._lock:
-            self._known[token] = None
+            for token in tokens:
+                self._known[token] = None
+                self._known.move_to_end(token)
             while len(self._known) > self._size:
                 self._known.popitem(last=False)
-        return True
+
+    def drain(self) -> list[bytes]:
+        """The tokens verified here since the last call (recording instances only)."""
+        if not self._learned:
+            return []
+        learned, self._learned = self._learned, []
+        return learned

@@ -26,6 +26,12 @@ class CirculationRules:
     hold_shelf_days: int = 7            # how long a trapped item waits for its patron
     hold_expiry_days: int = 365         # default expiry of a hold request
 
+    def __reduce__(self):
+        # a read-only mapping does not pickle; the database process gets a plain copy
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        values["loan_days"] = dict(self.loan_days)
+        return _rebuild_rules, (values,)
+
     def loan_period(self, media_type: str) -> int:
         return self.loan_days.get(media_type, self.default_loan_days)
 
@@ -49,3 +55,7 @@ class CirculationRules:
 
 def end_of_day(day: date) -> datetime:
     return datetime.combine(day, END_OF_DAY)
+
+
+def _rebuild_rules(values: dict) -> CirculationRules:
+    return CirculationRules(**{**values, "loan_days": MappingProxyType(values["loan_days"])})

@@ -198,6 +198,9 @@ class SyncRunner:
     def failing(self) -> bool:
         return self.closed
 
+    def start(self) -> None:
+        """Nothing to start: jobs run in the caller."""
+
     def run_sync(self, name: str, fn: JobFunction, write: bool = True, raw: bool = False) -> Any:
         if self.closed:
             raise ACSUnavailable(f"library database unavailable during {name}: closed")
@@ -297,6 +300,9 @@ class ThreadedRunner:
         self._database_error = False
 
     # --- reactor side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The thread started with the runner (it serves start-up calls too)."""
 
     def submit(self, name: str, fn: JobFunction, write: bool = True) -> Deferred:
         if self._closing:

@@ -1,0 +1,99 @@
+"""Frames on the pipe between the gateway and its database process.
+
+A frame is a 4-byte big-endian length and a pickle.  The pipe is private to the two
+processes (the child's stdin and stdout), so pickle is safe here: nothing else can write
+to it.  Gateway → database: a ``Setup`` first, then lists of ``JobSpec`` tuples.
+Database → gateway: ``Answer``s, one per batch.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sipgateway.acs.sqlite.rules import CirculationRules
+
+_LENGTH = struct.Struct(">I")
+#: a frame this large is a bug on the other side, not a batch
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """The other side wrote something that is not a frame."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the database process needs to open the library: sent once, first."""
+
+    path: str
+    currency: str
+    rules: CirculationRules
+    hash_iterations: int
+    cache_size: int
+    secrets_key: bytes
+    max_batch: int
+
+
+class JobSpec(NamedTuple):
+    """One ``Call`` with its number and name, as the database process receives it."""
+
+    number: int
+    name: str
+    write: bool
+    fn: Any
+    args: tuple
+    terminal: Any
+    now: datetime
+
+
+@dataclass
+class Answer:
+    """One batch done: (number, ok, value) per job, the secrets verified, the totals."""
+
+    results: list[tuple[int, bool, Any]]
+    learned: list[bytes] = field(default_factory=list)
+    batches: int = 0
+    jobs: int = 0
+    commits: int = 0
+    largest: int = 0
+
+
+def encode(obj: object) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+class FrameReader:
+    """Bytes in, whole decoded frames out."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        buf = self._buffer
+        buf += data
+        frames = []
+        start = 0
+        while len(buf) - start >= 4:
+            (length,) = _LENGTH.unpack_from(buf, start)
+            if length > MAX_FRAME:
+                raise FrameError(f"frame of {length} bytes")
+            end = start + 4 + length
+            if len(buf) < end:
+                break
+            try:
+                frames.append(pickle.loads(buf[start + 4:end]))
+            except Exception as e:
+                raise FrameError(f"undecodable frame: {type(e).__name__}: {e}") from None
+            start = end
+        if start:
+            del buf[:start]
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
