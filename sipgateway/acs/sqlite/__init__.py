@@ -1,7 +1,8 @@
 """The embedded library system: an IACS backed by one SQLite file.
 
-``open_sqlite_acs("sqlite:PATH", reactor, demo=...)`` at start-up; see ``backend.py`` for
-the API, ``runner.py`` for the thread and group commit, ``schema.py`` for the tables.
+``open_sqlite_acs("sqlite:PATH", reactor, demo=...)`` at start-up and ``start()`` when the
+services start; see ``backend.py`` for the API, ``dbprocess.py`` and ``worker.py`` for the
+database process, ``runner.py`` for batches and group commit, ``schema.py`` for the tables.
 """
 
 from sipgateway.acs.sqlite.backend import SUPPORTED, SQLiteACS, database_path, open_sqlite_acs

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from sipgateway.acs.sqlite.errors import forbid_slow_work
 
 ALGORITHM = "pbkdf2_sha256"
-#: modest on purpose: a login on a cold cache costs a few milliseconds of the database thread
+#: modest on purpose: a login on a cold cache costs a few milliseconds of the database process
 DEFAULT_ITERATIONS = 20_000
 SALT_BYTES = 16
 
@@ -49,8 +49,8 @@ class VerifiedSecrets:
     """Bounded LRU set of (kind, who, secret, stored hash) combinations known to be correct.
 
     Only successes are cached: a wrong password always costs a full PBKDF2 run (and the
-    session's lockout counts it).  Thread-safe: the database thread and start-up code
-    both use it.  The database process gets the gateway's key and hands back what it
+    session's lockout counts it).  Thread-safe (the in-memory database's thread and
+    start-up code may both use it).  The database process gets the gateway's key and hands back what it
     verified (``drain``), so the gateway's own quick reads hit the cache too (``learn``).
     """
 

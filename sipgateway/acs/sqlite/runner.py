@@ -5,11 +5,13 @@ transaction, each job inside its own SAVEPOINT (a job that raises rolls back onl
 own writes and fails only itself), then COMMITs once.  Results are handed out only after
 that commit, so an ok answer means the work is on disk (WAL, synchronous=FULL).
 
-``ThreadedRunner`` owns the connection in one dedicated thread fed by a queue: while it
-commits a batch, new jobs pile up and become the next batch (group commit), and the
-whole batch is delivered to the reactor with a single ``callFromThread``.
-``SyncRunner`` runs each job at once in the calling thread and returns fired Deferreds;
-unit tests use it.
+The gateway's runner is ``dbprocess.ProcessRunner``: a database process runs the batches.
+``ThreadedRunner`` does the same in one dedicated thread fed by a queue, for an in-memory
+database, which another process cannot open: while it commits a batch, new jobs pile up
+and become the next batch (group commit), and the whole batch is delivered to the reactor
+with a single ``callFromThread``.  ``SyncRunner`` runs each job at once in the calling
+thread and returns fired Deferreds; unit tests use it.  ``InlineReader`` runs quick
+reads in the reactor thread for the first two.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = Logger()
 JobFunction = Callable[[sqlite3.Connection], Any]
 #: the most jobs one transaction takes; bounds the latency of the first job of a batch
 MAX_BATCH = 512
-#: how long a read may hold the reactor thread before it is moved to the database thread
+#: how long a read may hold the reactor thread before it is moved to the database writer
 INLINE_BUDGET = 0.002
 
 
@@ -229,10 +231,11 @@ _STOP = object()
 
 class InlineReader:
     """Reads run at once in the reactor thread, on a connection of their own (WAL lets them
-    read while the database thread writes), as long as they are quick.  A read that takes
-    longer than ``budget`` is interrupted by SQLite's progress handler, and a read that would
-    hash a password raises ``MoveToWorker``; both are rolled back and handed to the database
-    thread, so a slow query never holds the other connections up for more than ``budget``."""
+    read while the writer writes), as long as they are quick.  A read that takes longer than
+    ``budget`` is interrupted by SQLite's progress handler, and a read that would hash a
+    password raises ``MoveToWorker``; both are rolled back and handed to the writer (the
+    database process or thread), so a slow query never holds the other connections up for
+    more than ``budget``."""
 
     def __init__(self, path: str, budget: float) -> None:
         self.conn = connect(path)
@@ -245,7 +248,7 @@ class InlineReader:
         return time.monotonic() > self._deadline
 
     def run(self, name: str, fn: JobFunction) -> Deferred | None:
-        """The job's Deferred, already fired; None when it must run in the database thread."""
+        """The job's Deferred, already fired; None when it must run in the writer."""
         conn = self.conn
         self._deadline = time.monotonic() + self.budget
         inline.active = True
