@@ -71,9 +71,8 @@ def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
 def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> tuple[m.CheckinResult, sqlite3.Row | None]:
     here = tx.here(req.current_location)
     place = tx.place(req.current_location)
-    hold = items.live_trapped_hold(tx, item)
+    hold, queue = items.live_holds_for(tx, item)
     if hold is None:
-        queue = items.waiting_holds(tx, item)
         hold = queue[0] if queue else None
     if hold is not None:
         holder = tx.one("SELECT barcode, name FROM patrons WHERE id = ?", hold["patron_id"])

@@ -33,29 +33,42 @@ def open_loan(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
     return tx.one("SELECT * FROM loans WHERE item_id = ? AND returned_at IS NULL", item["id"])
 
 
+# The two kinds of hold a copy may serve.  ``holds_for`` asks for both in one statement.
+_TRAPPED = "SELECT * FROM holds WHERE trapped_item_id = :item AND status IN ('in_transit', 'on_shelf')"
+_WAITING = """SELECT * FROM holds WHERE status = 'waiting' AND (expires_at IS NULL OR expires_at >= :now)
+    AND (item_id = :item OR (item_id IS NULL AND title_key = :key))"""
+
+
+def _hold_params(tx: Tx, item: sqlite3.Row) -> dict[str, object]:
+    return {"now": tx.stamp, "item": item["id"], "key": title_key(item["title"])}
+
+
 def waiting_holds(tx: Tx, item: sqlite3.Row) -> list[sqlite3.Row]:
     """Unexpired waiting holds this copy could fill (on the copy, or on its title), oldest first."""
-    return tx.all(
-        """SELECT * FROM holds WHERE status = 'waiting' AND (expires_at IS NULL OR expires_at >= :now)
-           AND (item_id = :item OR (item_id IS NULL AND title_key = :key))
-           ORDER BY queued_at, id""",
-        {"now": tx.stamp, "item": item["id"], "key": title_key(item["title"])})
+    return tx.all(f"{_WAITING} ORDER BY queued_at, id", _hold_params(tx, item))
 
 
 def trapped_hold(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
     """The hold this copy is set aside for (travelling to, or waiting on the hold shelf)."""
-    return tx.one("SELECT * FROM holds WHERE trapped_item_id = ? AND status IN ('in_transit', 'on_shelf') "
-                  "ORDER BY id LIMIT 1", item["id"])
+    return tx.one(f"{_TRAPPED} ORDER BY id LIMIT 1", {"item": item["id"]})
 
 
-def live_trapped_hold(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
-    """The trapped hold, unless its patron missed the pickup date (then it expires now)."""
-    hold = trapped_hold(tx, item)
+def holds_for(tx: Tx, item: sqlite3.Row) -> tuple[sqlite3.Row | None, list[sqlite3.Row]]:
+    """``trapped_hold`` and ``waiting_holds`` in one query: their statuses tell them apart."""
+    rows = tx.all(f"{_TRAPPED} UNION ALL {_WAITING} ORDER BY queued_at, id", _hold_params(tx, item))
+    trapped = [h for h in rows if h["status"] != "waiting"]
+    queue = [h for h in rows if h["status"] == "waiting"]
+    return min(trapped, key=lambda h: h["id"], default=None), queue
+
+
+def live_holds_for(tx: Tx, item: sqlite3.Row) -> tuple[sqlite3.Row | None, list[sqlite3.Row]]:
+    """``holds_for``, without a trapped hold whose patron missed the pickup date (it expires now)."""
+    hold, queue = holds_for(tx, item)
     if hold is not None and hold["status"] == "on_shelf" and hold["shelf_expires_at"] \
             and hold["shelf_expires_at"] < tx.stamp:
         tx.run("UPDATE holds SET status = 'expired', closed_at = ? WHERE id = ?", tx.stamp, hold["id"])
-        return None
-    return hold
+        return None, queue
+    return hold, queue
 
 
 def information(tx: Tx, barcode: str) -> m.ItemInformation:
@@ -65,8 +78,8 @@ def information(tx: Tx, barcode: str) -> m.ItemInformation:
                                  security_marker=m.SecurityMarker.NONE,
                                  messages=m.Messages(screen=(UNKNOWN_ITEM,)))
     loan = open_loan(tx, item)
-    hold = trapped_hold(tx, item)
-    queue = len(waiting_holds(tx, item)) + (1 if hold is not None else 0)
+    hold, waiting = holds_for(tx, item)
+    queue = len(waiting) + (1 if hold is not None else 0)
     pickup = parse_stamp(hold["shelf_expires_at"]) if hold is not None and hold["status"] == "on_shelf" else None
     return m.ItemInformation(
         item_id=item["barcode"],

@@ -74,11 +74,10 @@ def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     if reason:
         return _refuse(tx, op, req, item, reason, True, pin_valid)
 
-    hold = items.live_trapped_hold(tx, item)
+    hold, queue = items.live_holds_for(tx, item)
     if hold is not None and hold["patron_id"] != patron["id"]:
         return _refuse(tx, op, req, item, "This item is on hold for another patron", True, pin_valid)
     if hold is None:
-        queue = items.waiting_holds(tx, item)
         if queue and queue[0]["patron_id"] != patron["id"]:
             return _refuse(tx, op, req, item, "This item is reserved for another patron", True, pin_valid)
         hold = queue[0] if queue else None
@@ -158,8 +157,8 @@ def _cancel_checkout(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, item: 
 def renewal_problem(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row) -> str | None:
     if loan["renewals"] >= tx.rules.max_renewals:
         return f"This item has reached its renewal limit ({tx.rules.max_renewals})"
-    if any(h["patron_id"] != loan["patron_id"] for h in items.waiting_holds(tx, item)) \
-            or items.trapped_hold(tx, item) is not None:
+    trapped, queue = items.holds_for(tx, item)
+    if trapped is not None or any(h["patron_id"] != loan["patron_id"] for h in queue):
         return "This item is on hold for another patron and cannot be renewed"
     return None
 

@@ -1,0 +1,47 @@
+"""The one-query lookups of the checkout and checkin paths answer exactly what the
+separate queries they stand for answer."""
+
+from __future__ import annotations
+
+from sipgateway.acs.sqlite import items
+from sipgateway.acs.sqlite.context import Tx
+from tests.acs.conftest import MAIN, Library
+
+
+def tx(lib: Library) -> Tx:
+    return Tx(lib.db, lib.acs.ctx, MAIN)
+
+
+def test_holds_for_is_the_trapped_hold_and_the_waiting_queue(lib: Library, now) -> None:
+    assert lib.checkout("100001", "200001").ok
+    assert lib.hold("+", "miker", item_id="200001").ok
+    now.advance(minutes=1)
+    assert lib.hold("+", "djfiander", title_id="Sketch of the Analytical Engine").ok
+    now.advance(minutes=1)
+    lib.add_patron("100005")
+    assert lib.hold("+", "100005", item_id="200001").ok
+    t = tx(lib)
+    item = items.find(t, "200001")
+    assert items.holds_for(t, item) == (None, items.waiting_holds(t, item))
+    assert len(items.waiting_holds(t, item)) == 3
+    assert items.trapped_hold(t, item) is None
+
+    assert lib.checkin("200001").hold_patron_id == "miker"   # miker's hold is on the shelf now
+    t = tx(lib)
+    trapped, queue = items.holds_for(t, item)
+    assert trapped is not None and trapped["status"] == "on_shelf"
+    assert (trapped, queue) == (items.trapped_hold(t, item), items.waiting_holds(t, item))
+    assert [h["patron_id"] for h in queue] == [lib.value("SELECT id FROM patrons WHERE barcode = ?", b)
+                                               for b in ("djfiander", "100005")]
+
+
+def test_live_holds_for_expires_a_missed_pickup(lib: Library, now) -> None:
+    assert lib.checkout("100001", "200001").ok
+    assert lib.hold("+", "miker", item_id="200001").ok
+    assert lib.checkin("200001").hold_patron_id == "miker"
+    now.advance(days=30)
+    t = tx(lib)
+    item = items.find(t, "200001")
+    hold, queue = items.live_holds_for(t, item)
+    assert hold is None and queue == []
+    assert lib.value("SELECT status FROM holds WHERE trapped_item_id = ?", item["id"]) == "expired"
