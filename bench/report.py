@@ -7,7 +7,7 @@ A row is a dict (also what the JSON file holds):
     ours, ceiling                      loadgen figures (median of the runs), or None
     ours_runs, ceiling_runs            every run's figures
     ours_error, ceiling_error          why a side has no figures
-    rss_peak_kb                        gateway VmRSS peak while the row ran
+    rss_peak_kb                        gateway VmRSS peak while the row ran (twistd + database process)
     verify                             the write path's database check (benchdata.verify)
 
 ``evaluate`` adds share, checks and result (PASS, FAIL, or ok for a row without targets).

@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if load_before and load_before[0] > 0.5:
         print(f"  note: load average was {load_before[0]:.2f} at the start: other work shared the CPUs")
     failed = sum(row["result"] == "FAIL" for row in rows)
-    print(f"{len(rows) - failed} of {len(rows)} rows pass; gateway peak RSS (VmHWM) "
+    print(f"{len(rows) - failed} of {len(rows)} rows pass; gateway peak RSS (VmHWM, twistd + database process) "
           f"{f'{hwm / 1024:.0f} MB' if hwm else 'unknown'}")
     path = args.json or OUT_DIR / f"bench-{started:%Y%m%d-%H%M%S}.json"
     report.write_json(path, {

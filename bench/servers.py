@@ -64,24 +64,41 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def status(self, field: str) -> int | None:
-        """A kB figure from /proc/PID/status (VmRSS, VmHWM), or None when it cannot be read."""
+    def family(self) -> list[int]:
+        """The server's pid and its children's (the gateway's database process)."""
+        pids = [self.pid]
         try:
-            with open(f"/proc/{self.pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith(field + ":"):
-                        return int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            return None
-        return None
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{task}/children", encoding="ascii") as f:
+                    pids += [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            pass
+        return pids
+
+    def status(self, field: str) -> int | None:
+        """A kB figure from /proc/PID/status (VmRSS, VmHWM) summed over the server and its
+        children, or None when the server's own cannot be read."""
+        total = None
+        for pid in self.family():
+            value = _status_kb(pid, field)
+            if value is not None:
+                total = (total or 0) + value
+            elif pid == self.pid:
+                return None
+        return total
 
     def cpu_seconds(self) -> float | None:
-        try:
-            with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
-        except (OSError, ValueError, IndexError):
-            return None
+        """User + system CPU of the server and its children."""
+        total = None
+        for pid in self.family():
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+            except (OSError, ValueError, IndexError):
+                if pid == self.pid:
+                    return None
+        return total
 
     def wait_quiet(self, limit: float = 10.0, interval: float = 0.2) -> None:
         """Wait (up to ``limit`` s) until the server stops burning CPU, e.g. closing
@@ -111,8 +128,20 @@ class Server:
             self.proc.wait()
 
 
+def _status_kb(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class RSSSampler:
-    """Samples a server's VmRSS every ``interval`` s in a thread; ``peak_kb`` after ``stop``.
+    """Samples a server's VmRSS (with its children's) every ``interval`` s in a thread;
+    ``peak_kb`` after ``stop``.
     The gateway's whole-life peak is VmHWM; this one is the peak of one workload."""
 
     def __init__(self, server: Server, interval: float = 0.1) -> None:

@@ -220,3 +220,28 @@ def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):
     assert not lost["ok"] and "1 ok'd checkouts are not in the database" in lost["problems"]
     with pytest.raises(benchdata.BenchDataError, match="cannot add"):
         benchdata.add_rows(path, 3)  # the barcodes exist already
+
+
+def test_the_gateways_memory_and_cpu_include_its_database_process() -> None:
+    import sys
+
+    parent = ("import subprocess, sys\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], "
+              "stdin=subprocess.PIPE)\n"
+              "print('ready', flush=True)\n"
+              "sys.stdin.read()\n"
+              "child.stdin.close(); child.wait()\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    server = servers.Server("two-processes", proc, 0)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        family = server.family()
+        assert len(family) == 2 and family[0] == proc.pid
+        each = [servers._status_kb(pid, "VmRSS") for pid in family]
+        assert all(each) and server.status("VmRSS") >= each[0] + each[1] - 1024  # the two, sampled apart
+        assert server.cpu_seconds() is not None
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert server.status("VmRSS") is None and server.cpu_seconds() is None  # gone: nothing to read
