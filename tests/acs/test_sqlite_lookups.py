@@ -12,6 +12,22 @@ def tx(lib: Library) -> Tx:
     return Tx(lib.db, lib.acs.ctx, MAIN)
 
 
+def test_find_with_loan_is_the_item_and_its_open_loan(lib: Library) -> None:
+    assert lib.checkout("100001", "200001").ok
+    t = tx(lib)
+    item, loan = items.find_with_loan(t, "200001")
+    assert item is not None and loan is not None
+    whole_item = items.find(t, "200001")
+    assert [item[c] for c in items.CIRCULATION_COLUMNS] == [whole_item[c] for c in items.CIRCULATION_COLUMNS]
+    whole_loan = items.open_loan(t, whole_item)
+    assert loan == {**{c: whole_loan[c] for c in items.LOAN_COLUMNS}, "borrower": "100001"}
+
+    shelved, no_loan = items.find_with_loan(t, "200002")
+    assert shelved is not None and shelved["barcode"] == "200002" and no_loan is None
+    assert items.find_with_loan(t, "no such item") == (None, None)
+    assert items.find_with_loan(t, "") == (None, None)
+
+
 def test_holds_for_is_the_trapped_hold_and_the_waiting_queue(lib: Library, now) -> None:
     assert lib.checkout("100001", "200001").ok
     assert lib.hold("+", "miker", item_id="200001").ok

@@ -28,7 +28,7 @@ def _base(item: sqlite3.Row, **extra) -> m.CheckinResult:
 
 def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
     op = "checkin"
-    item = items.find(tx, req.item_id)
+    item, loan = items.find_with_loan(tx, req.item_id)
     if item is None:
         tx.log(op, False, item=req.item_id, detail="unknown item")
         return m.CheckinResult(ok=False, item_id=req.item_id, messages=m.Messages(screen=(items.UNKNOWN_ITEM,)))
@@ -36,10 +36,9 @@ def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
         return _cancel_checkin(tx, req, item)
 
     notes: list[str] = []
-    loan = items.open_loan(tx, item)
     borrower: str | None = None
     if loan is not None:
-        borrower = tx.value("SELECT barcode FROM patrons WHERE id = ?", loan["patron_id"])
+        borrower = loan["borrower"]
         returned = min(local(req.return_date), tx.now) if req.return_date else tx.now
         due = parse_stamp(loan["due_at"])
         assert due is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite.context import Tx, parse_stamp, title_key
@@ -23,6 +24,29 @@ CIRCULATION_STATUS = {
 }
 
 
+# Checkout and checkin read an item and its open loan in one query (``find_with_loan``),
+# and only the columns they use: every column fetched costs about 0.2 µs more.
+
+#: what circulation (checkout, checkin, renewal) reads of an item
+CIRCULATION_COLUMNS = ("id", "barcode", "title", "media_type", "magnetic_media", "properties", "permanent_location",
+                       "collection_code", "call_number", "status")
+#: what circulation reads of a loan
+LOAN_COLUMNS = ("id", "patron_id", "due_at", "renewals", "hold_id")
+_LOAN_KEYS = (*LOAN_COLUMNS, "borrower")
+
+#: an open loan: a whole ``loans`` row, or the dict ``find_with_loan`` makes
+Loan = sqlite3.Row | dict[str, Any]
+
+# the item's columns, then the loan's and its borrower's barcode (NULLs when it is not on loan)
+_ITEM_WITH_LOAN = f"""
+    SELECT {", ".join(f"i.{c}" for c in CIRCULATION_COLUMNS)},
+           {", ".join(f"l.{c} AS loan_{c}" for c in LOAN_COLUMNS)}, p.barcode AS loan_borrower
+    FROM items i
+    LEFT JOIN loans l ON l.item_id = i.id AND l.returned_at IS NULL
+    LEFT JOIN patrons p ON p.id = l.patron_id
+    WHERE i.barcode = ?"""
+
+
 def find(tx: Tx, barcode: str) -> sqlite3.Row | None:
     if not barcode:
         return None
@@ -31,6 +55,19 @@ def find(tx: Tx, barcode: str) -> sqlite3.Row | None:
 
 def open_loan(tx: Tx, item: sqlite3.Row) -> sqlite3.Row | None:
     return tx.one("SELECT * FROM loans WHERE item_id = ? AND returned_at IS NULL", item["id"])
+
+
+def find_with_loan(tx: Tx, barcode: str) -> tuple[sqlite3.Row | None, dict[str, Any] | None]:
+    """``find`` and ``open_loan`` in one query, their ``CIRCULATION_COLUMNS`` and
+    ``LOAN_COLUMNS`` only.  The loan has one more key, ``borrower``: the barcode of the
+    patron who has the copy."""
+    if not barcode:
+        return None, None
+    row = tx.one(_ITEM_WITH_LOAN, barcode)
+    if row is None:
+        return None, None
+    loan = row[-len(_LOAN_KEYS):]  # by position: a Row looks a name up column by column
+    return row, (dict(zip(_LOAN_KEYS, loan, strict=True)) if loan[0] is not None else None)
 
 
 # The two kinds of hold a copy may serve.  ``holds_for`` asks for both in one statement.

@@ -57,12 +57,11 @@ def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     patron, pin_valid, refusal = _who(tx, op, req)
     if refusal is not None:
         return refusal
-    item = items.find(tx, req.item_id)
+    item, loan = items.find_with_loan(tx, req.item_id)
     if item is None:
         return _refuse(tx, op, req, None, items.UNKNOWN_ITEM, True, pin_valid)
     if req.cancel:
-        return _cancel_checkout(tx, req, patron, item, pin_valid)
-    loan = items.open_loan(tx, item)
+        return _cancel_checkout(tx, req, patron, item, loan, pin_valid)
     if loan is not None and loan["patron_id"] == patron["id"]:
         if not req.renewal_policy:
             return _refuse(tx, op, req, item, "This item is already checked out to you", True, pin_valid)
@@ -134,10 +133,9 @@ def _offline_checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
 
 
 def _cancel_checkout(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row,
-                     pin_valid: bool | None) -> m.CirculationResult:
+                     loan: items.Loan | None, pin_valid: bool | None) -> m.CirculationResult:
     """BI=Y: undo this patron's checkout of the item (e.g. the terminal could not desensitize it)."""
     op = "checkout_cancel"
-    loan = items.open_loan(tx, item)
     if loan is None or loan["patron_id"] != patron["id"]:
         return _refuse(tx, op, req, item, "There is no checkout of this item to you to cancel", True, pin_valid)
     tx.run("UPDATE loans SET returned_at = ?, cancelled = 1 WHERE id = ?", tx.stamp, loan["id"])
@@ -154,7 +152,7 @@ def _cancel_checkout(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, item: 
                    transaction_id=f"L{loan['id']}")
 
 
-def renewal_problem(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row) -> str | None:
+def renewal_problem(tx: Tx, loan: items.Loan, item: sqlite3.Row) -> str | None:
     if loan["renewals"] >= tx.rules.max_renewals:
         return f"This item has reached its renewal limit ({tx.rules.max_renewals})"
     trapped, queue = items.holds_for(tx, item)
@@ -163,7 +161,7 @@ def renewal_problem(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row) -> str | None:
     return None
 
 
-def extend(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row, due: datetime | None = None) -> datetime:
+def extend(tx: Tx, loan: items.Loan, item: sqlite3.Row, due: datetime | None = None) -> datetime:
     """Renew ``loan``: a new loan period from today, never shorter than the current one."""
     current = parse_stamp(loan["due_at"])
     assert current is not None
@@ -172,7 +170,7 @@ def extend(tx: Tx, loan: sqlite3.Row, item: sqlite3.Row, due: datetime | None = 
     return new
 
 
-def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row, loan: sqlite3.Row,
+def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row, loan: items.Loan,
            pin_valid: bool | None) -> m.CirculationResult:
     reason = patrons.renewal_refusal(tx, patron, patrons.standing(tx, patron)) or renewal_problem(tx, loan, item)
     if reason:
