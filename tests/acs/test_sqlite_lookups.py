@@ -3,7 +3,7 @@ separate queries they stand for answer."""
 
 from __future__ import annotations
 
-from sipgateway.acs.sqlite import items
+from sipgateway.acs.sqlite import items, patrons
 from sipgateway.acs.sqlite.context import Tx
 from tests.acs.conftest import MAIN, Library
 
@@ -61,3 +61,20 @@ def test_live_holds_for_expires_a_missed_pickup(lib: Library, now) -> None:
     hold, queue = items.live_holds_for(t, item)
     assert hold is None and queue == []
     assert lib.value("SELECT status FROM holds WHERE trapped_item_id = ?", item["id"]) == "expired"
+
+
+def test_find_borrower_is_the_patron_and_the_first_part_of_their_standing(lib: Library) -> None:
+    assert lib.checkout("100001", "200001").ok
+    assert lib.hold("+", "100001", item_id="200002").ok
+    t = tx(lib)
+    for barcode in ("100001", "100002", "miker"):
+        patron, borrowing = patrons.find_borrower(t, barcode)
+        whole = patrons.find(t, barcode)
+        assert patron is not None
+        assert [patron[c] for c in patrons.CHARGE_COLUMNS] == [whole[c] for c in patrons.CHARGE_COLUMNS]
+        s = patrons.standing(t, whole)
+        assert borrowing == patrons.Borrowing(s.charged, s.overdue, s.balance_cents)
+    assert patrons.find_borrower(t, "100001")[1].charged == 1
+    assert patrons.find_borrower(t, "100002")[1].balance_cents > 0
+    assert patrons.find_borrower(t, "nobody") == (None, None)
+    assert patrons.find_borrower(t, "") == (None, None)

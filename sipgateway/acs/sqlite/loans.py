@@ -37,24 +37,26 @@ def _ok(tx: Tx, op: str, req: m.CheckoutRequest, item: sqlite3.Row, loan_id: int
 
 
 def _who(tx: Tx, op: str, req: m.CheckoutRequest):
-    """The patron and PIN check shared by checkout and renew; a refusal result when they fail."""
-    patron = patrons.find(tx, req.patron_id)
+    """The patron, their borrowing and the PIN check shared by checkout and renew; a refusal
+    result when they fail.  The borrowing is read before anything is written."""
+    patron, borrowing = patrons.find_borrower(tx, req.patron_id)
     if patron is None:
         item = items.find(tx, req.item_id)
         refusal = _refuse(tx, op, req, item, patrons.UNKNOWN_PATRON, False,
                           None if req.patron_pin is None else False)
-        return None, None, refusal
+        return None, None, None, refusal
     pin_valid = patrons.check_pin(tx, patron, req.patron_pin)
     if pin_valid is False:
-        return None, None, _refuse(tx, op, req, items.find(tx, req.item_id), patrons.INVALID_PIN, True, False)
-    return patron, pin_valid, None
+        item = items.find(tx, req.item_id)
+        return None, None, None, _refuse(tx, op, req, item, patrons.INVALID_PIN, True, False)
+    return patron, borrowing, pin_valid, None
 
 
 def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     op = "checkout"
     if req.no_block:
         return _offline_checkout(tx, req)
-    patron, pin_valid, refusal = _who(tx, op, req)
+    patron, borrowing, pin_valid, refusal = _who(tx, op, req)
     if refusal is not None:
         return refusal
     item, loan = items.find_with_loan(tx, req.item_id)
@@ -65,11 +67,11 @@ def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     if loan is not None and loan["patron_id"] == patron["id"]:
         if not req.renewal_policy:
             return _refuse(tx, op, req, item, "This item is already checked out to you", True, pin_valid)
-        return _renew(tx, op, req, patron, item, loan, pin_valid)
+        return _renew(tx, op, req, patron, borrowing, item, loan, pin_valid)
     if loan is not None:
         return _refuse(tx, op, req, item, "This item is checked out to another patron; please see staff",
                        True, pin_valid)
-    reason = patrons.charge_refusal(tx, patron, patrons.standing(tx, patron))
+    reason = patrons.charge_refusal(tx, patron, borrowing)
     if reason:
         return _refuse(tx, op, req, item, reason, True, pin_valid)
 
@@ -170,9 +172,9 @@ def extend(tx: Tx, loan: items.Loan, item: sqlite3.Row, due: datetime | None = N
     return new
 
 
-def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row, loan: items.Loan,
-           pin_valid: bool | None) -> m.CirculationResult:
-    reason = patrons.renewal_refusal(tx, patron, patrons.standing(tx, patron)) or renewal_problem(tx, loan, item)
+def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, borrowing: patrons.Borrowing,
+           item: sqlite3.Row, loan: items.Loan, pin_valid: bool | None) -> m.CirculationResult:
+    reason = patrons.renewal_refusal(tx, patron, borrowing) or renewal_problem(tx, loan, item)
     if reason:
         return _refuse(tx, op, req, item, reason, True, pin_valid)
     due = extend(tx, loan, item)
@@ -181,13 +183,13 @@ def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, item: s
 
 def renew(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     op = "renew"
-    patron, pin_valid, refusal = (None, None, None)
+    patron, borrowing, pin_valid, refusal = (None, None, None, None)
     if req.no_block:
         patron = patrons.find(tx, req.patron_id)
         if patron is None:
             return _refuse(tx, op, req, items.find(tx, req.item_id), patrons.UNKNOWN_PATRON, False, None)
     else:
-        patron, pin_valid, refusal = _who(tx, op, req)
+        patron, borrowing, pin_valid, refusal = _who(tx, op, req)
         if refusal is not None:
             return refusal
     if req.item_id:
@@ -209,7 +211,7 @@ def renew(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     if req.no_block:
         due = extend(tx, loan, item, local(req.nb_due_date) if req.nb_due_date else None)
         return _ok(tx, op, req, item, loan["id"], due, None, "Offline renewal recorded", renewed=True)
-    return _renew(tx, op, req, patron, item, loan, pin_valid)
+    return _renew(tx, op, req, patron, borrowing, item, loan, pin_valid)
 
 
 def renew_all(tx: Tx, barcode: str, pin: str | None) -> m.RenewAllResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date
 
 from sipgateway.acs import model as m
@@ -15,22 +15,63 @@ ACTIVE_HOLDS = "('waiting', 'in_transit', 'on_shelf')"
 
 
 @dataclass(frozen=True)
-class Standing:
-    """A patron's counts and money at the moment of a transaction."""
+class Borrowing:
+    """What the charge and renewal rules weigh: a patron's loans and what they owe."""
 
     charged: int
     overdue: int
     balance_cents: int
+
+
+@dataclass(frozen=True)
+class Standing(Borrowing):
+    """A patron's counts and money at the moment of a transaction."""
+
     fines_cents: int      # overdue fines part of the balance
     fees_open: int        # number of fees not fully paid
     holds: int            # active holds (waiting, in transit, on the shelf)
     holds_ready: int      # on the hold shelf
 
 
+# The columns of a ``Borrowing`` and of a ``Standing`` for the patron row ``p``, in the order of their fields.
+_BORROWING = """
+    (SELECT count(*) FROM loans WHERE patron_id = p.id AND returned_at IS NULL) AS charged,
+    (SELECT count(*) FROM loans WHERE patron_id = p.id AND returned_at IS NULL AND due_at < :now) AS overdue,
+    (SELECT coalesce(sum(amount_cents - paid_cents), 0) FROM fees
+        WHERE patron_id = p.id AND paid_cents < amount_cents) AS balance_cents"""
+_STANDING = f"""{_BORROWING},
+    (SELECT coalesce(sum(amount_cents - paid_cents), 0) FROM fees
+        WHERE patron_id = p.id AND paid_cents < amount_cents AND fee_type = {int(m.FeeType.OVERDUE)}) AS fines_cents,
+    (SELECT count(*) FROM fees WHERE patron_id = p.id AND paid_cents < amount_cents) AS fees_open,
+    (SELECT count(*) FROM holds WHERE patron_id = p.id AND status IN {ACTIVE_HOLDS}) AS holds,
+    (SELECT count(*) FROM holds WHERE patron_id = p.id AND status = 'on_shelf') AS holds_ready"""
+
+#: what the charge rules read of a patron (``find_borrower`` reads only these: every column
+#: fetched costs about 0.2 µs more)
+CHARGE_COLUMNS = ("id", "barcode", "pin_hash", "blocked", "block_message", "expires_on", "card_lost",
+                  "fee_limit_cents", "charge_limit", "overdue_limit")
+_BORROWER = f"""
+    SELECT {", ".join(f"p.{c}" for c in CHARGE_COLUMNS)}, {_BORROWING}
+    FROM patrons p WHERE p.barcode = :barcode"""
+_BORROWING_SIZE = len(fields(Borrowing))
+
+
 def find(tx: Tx, barcode: str) -> sqlite3.Row | None:
     if not barcode:
         return None
     return tx.one("SELECT * FROM patrons WHERE barcode = ?", barcode)
+
+
+def find_borrower(tx: Tx, barcode: str) -> tuple[sqlite3.Row | None, Borrowing | None]:
+    """``find`` (its ``CHARGE_COLUMNS`` only) and the patron's ``Borrowing``, in one query
+    (checkout and renewal).  The borrowing is read now: it is right until the transaction
+    writes something."""
+    if not barcode:
+        return None, None
+    row = tx.one(_BORROWER, {"barcode": barcode, "now": tx.stamp})
+    if row is None:
+        return None, None
+    return row, Borrowing(*row[-_BORROWING_SIZE:])
 
 
 def check_pin(tx: Tx, patron: sqlite3.Row, pin: str | None) -> bool | None:
@@ -41,19 +82,8 @@ def check_pin(tx: Tx, patron: sqlite3.Row, pin: str | None) -> bool | None:
 
 
 def standing(tx: Tx, patron: sqlite3.Row) -> Standing:
-    row = tx.one(
-        f"""SELECT
-            (SELECT count(*) FROM loans WHERE patron_id = :p AND returned_at IS NULL),
-            (SELECT count(*) FROM loans WHERE patron_id = :p AND returned_at IS NULL AND due_at < :now),
-            (SELECT coalesce(sum(amount_cents - paid_cents), 0) FROM fees
-                WHERE patron_id = :p AND paid_cents < amount_cents),
-            (SELECT coalesce(sum(amount_cents - paid_cents), 0) FROM fees
-                WHERE patron_id = :p AND paid_cents < amount_cents AND fee_type = {int(m.FeeType.OVERDUE)}),
-            (SELECT count(*) FROM fees WHERE patron_id = :p AND paid_cents < amount_cents),
-            (SELECT count(*) FROM holds WHERE patron_id = :p AND status IN {ACTIVE_HOLDS}),
-            (SELECT count(*) FROM holds WHERE patron_id = :p AND status = 'on_shelf')""",
-        {"p": patron["id"], "now": tx.stamp})
-    return Standing(*row)
+    return Standing(*tx.one(f"SELECT {_STANDING} FROM patrons p WHERE p.id = :id",
+                            {"id": patron["id"], "now": tx.stamp}))
 
 
 def expired(patron: sqlite3.Row, today: date) -> bool:
@@ -61,7 +91,7 @@ def expired(patron: sqlite3.Row, today: date) -> bool:
     return expires is not None and expires < today
 
 
-def over_fee_limit(patron: sqlite3.Row, s: Standing) -> bool:
+def over_fee_limit(patron: sqlite3.Row, s: Borrowing) -> bool:
     return s.balance_cents > patron["fee_limit_cents"]
 
 
@@ -87,7 +117,7 @@ def flags(tx: Tx, patron: sqlite3.Row, s: Standing) -> frozenset[m.PatronFlag]:
     return frozenset(out)
 
 
-def _blocked_reason(tx: Tx, patron: sqlite3.Row, s: Standing) -> str | None:
+def _blocked_reason(tx: Tx, patron: sqlite3.Row, s: Borrowing) -> str | None:
     if patron["blocked"]:
         return patron["block_message"] or "Your account is blocked; please see staff"
     if expired(patron, tx.now.date()):
@@ -100,7 +130,7 @@ def _blocked_reason(tx: Tx, patron: sqlite3.Row, s: Standing) -> str | None:
     return None
 
 
-def charge_refusal(tx: Tx, patron: sqlite3.Row, s: Standing) -> str | None:
+def charge_refusal(tx: Tx, patron: sqlite3.Row, s: Borrowing) -> str | None:
     """Why this patron may not borrow now, or None."""
     reason = _blocked_reason(tx, patron, s)
     if reason:
@@ -112,7 +142,7 @@ def charge_refusal(tx: Tx, patron: sqlite3.Row, s: Standing) -> str | None:
     return None
 
 
-def renewal_refusal(tx: Tx, patron: sqlite3.Row, s: Standing) -> str | None:
+def renewal_refusal(tx: Tx, patron: sqlite3.Row, s: Borrowing) -> str | None:
     return _blocked_reason(tx, patron, s)
 
 
