@@ -5,7 +5,6 @@ back on the shelf."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite import items
@@ -57,17 +56,24 @@ def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
         tx.run("UPDATE items SET properties = ? WHERE id = ?", req.item_properties, item["id"])
         item = items.find(tx, req.item_id)
         assert item is not None
-    result, hold = _route(tx, req, item)
+    result, hold = _route(tx, req, item, borrower, notes)
     if loan is not None and hold is not None:
         tx.run("UPDATE loans SET trapped_hold_id = ? WHERE id = ?", hold["id"], loan["id"])
-    notes.extend(result.messages.screen)
     detail = "; ".join(filter(None, [f"from {borrower}" if borrower else "not checked out",
-                                     f"hold {hold['id']}" if hold is not None else "", *notes]))
+                                     f"hold {hold['id']}" if hold is not None else "", *result.messages.screen]))
     tx.log(op, True, borrower, item["barcode"], detail)
-    return replace(result, patron_id=borrower, messages=m.Messages(screen=tuple(notes)))
+    return result
 
 
-def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> tuple[m.CheckinResult, sqlite3.Row | None]:
+def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row, borrower: str | None,
+           notes: list[str]) -> tuple[m.CheckinResult, sqlite3.Row | None]:
+    """Send the copy where it goes next.  The answer's screen shows ``notes`` (about the
+    loan just closed), then what to do with the copy."""
+
+    def answer(note: str = "", **extra) -> m.CheckinResult:
+        screen = (*notes, note) if note else tuple(notes)
+        return _base(item, patron_id=borrower, messages=m.Messages(screen=screen), **extra)
+
     here = tx.here(req.current_location)
     place = tx.place(req.current_location)
     hold, queue = items.live_holds_for(tx, item)
@@ -83,26 +89,24 @@ def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> tuple[m.CheckinR
                    item["id"], shelf_until or stamp(tx.rules.shelf_expiry(tx.now)), hold["id"])
             tx.run("UPDATE items SET status = 'on_hold_shelf', current_location = ?, destination_location = NULL "
                    "WHERE id = ?", place, item["id"])
-            return _base(item, alert=True, alert_type=m.AlertType.LOCAL_HOLD, sort_bin=BIN_HOLDS,
-                         destination_location=pickup, **who,
-                         messages=m.Messages(screen=("On hold: please hand this item to staff",))), hold
+            return answer("On hold: please hand this item to staff", alert=True, alert_type=m.AlertType.LOCAL_HOLD,
+                          sort_bin=BIN_HOLDS, destination_location=pickup, **who), hold
         tx.run("UPDATE holds SET status = 'in_transit', trapped_item_id = ?, shelf_expires_at = NULL WHERE id = ?",
                item["id"], hold["id"])
         tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? "
                "WHERE id = ?", place, pickup, item["id"])
-        return _base(item, alert=True, alert_type=m.AlertType.REMOTE_HOLD, sort_bin=BIN_TRANSIT,
-                     destination_location=pickup, **who,
-                     messages=m.Messages(screen=(f"On hold: please hand this item to staff (to {pickup})",))), hold
+        return answer(f"On hold: please hand this item to staff (to {pickup})", alert=True,
+                      alert_type=m.AlertType.REMOTE_HOLD, sort_bin=BIN_TRANSIT, destination_location=pickup,
+                      **who), hold
     home = item["permanent_location"]
     if home and home not in here:
         tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? "
                "WHERE id = ?", place, home, item["id"])
-        return _base(item, alert=True, alert_type=m.AlertType.TRANSFER, sort_bin=BIN_TRANSIT,
-                     destination_location=home,
-                     messages=m.Messages(screen=(f"Please hand this item to staff (returns to {home})",))), None
+        return answer(f"Please hand this item to staff (returns to {home})", alert=True,
+                      alert_type=m.AlertType.TRANSFER, sort_bin=BIN_TRANSIT, destination_location=home), None
     tx.run("UPDATE items SET status = 'available', current_location = ?, destination_location = NULL WHERE id = ?",
            place, item["id"])
-    return _base(item), None
+    return answer(), None
 
 
 def _cancel_checkin(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> m.CheckinResult:
