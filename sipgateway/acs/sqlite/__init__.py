@@ -5,10 +5,22 @@ services start; see ``backend.py`` for the API, ``dbprocess.py`` and ``worker.py
 database process, ``runner.py`` for batches and group commit, ``schema.py`` for the tables.
 """
 
-from sipgateway.acs.sqlite.backend import SUPPORTED, SQLiteACS, database_path, open_sqlite_acs
-from sipgateway.acs.sqlite.errors import ACSUnavailable
-from sipgateway.acs.sqlite.rules import CirculationRules
-from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, SchemaError
+from __future__ import annotations
 
-__all__ = ["ACSUnavailable", "CirculationRules", "INCONSISTENT_ITEMS_SQL", "SQLiteACS", "SUPPORTED", "SchemaError",
-           "database_path", "open_sqlite_acs"]
+import importlib
+from typing import Any
+
+#: public name -> module; imported on first use, so that the database process, which
+#: imports submodules of this package, does not load the backend (and Twisted) with them
+_EXPORTS = {"SUPPORTED": "backend", "SQLiteACS": "backend", "database_path": "backend",
+            "open_sqlite_acs": "backend", "ACSUnavailable": "errors", "CirculationRules": "rules",
+            "INCONSISTENT_ITEMS_SQL": "schema", "SchemaError": "schema"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -32,10 +32,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import sipgateway
+from sipgateway.acs.sqlite.batch import MAX_BATCH, BatchStats, Job, run_batch
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.frames import Answer, FrameError, FrameReader, Setup, encode
-from sipgateway.acs.sqlite.runner import INLINE_BUDGET, MAX_BATCH, BatchStats, InlineReader, Job, run_batch
+from sipgateway.acs.sqlite.runner import INLINE_BUDGET, InlineReader
 from sipgateway.acs.sqlite.schema import connect
 
 log = Logger()

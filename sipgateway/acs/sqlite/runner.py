@@ -1,9 +1,4 @@
-"""Where database work runs: one connection, jobs in batches, one commit per batch.
-
-A job is a function of the connection.  ``run_batch`` runs a batch of jobs inside one
-transaction, each job inside its own SAVEPOINT (a job that raises rolls back only its
-own writes and fails only itself), then COMMITs once.  Results are handed out only after
-that commit, so an ok answer means the work is on disk (WAL, synchronous=FULL).
+"""Where database work runs: one connection, jobs in batches (batch.py), one commit per batch.
 
 The gateway's runner is ``dbprocess.ProcessRunner``: a database process runs the batches.
 ``ThreadedRunner`` does the same in one dedicated thread fed by a queue, for an in-memory
@@ -20,39 +15,23 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
+from sipgateway.acs.sqlite.batch import MAX_BATCH, BatchStats, Job, JobFunction, Outcome, rollback, run_batch, translate
 from sipgateway.acs.sqlite.errors import ACSUnavailable, MoveToWorker, inline, unavailable
 from sipgateway.acs.sqlite.schema import connect
 
+__all__ = ["INLINE_BUDGET", "MAX_BATCH", "BatchStats", "InlineReader", "Job", "Outcome", "SyncRunner",
+           "ThreadedRunner", "run_batch"]
+
 log = Logger()
 
-JobFunction = Callable[[sqlite3.Connection], Any]
-#: the most jobs one transaction takes; bounds the latency of the first job of a batch
-MAX_BATCH = 512
 #: how long a read may hold the reactor thread before it is moved to the database writer
 INLINE_BUDGET = 0.002
-
-
-@dataclass
-class Job:
-    name: str                  # the operation, for error messages
-    fn: JobFunction
-    write: bool = True
-    deferred: Deferred | None = None
-    waiter: _Waiter | None = None
-    raw: bool = False          # runs outside any batch transaction (migrations manage their own)
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    value: Any
 
 
 @dataclass
@@ -65,120 +44,6 @@ class _Waiter:
     def set(self, outcome: Outcome) -> None:
         self.outcome = outcome
         self.done.set()
-
-
-@dataclass
-class BatchStats:
-    batches: int = 0
-    jobs: int = 0
-    commits: int = 0
-    largest: int = 0
-
-
-def _translate(job: Job, error: Exception) -> Exception:
-    """Database trouble (locked, full, I/O, corrupt) becomes ``ACSUnavailable``; anything
-    else is a bug and keeps its own type, so it shows as what it is."""
-    if isinstance(error, sqlite3.Error) and not isinstance(
-            error, sqlite3.ProgrammingError | sqlite3.IntegrityError | sqlite3.InterfaceError):
-        return unavailable(job.name, error)
-    return error
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error as e:  # the connection is beyond repair; the next BEGIN will say so
-            log.error("sqlite rollback failed: {e}", e=e)
-
-
-def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None = None) -> list[Outcome]:
-    """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order.
-
-    Jobs almost never fail, so the batch is first run plainly; only if a job raises is it
-    rolled back whole and run again the careful way, each job in its own savepoint, so
-    that the failing job alone is lost.  (Savepoints cost two statements a job, about a
-    tenth of a checkout.)"""
-    if len(jobs) > 1:
-        outcomes = _run_plain(conn, jobs, stats)
-        if outcomes is not None:
-            return outcomes
-    return _run_careful(conn, jobs, stats)
-
-
-def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome] | None:
-    """The whole batch in one transaction without savepoints; None (and nothing written)
-    when anything fails."""
-    begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
-    values = []
-    try:
-        conn.execute(begin)
-        for job in jobs:
-            values.append(job.fn(conn))
-        conn.execute("COMMIT")
-    except Exception:
-        _rollback(conn)
-        return None
-    if stats is not None:
-        stats.commits += 1
-        stats.batches += 1
-        stats.jobs += len(jobs)
-        stats.largest = max(stats.largest, len(jobs))
-    return [Outcome(True, value) for value in values]
-
-
-def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome]:
-    outcomes: list[Outcome | None] = [None] * len(jobs)
-    begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
-    pending: list[int] = []   # jobs done inside the transaction still open
-
-    def lose_pending(error: BaseException) -> None:
-        # the transaction is gone, and with it the work of every job done in it so far
-        for k in pending:
-            outcomes[k] = Outcome(False, unavailable(jobs[k].name, error))
-        pending.clear()
-
-    for i, job in enumerate(jobs):
-        try:
-            if not conn.in_transaction:
-                conn.execute(begin)
-            conn.execute("SAVEPOINT job")
-        except sqlite3.Error as e:
-            _rollback(conn)
-            lose_pending(e)
-            outcomes[i] = Outcome(False, unavailable(job.name, e))
-            continue
-        try:
-            value = job.fn(conn)
-            conn.execute("RELEASE job")
-        except Exception as e:
-            outcomes[i] = Outcome(False, _translate(job, e))
-            if not conn.in_transaction:
-                lose_pending(e)   # SQLite rolled the whole transaction back (disk full, I/O error)
-                continue
-            try:
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-            except sqlite3.Error as e2:
-                _rollback(conn)
-                lose_pending(e2)
-            continue
-        outcomes[i] = Outcome(True, value)
-        pending.append(i)
-
-    if conn.in_transaction:
-        try:
-            conn.execute("COMMIT")
-            if stats is not None:
-                stats.commits += 1
-        except sqlite3.Error as e:
-            _rollback(conn)
-            lose_pending(e)
-    if stats is not None:
-        stats.batches += 1
-        stats.jobs += len(jobs)
-        stats.largest = max(stats.largest, len(jobs))
-    return [o for o in outcomes if o is not None]
 
 
 def _fire(d: Deferred, outcome: Outcome) -> None:
@@ -257,18 +122,18 @@ class InlineReader:
             value = fn(conn)
             conn.execute("COMMIT")
         except MoveToWorker:
-            _rollback(conn)
+            rollback(conn)
             self.moved += 1
             return None
         except sqlite3.OperationalError as e:
-            _rollback(conn)
+            rollback(conn)
             if "interrupt" in str(e):
                 self.moved += 1
                 return None
             return fail(unavailable(name, e))
         except Exception as e:
-            _rollback(conn)
-            return fail(_translate(Job(name, fn, False), e))
+            rollback(conn)
+            return fail(translate(Job(name, fn, False), e))
         finally:
             inline.active = False
         return succeed(value)
@@ -402,7 +267,7 @@ class ThreadedRunner:
             outcomes = run_batch(conn, batch, self.stats)
         except Exception as e:  # a bug, not a database error: fail the batch, keep serving
             log.failure("sqlite worker: batch of {n} jobs failed", n=len(batch))
-            _rollback(conn)
+            rollback(conn)
             outcomes = [Outcome(False, unavailable(job.name, e)) for job in batch]
         self._database_error = any(not o.ok and isinstance(o.value, ACSUnavailable) for o in outcomes)
         fired = []
@@ -418,7 +283,7 @@ class ThreadedRunner:
         try:
             outcome = Outcome(True, job.fn(conn))
         except Exception as e:
-            _rollback(conn)
+            rollback(conn)
             outcome = Outcome(False, e)
         if job.waiter is not None:
             job.waiter.set(outcome)

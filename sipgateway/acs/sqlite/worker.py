@@ -23,11 +23,11 @@ import traceback
 from collections import deque
 from datetime import datetime
 
+from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Setup, encode
-from sipgateway.acs.sqlite.runner import BatchStats, Job, Outcome, run_batch
 from sipgateway.acs.sqlite.schema import connect
 
 READ_SIZE = 1 << 20

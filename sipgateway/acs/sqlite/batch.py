@@ -1,0 +1,153 @@
+"""A batch of database jobs in one transaction with one commit (group commit).
+
+A job is a function of the connection.  ``run_batch`` runs a batch of jobs inside one
+transaction and COMMITs once; if a job fails, the batch is run again with each job in its
+own SAVEPOINT, so a job that raises rolls back only its own writes and fails only itself.
+Results are handed out only after that commit, so an ok answer means the work is on disk
+(WAL, synchronous=FULL).  No Twisted here: the database process imports this and stays
+small.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sipgateway.acs.sqlite.errors import unavailable
+
+JobFunction = Callable[[sqlite3.Connection], Any]
+#: the most jobs one transaction takes; bounds the latency of the first job of a batch
+MAX_BATCH = 512
+
+
+@dataclass
+class Job:
+    name: str                  # the operation, for error messages
+    fn: JobFunction
+    write: bool = True
+    deferred: Any = None       # a Deferred, fired by the threaded runner
+    waiter: Any = None         # a runner._Waiter, for synchronous callers
+    raw: bool = False          # runs outside any batch transaction (migrations manage their own)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    jobs: int = 0
+    commits: int = 0
+    largest: int = 0
+
+
+def translate(job: Job, error: Exception) -> Exception:
+    """Database trouble (locked, full, I/O, corrupt) becomes ``ACSUnavailable``; anything
+    else is a bug and keeps its own type, so it shows as what it is."""
+    if isinstance(error, sqlite3.Error) and not isinstance(
+            error, sqlite3.ProgrammingError | sqlite3.IntegrityError | sqlite3.InterfaceError):
+        return unavailable(job.name, error)
+    return error
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as e:  # the connection is beyond repair; the next BEGIN will say so
+            print(f"sqlite rollback failed: {e}", file=sys.stderr)  # twistd logs stderr
+
+
+def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None = None) -> list[Outcome]:
+    """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order.
+
+    Jobs almost never fail, so the batch is first run plainly; only if a job raises is it
+    rolled back whole and run again the careful way, each job in its own savepoint, so
+    that the failing job alone is lost.  (Savepoints cost two statements a job, about a
+    tenth of a checkout.)"""
+    if len(jobs) > 1:
+        outcomes = _run_plain(conn, jobs, stats)
+        if outcomes is not None:
+            return outcomes
+    return _run_careful(conn, jobs, stats)
+
+
+def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome] | None:
+    """The whole batch in one transaction without savepoints; None (and nothing written)
+    when anything fails."""
+    begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
+    values = []
+    try:
+        conn.execute(begin)
+        for job in jobs:
+            values.append(job.fn(conn))
+        conn.execute("COMMIT")
+    except Exception:
+        rollback(conn)
+        return None
+    if stats is not None:
+        stats.commits += 1
+        stats.batches += 1
+        stats.jobs += len(jobs)
+        stats.largest = max(stats.largest, len(jobs))
+    return [Outcome(True, value) for value in values]
+
+
+def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
+    pending: list[int] = []   # jobs done inside the transaction still open
+
+    def lose_pending(error: BaseException) -> None:
+        # the transaction is gone, and with it the work of every job done in it so far
+        for k in pending:
+            outcomes[k] = Outcome(False, unavailable(jobs[k].name, error))
+        pending.clear()
+
+    for i, job in enumerate(jobs):
+        try:
+            if not conn.in_transaction:
+                conn.execute(begin)
+            conn.execute("SAVEPOINT job")
+        except sqlite3.Error as e:
+            rollback(conn)
+            lose_pending(e)
+            outcomes[i] = Outcome(False, unavailable(job.name, e))
+            continue
+        try:
+            value = job.fn(conn)
+            conn.execute("RELEASE job")
+        except Exception as e:
+            outcomes[i] = Outcome(False, translate(job, e))
+            if not conn.in_transaction:
+                lose_pending(e)   # SQLite rolled the whole transaction back (disk full, I/O error)
+                continue
+            try:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            except sqlite3.Error as e2:
+                rollback(conn)
+                lose_pending(e2)
+            continue
+        outcomes[i] = Outcome(True, value)
+        pending.append(i)
+
+    if conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+            if stats is not None:
+                stats.commits += 1
+        except sqlite3.Error as e:
+            rollback(conn)
+            lose_pending(e)
+    if stats is not None:
+        stats.batches += 1
+        stats.jobs += len(jobs)
+        stats.largest = max(stats.largest, len(jobs))
+    return [o for o in outcomes if o is not None]
