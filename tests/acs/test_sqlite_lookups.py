@@ -78,3 +78,19 @@ def test_find_borrower_is_the_patron_and_the_first_part_of_their_standing(lib: L
     assert patrons.find_borrower(t, "100002")[1].balance_cents > 0
     assert patrons.find_borrower(t, "nobody") == (None, None)
     assert patrons.find_borrower(t, "") == (None, None)
+
+
+def test_the_hold_lookups_of_every_checkout_and_checkin_search_indexes(lib: Library) -> None:
+    # enough waiting holds on other titles that a scan would be the wrong plan
+    patron = lib.value("SELECT id FROM patrons WHERE barcode = '100001'")
+    lib.db.executemany("INSERT INTO holds (patron_id, item_id, title, title_key, status, queued_at, "
+                       "pickup_location) VALUES (?, NULL, ?, ?, 'waiting', '2024-01-01 00:00:00', 'MAIN')",
+                       [(patron, f"Title {n}", f"title {n}") for n in range(2000)])
+    lib.db.execute("ANALYZE")
+    item = items.find(tx(lib), "200001")
+    for sql in (f"{items._TRAPPED} UNION ALL {items._WAITING} ORDER BY queued_at, id",
+                f"{items._WAITING} ORDER BY queued_at, id"):
+        plan = [r[3] for r in lib.db.execute("EXPLAIN QUERY PLAN " + sql, items._hold_params(tx(lib), item))]
+        assert not [step for step in plan if step.startswith("SCAN")], plan
+        assert any("holds_waiting_item" in step for step in plan) and any("holds_waiting_title" in step
+                                                                            for step in plan), plan
