@@ -71,13 +71,30 @@ class GatewayProcess:
 
     def children(self) -> list[int]:
         """The pids of twistd's child processes (its database process)."""
-        pids: list[int] = []
-        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
-            try:
-                pids += [int(p) for p in (task / "children").read_text().split()]
-            except OSError:
-                pass
-        return pids
+        return children_of(self.proc.pid)
+
+
+def children_of(pid: int) -> list[int]:
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def wait_listening(port: int, timeout: float = START_TIMEOUT) -> None:
+    """Poll (bounded) until something accepts connections on 127.0.0.1:``port``."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
 
 
 def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:

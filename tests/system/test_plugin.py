@@ -3,9 +3,11 @@ reported clearly (DESIGN.md: editable installs can hide plugins)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
-from tests.system.process import TWISTD
+from tests.system.process import TWISTD, SIPClient, children_of, free_port, wait_gone, wait_listening
 
 
 def test_twistd_lists_the_sipgateway_plugin() -> None:
@@ -44,3 +46,27 @@ def test_missing_tls_key_names_the_file(tmp_path) -> None:
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "missing.key" in text and "Traceback" not in text
+
+
+def test_as_a_daemon_the_database_process_starts_after_the_fork_and_stops_with_twistd(tmp_path) -> None:
+    """Without -n twistd forks after building the service: the database process must be
+    started by the daemon (a thread or child from before the fork would be lost)."""
+    port = free_port()
+    out = subprocess.run([TWISTD, "--pidfile=gw.pid", "--logfile=gw.log", "sipgateway", "--listen",
+                          f"sip:tcp:{port}:interface=127.0.0.1", "--database", "sqlite:gw.sqlite3", "--demo"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_listening(port)
+    daemon = int((tmp_path / "gw.pid").read_text())
+    children: list[int] = []
+    try:
+        with SIPClient(port) as c:
+            assert c.request("9300CNsc1|COpass1|CPMAIN|") == b"941"
+            reply = c.request("11NN20260101    120000                  AOMAIN|AA100001|AB200001|AC|AD1234|")
+            assert reply.startswith(b"121"), reply  # a write: only the database process can answer it
+        children = children_of(daemon)
+        assert len(children) == 1
+    finally:
+        os.kill(daemon, signal.SIGTERM)
+    assert wait_gone([daemon, *children]) == []
+    assert "database process" not in (tmp_path / "gw.log").read_text()
