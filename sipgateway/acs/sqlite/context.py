@@ -87,9 +87,10 @@ class Tx:
 class Call:
     """``fn(Tx(conn, ctx, terminal, now), *args)`` for one connection: an IACS operation.
 
-    ``fn`` is a module-level function, so a ``Call`` pickles by reference; ``ctx`` is the
-    one part that stays behind in each process (it holds a cache and a clock) and is
-    given again on the other side (see ``bind``)."""
+    ``fn`` is a module-level function, so it pickles by reference: the gateway sends
+    ``fn``, ``args``, ``terminal`` and ``now`` to the database process.  ``ctx`` stays behind
+    in each process (it holds a cache and a clock): the database process makes its
+    ``Call`` with its own."""
 
     __slots__ = ("fn", "args", "terminal", "now", "ctx")
 
@@ -102,15 +103,8 @@ class Call:
         self.ctx = ctx
 
     def __call__(self, conn: sqlite3.Connection) -> Any:
-        assert self.ctx is not None, "Call run before bind()"
+        assert self.ctx is not None, "a Call needs a Context to run"
         return self.fn(Tx(conn, self.ctx, self.terminal, self.now), *self.args)
-
-    def bind(self, ctx: Context) -> Call:
-        self.ctx = ctx
-        return self
-
-    def __reduce__(self):
-        return Call, (self.fn, self.args, self.terminal, self.now)
 
 
 def local(dt: datetime) -> datetime:
