@@ -200,3 +200,22 @@ def test_frames_survive_any_split_and_garbage_is_an_error() -> None:
         FrameReader().feed(b"\xff\xff\xff\xff")
     with pytest.raises(FrameError, match="undecodable"):
         FrameReader().feed(b"\x00\x00\x00\x03abc")
+
+
+def test_garbage_from_the_database_process_stops_it_and_fails_its_calls(
+        acs: SQLiteACS, children: Children, logged: list[str]) -> None:
+    children.current.signalProcess("STOP")    # it must not answer before the garbage arrives
+    try:
+        d = checkout(acs, "200001")
+        children.clock.advance(0)
+        children.current.protocol.outReceived(b"\xff\xff\xff\xff")
+    finally:
+        children.current.signalProcess("CONT")
+    children.pump_until(lambda: d.called)
+    with pytest.raises(ACSUnavailable, match="the database process exited"):
+        fired(d)
+    assert any("database process sent garbage" in line for line in logged)
+    children.clock.advance(1.0)
+    again = checkout(acs, "200001")
+    children.pump_until(lambda: again.called)
+    assert len(children.started) == 2 and fired(again).ok
