@@ -4,7 +4,9 @@ database; nothing is half applied. Repeated several times in one run."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
 import threading
 from pathlib import Path
@@ -116,3 +118,22 @@ def assert_consistent(path: Path) -> None:
     finally:
         db.close()
 
+
+
+def test_sigterm_to_every_process_as_systemd_stops_a_unit_is_left_to_twistd(tmp_path: Path) -> None:
+    port = free_port()
+    proc = GatewayProcess(tmp_path, ["--listen", f"sip:tcp:{port}:interface=127.0.0.1", "--database",
+                                     "sqlite:term.sqlite3", "--demo"], [port]).start()
+    try:
+        database_process = proc.children()
+        assert len(database_process) == 1
+        with SIPClient(port) as c:
+            assert c.request("9300CNsc1|COpass1|CPMAIN|") == b"941"
+            os.kill(database_process[0], signal.SIGTERM)
+            # the database process ignored it: it still commits and answers
+            reply = c.request(f"11NN{DATE}{' ' * 18}AOMAIN|AA100001|AB200001|AC|AD1234|")
+            assert reply.startswith(b"121"), reply
+    finally:
+        proc.stop()    # SIGTERM to twistd: it closes the pipe, the database process exits
+    assert wait_gone(database_process) == []
+    assert "database process" not in proc.log()

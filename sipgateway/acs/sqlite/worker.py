@@ -126,9 +126,11 @@ def _first_frame(in_fd: int, reader: FrameReader) -> list:
 
 
 def main() -> int:
-    # Ctrl-C in the operator's terminal reaches the whole process group: the gateway stops
-    # us by closing stdin once its own jobs are done, so the signal is not for us
+    # Ctrl-C in the operator's terminal and systemd's stop (SIGTERM to every process of the
+    # unit) reach us together with twistd, which then stops us by closing stdin once its
+    # calls are answered: the signals are twistd's, and obeying them would fail its calls
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # frames go to a private copy of stdout; fd 1 becomes stderr, so a stray print()
     # anywhere cannot corrupt the pipe
     out_fd = os.dup(1)
