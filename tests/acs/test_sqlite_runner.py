@@ -256,3 +256,27 @@ def test_open_sqlite_acs_seeds_the_demo_once(tmp_path: Path) -> None:
     assert conn.execute("SELECT count(*) FROM patrons").fetchone()[0] == 4
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_a_bug_outside_the_jobs_fails_the_batch_rolled_back_and_the_writer_serves_on(
+        path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipgateway.acs.sqlite import batch
+
+    conn = connect(path)
+    real = batch.run_batch
+
+    def broken(conn: sqlite3.Connection, jobs, stats=None):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (n) VALUES (5)")
+        raise KeyError("a bug in the batch code")
+
+    reported: list[str] = []
+    monkeypatch.setattr(batch, "run_batch", broken)
+    outcomes = batch.run_batch_or_fail(conn, [Job("a", insert(1)), Job("b", insert(2))], None,
+                                       lambda: reported.append("reported"))
+    assert reported == ["reported"] and not conn.in_transaction and rows(path) == []
+    assert [str(o.value) for o in outcomes] == ["library database unavailable during a: KeyError",
+                                                "library database unavailable during b: KeyError"]
+    monkeypatch.setattr(batch, "run_batch", real)
+    assert batch.run_batch_or_fail(conn, [Job("c", insert(3))], None, lambda: None)[0].result() == 3
+    conn.close()

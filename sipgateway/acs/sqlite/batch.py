@@ -38,6 +38,12 @@ class Outcome:
     ok: bool
     value: Any
 
+    def result(self) -> Any:
+        """The job's value; its exception raised."""
+        if not self.ok:
+            raise self.value
+        return self.value
+
 
 @dataclass
 class BatchStats:
@@ -151,3 +157,15 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
         stats.jobs += len(jobs)
         stats.largest = max(stats.largest, len(jobs))
     return [o for o in outcomes if o is not None]
+
+
+def run_batch_or_fail(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None,
+                      report_bug: Callable[[], None]) -> list[Outcome]:
+    """``run_batch``; a bug escaping it (not a job's) is reported from inside the ``except``
+    (so a traceback can be logged), rolled back, and fails the batch, not the writer."""
+    try:
+        return run_batch(conn, jobs, stats)
+    except Exception as e:
+        report_bug()
+        rollback(conn)
+        return [Outcome(False, unavailable(job.name, e)) for job in jobs]

@@ -32,12 +32,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import sipgateway
-from sipgateway.acs.sqlite.batch import MAX_BATCH, BatchStats, Job, run_batch
+from sipgateway.acs.sqlite.batch import MAX_BATCH, BatchStats
 from sipgateway.acs.sqlite.context import Call, Context
-from sipgateway.acs.sqlite.errors import ACSUnavailable
+from sipgateway.acs.sqlite.errors import ACSUnavailable, unavailable
 from sipgateway.acs.sqlite.frames import Answer, FrameError, FrameReader, Setup, encode
-from sipgateway.acs.sqlite.runner import INLINE_BUDGET, InlineReader
-from sipgateway.acs.sqlite.schema import connect
+from sipgateway.acs.sqlite.runner import INLINE_BUDGET, InlineReader, SyncRunner
 
 log = Logger()
 
@@ -118,7 +117,7 @@ class ProcessRunner:
         self._spawn_process = spawn if spawn is not None else _spawn_with(reactor)
         self.stats = BatchStats()
         #: the start-up connection for ``run_sync``; closed by ``start`` (twistd may fork between)
-        self._direct: sqlite3.Connection | None = None
+        self._direct: SyncRunner | None = None
         self._reader: InlineReader | None = None
         self._child: _DatabaseProtocol | None = None
         self._pending: dict[int, tuple[str, Deferred]] = {}
@@ -224,14 +223,13 @@ class ProcessRunner:
 
     def submit(self, name: str, call: Call, write: bool = True) -> Deferred:
         if self._closing:
-            return fail(ACSUnavailable(f"library database unavailable during {name}: closed"))
+            return fail(unavailable(name, "closed"))
         if not write and self._reader is not None:
             d = self._reader.run(name, call)
             if d is not None:
                 return d
         if self._child is None and self._started:
-            return fail(ACSUnavailable(f"library database unavailable during {name}: "
-                                       "the database process is not running"))
+            return fail(unavailable(name, "the database process is not running"))
         # before ``start`` (a serial line opened while twistd starts up looks up its account)
         # the call waits in ``_outgoing`` for the database process
         number = next(self._numbers)
@@ -263,7 +261,7 @@ class ProcessRunner:
         except Exception as e:
             name, d = self._pending.pop(job[0])
             log.failure("database call {name} cannot be sent", Failure(e), name=name)
-            d.errback(ACSUnavailable(f"library database unavailable during {name}: {type(e).__name__}"))
+            d.errback(unavailable(name, e))
             return b""
 
     def _answer(self, answer: Answer) -> None:
@@ -287,7 +285,7 @@ class ProcessRunner:
         self._outgoing = []
         pending, self._pending = self._pending, {}
         for name, d in pending.values():
-            d.errback(ACSUnavailable(f"library database unavailable during {name}: {why}"))
+            d.errback(unavailable(name, why))
         return pending
 
     def _ended(self, child: _DatabaseProtocol, reason: Failure) -> None:
@@ -311,12 +309,7 @@ class ProcessRunner:
                  raw: bool = False) -> Any:
         """Run a job in the calling thread on a connection of its own (start-up and tools)."""
         if self._closing:
-            raise ACSUnavailable(f"library database unavailable during {name}: closed")
+            raise unavailable(name, "closed")
         if self._direct is None:
-            self._direct = connect(self.path)
-        if raw:
-            return fn(self._direct)
-        outcome = run_batch(self._direct, [Job(name, fn, write)])[0]
-        if not outcome.ok:
-            raise outcome.value
-        return outcome.value
+            self._direct = SyncRunner(self.path)
+        return self._direct.run_sync(name, fn, write, raw)

@@ -27,8 +27,11 @@ class ACSUnavailable(Exception):
     """
 
 
-def unavailable(operation: str, error: BaseException) -> ACSUnavailable:
-    if isinstance(error, sqlite3.Error):
+def unavailable(operation: str, error: BaseException | str) -> ACSUnavailable:
+    """The error for ``operation``; ``error`` is what went wrong, or the reason in words."""
+    if isinstance(error, str):
+        reason = error
+    elif isinstance(error, sqlite3.Error):
         reason = str(error) or type(error).__name__
     else:
         reason = type(error).__name__

@@ -21,7 +21,17 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from sipgateway.acs.sqlite.batch import MAX_BATCH, BatchStats, Job, JobFunction, Outcome, rollback, run_batch, translate
+from sipgateway.acs.sqlite.batch import (
+    MAX_BATCH,
+    BatchStats,
+    Job,
+    JobFunction,
+    Outcome,
+    rollback,
+    run_batch,
+    run_batch_or_fail,
+    translate,
+)
 from sipgateway.acs.sqlite.errors import ACSUnavailable, MoveToWorker, inline, unavailable
 from sipgateway.acs.sqlite.schema import connect
 
@@ -70,13 +80,10 @@ class SyncRunner:
 
     def run_sync(self, name: str, fn: JobFunction, write: bool = True, raw: bool = False) -> Any:
         if self.closed:
-            raise ACSUnavailable(f"library database unavailable during {name}: closed")
+            raise unavailable(name, "closed")
         if raw:
             return fn(self.conn)
-        outcome = run_batch(self.conn, [Job(name, fn, write)], self.stats)[0]
-        if not outcome.ok:
-            raise outcome.value
-        return outcome.value
+        return run_batch(self.conn, [Job(name, fn, write)], self.stats)[0].result()
 
     def submit(self, name: str, fn: JobFunction, write: bool = True) -> Deferred:
         try:
@@ -174,7 +181,7 @@ class ThreadedRunner:
 
     def submit(self, name: str, fn: JobFunction, write: bool = True) -> Deferred:
         if self._closing:
-            return fail(ACSUnavailable(f"library database unavailable during {name}: closed"))
+            return fail(unavailable(name, "closed"))
         if not write and self._reader is not None:
             d = self._reader.run(name, fn)
             if d is not None:
@@ -186,14 +193,12 @@ class ThreadedRunner:
     def run_sync(self, name: str, fn: JobFunction, write: bool = True, raw: bool = False) -> Any:
         """Run a job and wait for its commit, blocking the caller (start-up code only)."""
         if self._closing:
-            raise ACSUnavailable(f"library database unavailable during {name}: closed")
+            raise unavailable(name, "closed")
         waiter = _Waiter()
         self._queue.put(Job(name, fn, write, waiter=waiter, raw=raw))
         waiter.done.wait()
         assert waiter.outcome is not None
-        if not waiter.outcome.ok:
-            raise waiter.outcome.value
-        return waiter.outcome.value
+        return waiter.outcome.result()
 
     def close(self) -> Deferred:
         """Finish the jobs already queued, close the connection, end the thread."""
@@ -263,12 +268,8 @@ class ThreadedRunner:
             self._run_batch(conn, batch)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
-        try:
-            outcomes = run_batch(conn, batch, self.stats)
-        except Exception as e:  # a bug, not a database error: fail the batch, keep serving
-            log.failure("sqlite worker: batch of {n} jobs failed", n=len(batch))
-            rollback(conn)
-            outcomes = [Outcome(False, unavailable(job.name, e)) for job in batch]
+        outcomes = run_batch_or_fail(conn, batch, self.stats,
+                                     lambda: log.failure("sqlite worker: batch of {n} jobs failed", n=len(batch)))
         self._database_error = any(not o.ok and isinstance(o.value, ACSUnavailable) for o in outcomes)
         fired = []
         for job, outcome in zip(batch, outcomes, strict=True):

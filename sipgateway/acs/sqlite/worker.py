@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from datetime import datetime
 
-from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch
+from sipgateway.acs.sqlite.batch import BatchStats, Job, run_batch_or_fail
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
 from sipgateway.acs.sqlite.errors import ACSUnavailable
@@ -94,12 +94,7 @@ class Worker:
     def _run(self, specs: list[JobSpec]) -> None:
         ctx = self.ctx
         jobs = [Job(s.name, Call(s.fn, s.args, s.terminal, s.now, ctx), s.write) for s in specs]
-        try:
-            outcomes = run_batch(self.conn, jobs, self.stats)
-        except Exception as e:  # a bug, not a database error: fail the batch, keep serving
-            traceback.print_exc()
-            outcomes = [Outcome(False, ACSUnavailable(f"library database unavailable during {j.name}: "
-                                                      f"{type(e).__name__}")) for j in jobs]
+        outcomes = run_batch_or_fail(self.conn, jobs, self.stats, traceback.print_exc)
         for job, outcome in zip(jobs, outcomes, strict=True):
             if not outcome.ok and not isinstance(outcome.value, ACSUnavailable):
                 # a bug in a job: its traceback exists only here, so it is logged from here
