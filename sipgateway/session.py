@@ -169,8 +169,8 @@ class Session:
             return
         has_ed = "AZ" in msg.fields or "AY" in msg.fields
         sequence = msg.fields.get("AY")
-        if sequence is not None and (len(sequence) != 1 or not sequence.isdigit()):
-            self._bad(line, f"sequence number AY{sequence!r} is not one digit")
+        if sequence is not None and not (sequence.isdigit() and sequence.isascii()):  # AY10 is fine
+            self._bad(line, f"sequence number AY{sequence!r} is not a number")
             return
         if not has_ed and self.error_detection is m.ErrorDetection.REQUIRED:
             self._bad(line, "checksum required on this account/listener but the request has no AY/AZ")
