@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from sipgateway import replies
 from sipgateway.acs import model as m
 from sipgateway.gateway import Gateway
-from sipgateway.logmask import mask
+from sipgateway.logmask import excerpt, mask
 from sipgateway.settings import ListenerSettings
 from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, parse, parse_sip_date
 
@@ -308,7 +308,7 @@ class Session:
         else:
             self._bad_line, self._bad_count = line, 1
         self.log.warn("{peer}: unusable request ({reason}): {line}", peer=self.who, reason=reason,
-                      line=mask(line))
+                      line=excerpt(line))
         self._last_request = None
         data = REPLY_96_ED if self._wants_ed(line) else REPLY_96
         self._last_reply = data
