@@ -22,6 +22,7 @@ from sipgateway import replies
 from sipgateway.acs import model as m
 from sipgateway.gateway import Gateway
 from sipgateway.logmask import excerpt, mask
+from sipgateway.repeatlog import RepeatedLines
 from sipgateway.settings import ListenerSettings
 from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, parse, parse_sip_date
 
@@ -75,6 +76,8 @@ class Session:
         self._idle_call: Any = None
         self._login_call: Any = None
         self._memo_context: tuple = ()  # set at login (see _logged_in)
+        #: log lines the client can cause again and again, rate-limited (the doors' too)
+        self.repeated = RepeatedLines(self._clock)
         if settings.login_timeout > 0:
             self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
         self._touch()
@@ -103,6 +106,7 @@ class Session:
     def connection_lost(self) -> None:
         self._closed = True
         self._pending.clear()
+        self.repeated.close()
         for call in (self._idle_call, self._login_call):
             if call is not None and call.active():
                 call.cancel()
@@ -155,8 +159,9 @@ class Session:
             self._resend(line)
             return
         if code in SIDE_EFFECT_CODES and line == self._last_request and self._last_reply is not None:
-            self.log.info("{peer}: repeated {code} request answered from the last reply, not run again",
-                          peer=self.who, code=code.decode("ascii", "replace"))
+            self.repeated.log(self.log.info, "repeated request", self.who,
+                              "repeated {code} request answered from the last reply, not run again",
+                              code=code.decode("ascii", "replace"))
             self._write(self._last_reply + b"\r")
             return
         try:
@@ -183,7 +188,8 @@ class Session:
         if self.gateway.trace:
             self.log.debug("{peer} -> {line}", peer=self.who, line=mask(line))
         if self.account is None and msg.code != "93":
-            self.log.warn("{peer}: {code} before a successful login (93); refused", peer=self.who, code=msg.code)
+            self.repeated.log(self.log.warn, "request before login", self.who,
+                              "{code} before a successful login (93); refused", code=msg.code)
             self._send(msg, self._failure(msg, NOT_LOGGED_IN), line)
             return
         self._busy = True
@@ -292,7 +298,8 @@ class Session:
 
     def _resend(self, line: bytes) -> None:
         if self._last_reply is None:
-            self.log.info("{peer}: 97 before any reply was sent; answered 96", peer=self.who)
+            self.repeated.log(self.log.info, "97 before any reply", self.who,
+                              "97 before any reply was sent; answered 96")
             self._write((REPLY_96_ED if self._wants_ed(line) else REPLY_96) + b"\r")
             return
         self._write(self._last_reply + b"\r")
@@ -307,8 +314,8 @@ class Session:
             self._bad_count += 1
         else:
             self._bad_line, self._bad_count = line, 1
-        self.log.warn("{peer}: unusable request ({reason}): {line}", peer=self.who, reason=reason,
-                      line=excerpt(line))
+        self.repeated.log(self.log.warn, "unusable request", self.who, "unusable request ({reason}): {line}",
+                          reason=reason, line=excerpt(line))
         self._last_request = None
         data = REPLY_96_ED if self._wants_ed(line) else REPLY_96
         self._last_reply = data
@@ -359,8 +366,9 @@ class Session:
         location = msg.get("CP") or ""
         if self.bound_account is not None:
             if user != self.bound_account.name:
-                self.log.warn("{peer}: 93 for account {user!r} on a connection bound to {bound!r}; refused",
-                              peer=self.who, user=user, bound=self.bound_account.name)
+                self.repeated.log(self.log.warn, "93 for another account", self.who,
+                                  "93 for account {user!r} on a connection bound to {bound!r}; refused",
+                                  user=user, bound=self.bound_account.name)
                 return _ready(replies.login(False))
 
         def checked(account: m.Account | None) -> replies.Reply:
