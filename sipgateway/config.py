@@ -17,6 +17,8 @@ from sipgateway.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
     DEFAULT_MAX_LINE,
+    TERMINATORS,
+    AccountSettings,
     ListenerSettings,
 )
 
@@ -24,7 +26,7 @@ DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
 LISTENER_KINDS = ("sip", "telnet")
 #: keys of ours that may appear in an endpoint string; the rest goes to Twisted
-LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line")
+LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "terminator")
 DEFAULT_MAX_CONNECTIONS = 20000
 DEFAULT_MAX_PER_ADDRESS = 1000
 
@@ -51,6 +53,14 @@ class AccountConfig:
     terminal_location: str = ""
     #: seconds without a request before this account's connections are closed (None: the listener's)
     idle_timeout: float | None = None
+    #: what ends every reply (None: CR, or the listener's)
+    terminator: bytes | None = None
+    #: a checkin of an item that was not on loan answers ok=1 (yes) or ok=0 (no)
+    checked_in_ok: bool = True
+
+    @property
+    def settings(self) -> AccountSettings:
+        return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok)
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,13 @@ def check_error_detection(value: str, where: str, key: str = "checksum") -> Erro
         raise ConfigError(f"{where}: {key}={value!r} must be auto, required or off") from None
 
 
+def check_terminator(value: str, where: str) -> bytes:
+    try:
+        return TERMINATORS[value.strip().upper()]
+    except KeyError:
+        raise ConfigError(f"{where}: terminator={value!r} must be CR or CRLF") from None
+
+
 def listener_settings(values: dict[str, str], *, name: str, where: str, serial: bool = False,
                       cert_accounts: dict[str, str] | None = None) -> ListenerSettings:
     # A serial line is one permanent device: never drop it for silence or a missing 93.
@@ -158,6 +175,7 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
         idle_timeout=_number(values, "idle_timeout", idle_default, where),
         login_timeout=_number(values, "login_timeout", login_default, where),
         max_line=int(_number(values, "max_line", DEFAULT_MAX_LINE, where, integer=True, minimum=64)),
+        terminator=check_terminator(values["terminator"], where) if values.get("terminator") else None,
         cert_accounts=dict(cert_accounts or {}),
     )
 
@@ -169,8 +187,11 @@ _GATEWAY_KEYS = {
     "max_login_failures", "lockout_seconds", "trace",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
+#: account keys the database does not hold: a section may give only these, for an account
+#: that is already in the database
+_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok"}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
-                 "idle_timeout"}
+                 *_ACCOUNT_SETTINGS_KEYS}
 
 
 def _bool(value: str, where: str) -> bool:
@@ -283,9 +304,12 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
             raise ConfigError(f"{where} {key}: unknown key (known: {', '.join(sorted(_ACCOUNT_KEYS))})")
     idle = _number(values, "idle_timeout", -1.0, where)
     idle_timeout = None if idle < 0 else idle
-    if set(values) <= {"idle_timeout"}:
+    terminator = check_terminator(values["terminator"], where) if values.get("terminator") else None
+    checked_in_ok = _bool(values["checked_in_ok"], f"{where} checked_in_ok") if "checked_in_ok" in values else True
+    if set(values) <= _ACCOUNT_SETTINGS_KEYS:
         # settings only, for an account that already exists in the database
-        return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout)
+        return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout,
+                             terminator=terminator, checked_in_ok=checked_in_ok)
     if not values.get("password"):
         raise ConfigError(f"{where} password: missing")
     if not values.get("institution"):
@@ -295,6 +319,8 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
         password=values["password"],
         institution=values["institution"],
         idle_timeout=idle_timeout,
+        terminator=terminator,
+        checked_in_ok=checked_in_ok,
         encoding=check_encoding(values.get("encoding", "utf-8"), where),
         error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
         library_name=values.get("library_name", ""),

@@ -13,6 +13,7 @@ from sipgateway.acs.interface import IACS
 from sipgateway.acs.model import Account
 from sipgateway.lockout import Lockout
 from sipgateway.replymemo import ReplyMemo
+from sipgateway.settings import AccountSettings
 
 DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failure reply
 
@@ -28,6 +29,8 @@ class Gateway:
     trace: bool = False
     #: SC account -> idle timeout in seconds, overriding the listener's after login
     idle_timeouts: dict[str, float] = field(default_factory=dict)
+    #: SC account -> its settings from the config (reply terminator, checked_in_ok)
+    account_settings: dict[str, AccountSettings] = field(default_factory=dict)
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:

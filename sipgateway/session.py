@@ -23,7 +23,7 @@ from sipgateway.acs import model as m
 from sipgateway.gateway import Gateway
 from sipgateway.logmask import excerpt, mask
 from sipgateway.repeatlog import RepeatedLines
-from sipgateway.settings import ListenerSettings
+from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS, ListenerSettings
 from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, parse, parse_sip_date
 
 #: requests whose replay would apply a side effect twice (DESIGN.md, protocol decisions)
@@ -63,6 +63,7 @@ class Session:
         self.terminal: m.Terminal | None = None
         self.encoding = settings.encoding or "utf-8"
         self.error_detection = settings.error_detection or m.ErrorDetection.AUTO
+        self._eol = settings.terminator or b"\r"  # ends every reply, 96 and 97 included
         self._pending: deque[bytes] = deque()
         self._busy = False
         self._closed = False
@@ -162,7 +163,7 @@ class Session:
             self.repeated.log(self.log.info, "repeated request", self.who,
                               "repeated {code} request answered from the last reply, not run again",
                               code=code.decode("ascii", "replace"))
-            self._write(self._last_reply + b"\r")
+            self._write(self._last_reply + self._eol)
             return
         try:
             msg = parse(line, self.encoding)
@@ -294,15 +295,15 @@ class Session:
         self._last_request = line if (line[:2] in SIDE_EFFECT_CODES and ed) else None
         if self.gateway.trace:
             self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
-        self._write(data + b"\r")
+        self._write(data + self._eol)
 
     def _resend(self, line: bytes) -> None:
         if self._last_reply is None:
             self.repeated.log(self.log.info, "97 before any reply", self.who,
                               "97 before any reply was sent; answered 96")
-            self._write((REPLY_96_ED if self._wants_ed(line) else REPLY_96) + b"\r")
+            self._write((REPLY_96_ED if self._wants_ed(line) else REPLY_96) + self._eol)
             return
-        self._write(self._last_reply + b"\r")
+        self._write(self._last_reply + self._eol)
 
     def _wants_ed(self, line: bytes) -> bool:
         return self.error_detection is not m.ErrorDetection.OFF and (b"AZ" in line[2:] or
@@ -319,7 +320,7 @@ class Session:
         self._last_request = None
         data = REPLY_96_ED if self._wants_ed(line) else REPLY_96
         self._last_reply = data
-        self._write(data + b"\r")
+        self._write(data + self._eol)
         if self._bad_count >= MAX_SAME_BAD:
             self.log.warn("{peer}: the same unusable request {n} times in a row; closing", peer=self.who,
                           n=self._bad_count)
@@ -342,6 +343,8 @@ class Session:
 
     def _logged_in(self, account: m.Account, location: str) -> None:
         self.account = account
+        extra = self.gateway.account_settings.get(account.name, DEFAULT_ACCOUNT_SETTINGS)
+        self._eol = self.settings.terminator or extra.terminator or b"\r"
         self.terminal = m.Terminal(account=account.name, institution=account.institution,
                                    location=location or account.terminal_location)
         self.encoding = self.settings.encoding or account.encoding or "utf-8"
