@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from twisted.python import usage
 
 from sipgateway.acs.model import ErrorDetection
+from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
@@ -78,6 +79,9 @@ class Config:
     lockout_seconds: float = 3600.0
     trace: bool = False
     accounts: tuple[AccountConfig, ...] = ()
+    #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
+    audit_patron: str = "mask"
+    audit_key: str = field(default="", repr=False)
 
 
 # --- endpoint strings --------------------------------------------------------------------
@@ -184,7 +188,7 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
 
 _GATEWAY_KEYS = {
     "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
-    "max_login_failures", "lockout_seconds", "trace",
+    "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
 #: account keys the database does not hold: a section may give only these, for an account
@@ -260,7 +264,20 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         lockout_seconds=_number(gw, "lockout_seconds", 3600.0, where),
         trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
         accounts=tuple(accounts),
+        **_audit(gw),
     )
+
+
+def _audit(gw: dict[str, str]) -> dict[str, str]:
+    mode = gw.get("audit_patron", "mask").strip().lower()
+    key = gw.get("audit_key", "")
+    if mode not in PATRON_MODES:
+        raise ConfigError(f"[gateway] audit_patron={mode!r} must be mask, hash or full")
+    if mode == "hash" and len(key) < MIN_KEY:
+        raise ConfigError(f"[gateway] audit_key: {'too short' if key else 'missing'}; audit_patron = hash needs a "
+                          f"secret of at least {MIN_KEY} characters (for example the output of "
+                          "'openssl rand -hex 16'); keep it, so that the same patron hashes the same after a restart")
+    return {"audit_patron": mode, "audit_key": key}
 
 
 def _currency(value: str) -> str:

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.model import Account
+from sipgateway.audit import Audit
 from sipgateway.lockout import Lockout
 from sipgateway.replymemo import ReplyMemo
 from sipgateway.settings import AccountSettings
@@ -31,6 +32,9 @@ class Gateway:
     idle_timeouts: dict[str, float] = field(default_factory=dict)
     #: SC account -> its settings from the config (reply terminator, checked_in_ok)
     account_settings: dict[str, AccountSettings] = field(default_factory=dict)
+    #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
+    audit_patron: str = "mask"
+    audit_key: str = field(default="", repr=False)
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:
@@ -39,6 +43,8 @@ class Gateway:
         self._second = -1
         self._now = datetime.fromtimestamp(0)
         self.memo = ReplyMemo(self.reactor)
+        #: the audit line of each transaction with side effects
+        self.audit = Audit(self.reactor, self.audit_patron, self.audit_key)
 
     def authenticate(self, address: str, user: str, password: str, location: str, who: str) -> Deferred:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from sipgateway import replies
 from sipgateway.acs import model as m
+from sipgateway.audit import AUDIT_CODES
 from sipgateway.gateway import Gateway
 from sipgateway.logmask import excerpt, mask
 from sipgateway.repeatlog import RepeatedLines
@@ -244,6 +245,7 @@ class Session:
         if memo_key is not None:
             self.gateway.memo.put(memo_key, result, data)
         self._emit(data, line)
+        self._audit(msg, reply)
         self._next()
 
     def _acs_failed(self, failure: Failure, msg: Message, line: bytes, token: int) -> None:
@@ -251,6 +253,7 @@ class Session:
             return
         self.log.failure("{peer}: ACS failed on {code} request", failure, peer=self.who, code=msg.code)
         self._send(msg, self._failure(msg, ACS_FAILED), line)
+        self._audit(msg, None)
         self._next()
 
     def _acs_timed_out(self, msg: Message, line: bytes, token: int) -> None:
@@ -259,6 +262,7 @@ class Session:
         self.log.error("{peer}: ACS did not answer {code} within {s:.0f} s; failure reply sent",
                        peer=self.who, code=msg.code, s=self.gateway.acs_timeout)
         self._send(msg, self._failure(msg, ACS_TIMEOUT), line)
+        self._audit(msg, None)
         self._next()
 
     def _next(self) -> None:
@@ -325,6 +329,11 @@ class Session:
             self.log.warn("{peer}: the same unusable request {n} times in a row; closing", peer=self.who,
                           n=self._bad_count)
             self.close()
+
+    def _audit(self, msg: Message, reply: replies.Reply | None) -> None:
+        """The audit line of a transaction with side effects (None: it failed)."""
+        if msg.code in AUDIT_CODES and self.terminal is not None:
+            self.gateway.audit.transaction(self.who, self.terminal, msg, reply)
 
     def _failure(self, msg: Message, screen: str) -> replies.Reply:
         institution = self.account.institution if self.account else ""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import Logger, LogLevel
 
 from sipgateway.gateway import Gateway
 from sipgateway.logmask import LOG_EXCERPT, excerpt, mask, printable
@@ -14,33 +16,15 @@ from sipgateway.repeatlog import REPEAT_INTERVAL, RepeatedLines
 from sipgateway.settings import ListenerSettings
 from sipgateway.transports.raw import SIPFactory
 from tests.fakes import FakeACS
+from tests.logcapture import Logged, capture
 from tests.test_session import Harness
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40001)
 
 
-class Logged:
-    """Every event logged while the test runs, formatted."""
-
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def __call__(self, event: dict) -> None:
-        self.events.append(event)
-
-    def lines(self, containing: str = "") -> list[str]:
-        return [text for text in map(formatEvent, self.events) if containing in text]
-
-    def clear(self) -> None:
-        self.events.clear()
-
-
 @pytest.fixture
-def logged():
-    capture = Logged()
-    globalLogPublisher.addObserver(capture)
-    yield capture
-    globalLogPublisher.removeObserver(capture)
+def logged() -> Iterator[Logged]:
+    yield from capture()
 
 
 def test_client_bytes_are_escaped_to_printable_ascii() -> None:

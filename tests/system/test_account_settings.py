@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,10 @@ def test_config_account_settings_reach_the_session_and_the_database_process(gate
     demo = CRLFClient(gateway.port)
     assert demo.request("9300CNsc1|COpass1|CPMAIN|") == b"941"
     assert demo.request(checkin).startswith(b"101YNN")  # sc1 keeps the default, checked_in_ok = yes
+    # the audit lines say what each device was told
+    deadline = time.monotonic() + 10
+    while "audit 09 ok account=sc1" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = gateway.log()
+    assert "(koha): audit 09 refused account=koha location=MAIN patron=- item=200002" in log
+    assert "(sc1): audit 09 ok account=sc1 location=MAIN patron=- item=200002" in log
