@@ -392,7 +392,7 @@ class Session:
                           user=account.name, inst=account.institution)
             return replies.login(True)
 
-        return self.gateway.authenticate(self.address, user, password, location, self.who), checked
+        return self.gateway.authenticate(self.address, user, password, location, self.who, self.repeated), checked
 
     # --- the other requests ----------------------------------------------------------------
 

@@ -128,3 +128,20 @@ def test_a_client_pipelining_without_reading_gets_one_back_pressure_line(logged:
     assert summary.startswith("raw 192.0.2.7:40001: not reading its replies: ")
     assert int(summary.split(": ")[2].split()[0]) > 19000
     assert len(logged.lines()) == 5  # connected, logged in, back-pressure, its count, disconnected
+
+
+def test_a_client_sending_wrong_logins_in_a_loop_logs_a_few_lines(logged: Logged) -> None:
+    h = Harness()
+    for _ in range(500):  # failures, then the lockout refuses them
+        assert h.send("9300CNsc1|COwrong|CPMAIN|") == b"940"
+    lines = [line for line in logged.lines() if not line.startswith("login locked out for")]  # the lockout's own
+    assert lines == [
+        "test 127.0.0.1:5000: login failed for account 'sc1'",
+        "test 127.0.0.1:5000: login for 'sc1' refused: locked out after too many failures"]
+    logged.clear()
+    h.session.connection_lost()
+    assert logged.lines() == [
+        "test 127.0.0.1:5000: login failed: 9 more before the connection closed, counted, not logged one by one; "
+        "the latest: login failed for account 'sc1'",
+        "test 127.0.0.1:5000: login locked out: 489 more before the connection closed, counted, not logged one by "
+        "one; the latest: login for 'sc1' refused: locked out after too many failures"]
