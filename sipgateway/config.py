@@ -13,10 +13,13 @@ from dataclasses import dataclass, field, replace
 from twisted.python import usage
 
 from sipgateway.acs.model import ErrorDetection
+from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
     DEFAULT_MAX_LINE,
+    TERMINATORS,
+    AccountSettings,
     ListenerSettings,
 )
 
@@ -24,7 +27,7 @@ DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
 LISTENER_KINDS = ("sip", "telnet")
 #: keys of ours that may appear in an endpoint string; the rest goes to Twisted
-LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line")
+LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "terminator")
 DEFAULT_MAX_CONNECTIONS = 20000
 DEFAULT_MAX_PER_ADDRESS = 1000
 
@@ -51,6 +54,14 @@ class AccountConfig:
     terminal_location: str = ""
     #: seconds without a request before this account's connections are closed (None: the listener's)
     idle_timeout: float | None = None
+    #: what ends every reply (None: CR, or the listener's)
+    terminator: bytes | None = None
+    #: a checkin of an item that was not on loan answers ok=1 (yes) or ok=0 (no)
+    checked_in_ok: bool = True
+
+    @property
+    def settings(self) -> AccountSettings:
+        return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,9 @@ class Config:
     lockout_seconds: float = 3600.0
     trace: bool = False
     accounts: tuple[AccountConfig, ...] = ()
+    #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
+    audit_patron: str = "mask"
+    audit_key: str = field(default="", repr=False)
 
 
 # --- endpoint strings --------------------------------------------------------------------
@@ -145,6 +159,13 @@ def check_error_detection(value: str, where: str, key: str = "checksum") -> Erro
         raise ConfigError(f"{where}: {key}={value!r} must be auto, required or off") from None
 
 
+def check_terminator(value: str, where: str) -> bytes:
+    try:
+        return TERMINATORS[value.strip().upper()]
+    except KeyError:
+        raise ConfigError(f"{where}: terminator={value!r} must be CR or CRLF") from None
+
+
 def listener_settings(values: dict[str, str], *, name: str, where: str, serial: bool = False,
                       cert_accounts: dict[str, str] | None = None) -> ListenerSettings:
     # A serial line is one permanent device: never drop it for silence or a missing 93.
@@ -158,6 +179,7 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
         idle_timeout=_number(values, "idle_timeout", idle_default, where),
         login_timeout=_number(values, "login_timeout", login_default, where),
         max_line=int(_number(values, "max_line", DEFAULT_MAX_LINE, where, integer=True, minimum=64)),
+        terminator=check_terminator(values["terminator"], where) if values.get("terminator") else None,
         cert_accounts=dict(cert_accounts or {}),
     )
 
@@ -166,11 +188,14 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
 
 _GATEWAY_KEYS = {
     "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
-    "max_login_failures", "lockout_seconds", "trace",
+    "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
+#: account keys the database does not hold: a section may give only these, for an account
+#: that is already in the database
+_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok"}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
-                 "idle_timeout"}
+                 *_ACCOUNT_SETTINGS_KEYS}
 
 
 def _bool(value: str, where: str) -> bool:
@@ -239,7 +264,20 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         lockout_seconds=_number(gw, "lockout_seconds", 3600.0, where),
         trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
         accounts=tuple(accounts),
+        **_audit(gw),
     )
+
+
+def _audit(gw: dict[str, str]) -> dict[str, str]:
+    mode = gw.get("audit_patron", "mask").strip().lower()
+    key = gw.get("audit_key", "")
+    if mode not in PATRON_MODES:
+        raise ConfigError(f"[gateway] audit_patron={mode!r} must be mask, hash or full")
+    if mode == "hash" and len(key) < MIN_KEY:
+        raise ConfigError(f"[gateway] audit_key: {'too short' if key else 'missing'}; audit_patron = hash needs a "
+                          f"secret of at least {MIN_KEY} characters (for example the output of "
+                          "'openssl rand -hex 16'); keep it, so that the same patron hashes the same after a restart")
+    return {"audit_patron": mode, "audit_key": key}
 
 
 def _currency(value: str) -> str:
@@ -283,9 +321,12 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
             raise ConfigError(f"{where} {key}: unknown key (known: {', '.join(sorted(_ACCOUNT_KEYS))})")
     idle = _number(values, "idle_timeout", -1.0, where)
     idle_timeout = None if idle < 0 else idle
-    if set(values) <= {"idle_timeout"}:
+    terminator = check_terminator(values["terminator"], where) if values.get("terminator") else None
+    checked_in_ok = _bool(values["checked_in_ok"], f"{where} checked_in_ok") if "checked_in_ok" in values else True
+    if set(values) <= _ACCOUNT_SETTINGS_KEYS:
         # settings only, for an account that already exists in the database
-        return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout)
+        return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout,
+                             terminator=terminator, checked_in_ok=checked_in_ok)
     if not values.get("password"):
         raise ConfigError(f"{where} password: missing")
     if not values.get("institution"):
@@ -295,6 +336,8 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
         password=values["password"],
         institution=values["institution"],
         idle_timeout=idle_timeout,
+        terminator=terminator,
+        checked_in_ok=checked_in_ok,
         encoding=check_encoding(values.get("encoding", "utf-8"), where),
         error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
         library_name=values.get("library_name", ""),

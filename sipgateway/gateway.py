@@ -11,8 +11,11 @@ from twisted.logger import Logger
 
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.model import Account
+from sipgateway.audit import Audit
 from sipgateway.lockout import Lockout
+from sipgateway.repeatlog import RepeatedLines
 from sipgateway.replymemo import ReplyMemo
+from sipgateway.settings import AccountSettings
 
 DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failure reply
 
@@ -28,6 +31,11 @@ class Gateway:
     trace: bool = False
     #: SC account -> idle timeout in seconds, overriding the listener's after login
     idle_timeouts: dict[str, float] = field(default_factory=dict)
+    #: SC account -> its settings from the config (reply terminator, checked_in_ok)
+    account_settings: dict[str, AccountSettings] = field(default_factory=dict)
+    #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
+    audit_patron: str = "mask"
+    audit_key: str = field(default="", repr=False)
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:
@@ -36,20 +44,25 @@ class Gateway:
         self._second = -1
         self._now = datetime.fromtimestamp(0)
         self.memo = ReplyMemo(self.reactor)
+        #: the audit line of each transaction with side effects
+        self.audit = Audit(self.reactor, self.audit_patron, self.audit_key)
 
-    def authenticate(self, address: str, user: str, password: str, location: str, who: str) -> Deferred:
+    def authenticate(self, address: str, user: str, password: str, location: str, who: str,
+                     repeated: RepeatedLines | None = None) -> Deferred:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
-        Fires with the ``Account``, or None when refused (wrong, unknown or locked out)."""
+        Fires with the ``Account``, or None when refused (wrong, unknown or locked out).
+        ``repeated``: the connection's, when it can send any number of 93s."""
         lockout = self.lockout
         assert lockout is not None  # set in __post_init__
         if not lockout.allowed(address, user):
-            self.log.warn("{who}: login for {user!r} refused: locked out after too many failures", who=who, user=user)
+            _warn(self.log, repeated, "login locked out", who,
+                  "login for {user!r} refused: locked out after too many failures", user=user)
             return succeed(None)
 
         def checked(account: Account | None) -> Account | None:
             if account is None:
                 lockout.failed(address, user)
-                self.log.warn("{who}: login failed for account {user!r}", who=who, user=user)
+                _warn(self.log, repeated, "login failed", who, "login failed for account {user!r}", user=user)
             else:
                 lockout.succeeded(address, user)
             return account
@@ -64,3 +77,10 @@ class Gateway:
             self._second = second
             self._now = datetime.fromtimestamp(second)
         return self._now
+
+
+def _warn(log: Logger, repeated: RepeatedLines | None, kind: str, who: str, format: str, **fields: object) -> None:
+    if repeated is None:
+        log.warn("{peer}: " + format, peer=who, **fields)
+    else:
+        repeated.log(log.warn, kind, who, format, **fields)

@@ -237,9 +237,13 @@ def circulation(code: str, r: m.CirculationResult, institution: str, now: dateti
         "CK": r.media_type,
         "CH": opt(r.item_properties, encoding),
         "BK": opt(r.transaction_id, encoding),
-        "BL": None if r.patron_valid is None else yn(r.patron_valid),
-        "CQ": None if r.pin_valid is None else yn(r.pin_valid),
     }
+    if not r.ok:
+        # SIP2 lists no BL/CQ for 12 and 30; Evergreen adds them to a refusal (CQ when a PIN
+        # was given). Clients that rebuild the checksum from the fields they know (jsip2)
+        # reject them on a success, so a success never carries them.
+        fields["BL"] = None if r.patron_valid is None else yn(r.patron_valid)
+        fields["CQ"] = None if r.pin_valid is None else yn(r.pin_valid)
     _messages(fields, r.messages, encoding)
     return code, fixed, fields
 

@@ -66,7 +66,9 @@ def make_service(config: Config, reactor=None) -> MultiService:
     lockout = Lockout(reactor, max_failures=config.max_login_failures, lock_seconds=config.lockout_seconds)
     gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
                       trace=config.trace,
-                      idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None})
+                      idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
+                      account_settings={a.name: a.settings for a in config.accounts},
+                      audit_patron=config.audit_patron, audit_key=config.audit_key)
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()

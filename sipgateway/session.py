@@ -20,9 +20,11 @@ from twisted.python.failure import Failure
 
 from sipgateway import replies
 from sipgateway.acs import model as m
+from sipgateway.audit import AUDIT_CODES
 from sipgateway.gateway import Gateway
-from sipgateway.logmask import mask
-from sipgateway.settings import ListenerSettings
+from sipgateway.logmask import excerpt, mask
+from sipgateway.repeatlog import RepeatedLines
+from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS, ListenerSettings
 from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, parse, parse_sip_date
 
 #: requests whose replay would apply a side effect twice (DESIGN.md, protocol decisions)
@@ -62,6 +64,7 @@ class Session:
         self.terminal: m.Terminal | None = None
         self.encoding = settings.encoding or "utf-8"
         self.error_detection = settings.error_detection or m.ErrorDetection.AUTO
+        self._eol = settings.terminator or b"\r"  # ends every reply, 96 and 97 included
         self._pending: deque[bytes] = deque()
         self._busy = False
         self._closed = False
@@ -75,6 +78,8 @@ class Session:
         self._idle_call: Any = None
         self._login_call: Any = None
         self._memo_context: tuple = ()  # set at login (see _logged_in)
+        #: log lines the client can cause again and again, rate-limited (the doors' too)
+        self.repeated = RepeatedLines(self._clock)
         if settings.login_timeout > 0:
             self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
         self._touch()
@@ -103,6 +108,7 @@ class Session:
     def connection_lost(self) -> None:
         self._closed = True
         self._pending.clear()
+        self.repeated.close()
         for call in (self._idle_call, self._login_call):
             if call is not None and call.active():
                 call.cancel()
@@ -155,9 +161,10 @@ class Session:
             self._resend(line)
             return
         if code in SIDE_EFFECT_CODES and line == self._last_request and self._last_reply is not None:
-            self.log.info("{peer}: repeated {code} request answered from the last reply, not run again",
-                          peer=self.who, code=code.decode("ascii", "replace"))
-            self._write(self._last_reply + b"\r")
+            self.repeated.log(self.log.info, "repeated request", self.who,
+                              "repeated {code} request answered from the last reply, not run again",
+                              code=code.decode("ascii", "replace"))
+            self._write(self._last_reply + self._eol)
             return
         try:
             msg = parse(line, self.encoding)
@@ -169,8 +176,8 @@ class Session:
             return
         has_ed = "AZ" in msg.fields or "AY" in msg.fields
         sequence = msg.fields.get("AY")
-        if sequence is not None and (len(sequence) != 1 or not sequence.isdigit()):
-            self._bad(line, f"sequence number AY{sequence!r} is not one digit")
+        if sequence is not None and not (sequence.isdigit() and sequence.isascii()):  # AY10 is fine
+            self._bad(line, f"sequence number AY{sequence!r} is not a number")
             return
         if not has_ed and self.error_detection is m.ErrorDetection.REQUIRED:
             self._bad(line, "checksum required on this account/listener but the request has no AY/AZ")
@@ -183,7 +190,8 @@ class Session:
         if self.gateway.trace:
             self.log.debug("{peer} -> {line}", peer=self.who, line=mask(line))
         if self.account is None and msg.code != "93":
-            self.log.warn("{peer}: {code} before a successful login (93); refused", peer=self.who, code=msg.code)
+            self.repeated.log(self.log.warn, "request before login", self.who,
+                              "{code} before a successful login (93); refused", code=msg.code)
             self._send(msg, self._failure(msg, NOT_LOGGED_IN), line)
             return
         self._busy = True
@@ -237,6 +245,7 @@ class Session:
         if memo_key is not None:
             self.gateway.memo.put(memo_key, result, data)
         self._emit(data, line)
+        self._audit(msg, reply)
         self._next()
 
     def _acs_failed(self, failure: Failure, msg: Message, line: bytes, token: int) -> None:
@@ -244,6 +253,7 @@ class Session:
             return
         self.log.failure("{peer}: ACS failed on {code} request", failure, peer=self.who, code=msg.code)
         self._send(msg, self._failure(msg, ACS_FAILED), line)
+        self._audit(msg, None)
         self._next()
 
     def _acs_timed_out(self, msg: Message, line: bytes, token: int) -> None:
@@ -252,6 +262,7 @@ class Session:
         self.log.error("{peer}: ACS did not answer {code} within {s:.0f} s; failure reply sent",
                        peer=self.who, code=msg.code, s=self.gateway.acs_timeout)
         self._send(msg, self._failure(msg, ACS_TIMEOUT), line)
+        self._audit(msg, None)
         self._next()
 
     def _next(self) -> None:
@@ -288,14 +299,15 @@ class Session:
         self._last_request = line if (line[:2] in SIDE_EFFECT_CODES and ed) else None
         if self.gateway.trace:
             self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
-        self._write(data + b"\r")
+        self._write(data + self._eol)
 
     def _resend(self, line: bytes) -> None:
         if self._last_reply is None:
-            self.log.info("{peer}: 97 before any reply was sent; answered 96", peer=self.who)
-            self._write((REPLY_96_ED if self._wants_ed(line) else REPLY_96) + b"\r")
+            self.repeated.log(self.log.info, "97 before any reply", self.who,
+                              "97 before any reply was sent; answered 96")
+            self._write((REPLY_96_ED if self._wants_ed(line) else REPLY_96) + self._eol)
             return
-        self._write(self._last_reply + b"\r")
+        self._write(self._last_reply + self._eol)
 
     def _wants_ed(self, line: bytes) -> bool:
         return self.error_detection is not m.ErrorDetection.OFF and (b"AZ" in line[2:] or
@@ -307,16 +319,21 @@ class Session:
             self._bad_count += 1
         else:
             self._bad_line, self._bad_count = line, 1
-        self.log.warn("{peer}: unusable request ({reason}): {line}", peer=self.who, reason=reason,
-                      line=mask(line))
+        self.repeated.log(self.log.warn, "unusable request", self.who, "unusable request ({reason}): {line}",
+                          reason=reason, line=excerpt(line))
         self._last_request = None
         data = REPLY_96_ED if self._wants_ed(line) else REPLY_96
         self._last_reply = data
-        self._write(data + b"\r")
+        self._write(data + self._eol)
         if self._bad_count >= MAX_SAME_BAD:
             self.log.warn("{peer}: the same unusable request {n} times in a row; closing", peer=self.who,
                           n=self._bad_count)
             self.close()
+
+    def _audit(self, msg: Message, reply: replies.Reply | None) -> None:
+        """The audit line of a transaction with side effects (None: it failed)."""
+        if msg.code in AUDIT_CODES and self.terminal is not None:
+            self.gateway.audit.transaction(self.who, self.terminal, msg, reply)
 
     def _failure(self, msg: Message, screen: str) -> replies.Reply:
         institution = self.account.institution if self.account else ""
@@ -335,8 +352,11 @@ class Session:
 
     def _logged_in(self, account: m.Account, location: str) -> None:
         self.account = account
+        extra = self.gateway.account_settings.get(account.name, DEFAULT_ACCOUNT_SETTINGS)
+        self._eol = self.settings.terminator or extra.terminator or b"\r"
         self.terminal = m.Terminal(account=account.name, institution=account.institution,
-                                   location=location or account.terminal_location)
+                                   location=location or account.terminal_location,
+                                   checked_in_ok=extra.checked_in_ok)
         self.encoding = self.settings.encoding or account.encoding or "utf-8"
         self.error_detection = self.settings.error_detection or account.error_detection
         # everything of the session a remembered reply depends on (see replymemo.py)
@@ -359,8 +379,9 @@ class Session:
         location = msg.get("CP") or ""
         if self.bound_account is not None:
             if user != self.bound_account.name:
-                self.log.warn("{peer}: 93 for account {user!r} on a connection bound to {bound!r}; refused",
-                              peer=self.who, user=user, bound=self.bound_account.name)
+                self.repeated.log(self.log.warn, "93 for another account", self.who,
+                                  "93 for account {user!r} on a connection bound to {bound!r}; refused",
+                                  user=user, bound=self.bound_account.name)
                 return _ready(replies.login(False))
 
         def checked(account: m.Account | None) -> replies.Reply:
@@ -371,7 +392,7 @@ class Session:
                           user=account.name, inst=account.institution)
             return replies.login(True)
 
-        return self.gateway.authenticate(self.address, user, password, location, self.who), checked
+        return self.gateway.authenticate(self.address, user, password, location, self.who, self.repeated), checked
 
     # --- the other requests ----------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from sipgateway.acs.model import ErrorDetection
 DEFAULT_MAX_LINE = 4096        # bytes; the longest real SIP2 message is well under 2 KiB
 DEFAULT_IDLE_TIMEOUT = 600.0   # seconds without a request before the connection is closed
 DEFAULT_LOGIN_TIMEOUT = 60.0   # seconds to log in (93 or telnet) after connecting
+#: what may end every reply, by its config name; SIP2 says CR, Koha's server sends CRLF
+TERMINATORS = {"CR": b"\r", "CRLF": b"\r\n"}
 
 
 @dataclass(frozen=True)
@@ -25,5 +27,20 @@ class ListenerSettings:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     login_timeout: float = DEFAULT_LOGIN_TIMEOUT
     max_line: int = DEFAULT_MAX_LINE
+    #: what ends every reply on this listener (TERMINATORS); None means the account's, CR before login
+    terminator: bytes | None = None
     #: TLS client certificate subject -> SC account
     cert_accounts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Per-account settings of the config file that the database does not hold."""
+
+    #: what ends every reply once the account is logged in (a listener's wins); None: CR
+    terminator: bytes | None = None
+    #: a checkin of an item that was not on loan answers ok=1 (True) or ok=0 with an alert
+    checked_in_ok: bool = True
+
+
+DEFAULT_ACCOUNT_SETTINGS = AccountSettings()

@@ -65,6 +65,17 @@ def test_login_with_checksum_echoes_sequence(h: Harness) -> None:
     assert h.session.account is not None and h.session.account.name == "sc1"
 
 
+def test_sequence_numbers_past_9_are_served_and_echoed_as_received(h: Harness) -> None:
+    # A client that counts on after AY9 used to get 96 to everything from AY10 on.
+    assert h.send(with_ed("9300CNsc1|COpass1|CPMAIN|", "10")) == b"941AY10AZFDCC"
+    for seq in ("11", "99", "100", "011"):
+        reply = h.send(with_ed("1720240105    101500AOMAIN|AB200001|AC|", seq))
+        assert reply.startswith(b"18") and reply[-6 - len(seq) - 2:-4] == f"AY{seq}AZ".encode()
+        assert reply[-4:] == checksum(reply[:-4]).encode()
+    assert h.send(with_ed("9900302.00", "12")[:-4] + b"0000") == b"96AZFEF6"  # still verified
+    assert h.acs.calls.count(("status", h.session.terminal)) == 0
+
+
 def test_wrong_password_is_refused_and_connection_stays_usable(h: Harness) -> None:
     assert h.send(with_ed("9300CNsc1|COwrong|CPMAIN|", "1")) == b"940AY1AZFDFD"
     assert h.closed == 0

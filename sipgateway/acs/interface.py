@@ -49,7 +49,9 @@ class IACS(Interface):
         """Renew all (65).  Fires with ``RenewAllResult``."""
 
     def checkin(terminal, request):
-        """Checkin (09) of a ``CheckinRequest``.  Fires with ``CheckinResult``."""
+        """Checkin (09) of a ``CheckinRequest``.  Fires with ``CheckinResult``.  An item
+        that was not on loan is checked in all the same; ``terminal.checked_in_ok`` says
+        whether that is answered ok, or not ok with an alert and a screen message."""
 
     def item_information(terminal, item_id: str):
         """Item information (17).  Fires with ``ItemInformation``."""

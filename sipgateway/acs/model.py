@@ -40,6 +40,9 @@ class Terminal:
     account: str
     institution: str
     location: str = ""
+    #: the account's ``checked_in_ok``: a checkin of an item that was not on loan is still
+    #: done, and answered ok (True) or not ok with an alert (False), as Koha does
+    checked_in_ok: bool = True
 
 
 class PatronFlag(enum.IntEnum):

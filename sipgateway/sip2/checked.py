@@ -24,6 +24,7 @@ from sipgateway.sip2.wire import FORBIDDEN, MAX_VALUE, byte_sum, checksum, codec
 RENEW_ALL_TAGS = ("AO", "AA")
 BY_BYTES: dict[bytes, MessageSpec] = {code.encode("ascii"): spec for code, spec in MESSAGES.items()}
 HEX = frozenset(b"0123456789abcdefABCDEF")
+_DIGITS = frozenset(b"0123456789")
 #: what a line may end with besides the message
 TRAILING = b" \t\r\n\x00\x0b\x0c"
 
@@ -80,18 +81,19 @@ def parse_checked(data: bytes, encoding: str = "utf-8", *, verify: bool = True) 
     body_end = len(data)
     az = data.rfind(b"AZ", 2)
     if az >= 0 and data.find(b"|", az) < 0:
-        has_ay = az >= 5 and data[az - 3:az - 1] == b"AY"
+        ay = _sequence_start(data, az)
+        has_ay = ay >= 0
         if has_ay or az == fixed_end or data[az - 1:az] == b"|":
             hexpart = data[az + 2:]
             if len(hexpart) != 4 or not HEX.issuperset(hexpart):
                 raise ChecksumError("malformed checksum", "AZ", _char_position(data, az, enc),
                                     detail="AZ needs exactly 4 hex digits")
             if has_ay:
-                seq = data[az - 1:az]
-                if not seq.isdigit():
-                    raise SIP2Error("sequence number not a digit", "AY", _char_position(data, az - 3, enc))
-                sequence = seq.decode("ascii")
-                body_end = az - 3
+                seq = data[ay + 2:az].decode("ascii", "replace")
+                if sequence_problem("AY", seq) is not None:
+                    raise SIP2Error("sequence number not a digit", "AY", _char_position(data, ay, enc))
+                sequence = seq
+                body_end = ay
             else:
                 body_end = az
             if verify:
@@ -172,6 +174,18 @@ def parse_checked(data: bytes, encoding: str = "utf-8", *, verify: bool = True) 
         if not any(tag in fields for tag in group):
             raise SIP2Error(f"missing required field {' or '.join(group)}", group[0])
     return Message(code, fixed, fields)
+
+
+def _sequence_start(data: bytes, az: int) -> int:
+    """Where "AY" starts when it directly precedes the "AZ" at ``az``, else -1. The sequence
+    number between them is the run of digits before AZ (clients past 9 send AY10), or one
+    other byte, which is then refused as not a digit."""
+    start = az
+    while start > 4 and data[start - 1] in _DIGITS:
+        start -= 1
+    if start < az and data[start - 2:start] == b"AY":
+        return start - 2
+    return az - 3 if az >= 5 and data[az - 3:az - 1] == b"AY" else -1
 
 
 def _piece_position(pieces: list[str], piece: str, start: int) -> int:

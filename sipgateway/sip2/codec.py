@@ -20,7 +20,7 @@ from zlib import adler32
 from sipgateway.sip2.checked import BY_BYTES, HEX, RENEW_ALL_TAGS, TRAILING, format_checked, parse_checked
 from sipgateway.sip2.message import Message
 from sipgateway.sip2.messages import MESSAGES, MessageSpec
-from sipgateway.sip2.values import INPUT_WIDTHS, TAG_RULES
+from sipgateway.sip2.values import INPUT_WIDTHS, TAG_RULES, sequence_problem
 from sipgateway.sip2.wire import ADLER_MAX, CODEC_NAMES, MAX_VALUE, byte_sum, checksum, codec_name
 
 __all__ = ["Message", "checksum", "format_message", "parse", "to_json"]
@@ -302,6 +302,8 @@ def format_message(code: str, fixed: Mapping[str, str],
     separators = len(parts) - 1
     if error_detection:
         tail = "AZ" if sequence is None else _AY_AZ.get(sequence) if type(sequence) is str else None
+        if tail is None and type(sequence) is str and sequence_problem("AY", sequence) is None:
+            tail = f"AY{sequence}AZ"  # a client counting past 9: echoed as received
         if tail is None:
             return _checked(code, fixed, fields, sequence, error_detection, encoding)
         append(tail)

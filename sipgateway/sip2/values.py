@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sipgateway.sip2.dates import BLANK_DATE, date_problem
+from sipgateway.sip2.wire import MAX_VALUE
 
 Check = Callable[[str, str], "str | None"]
 
@@ -134,7 +135,9 @@ class TagRule:
 
 
 def sequence_problem(name: str, v: str) -> str | None:
-    return None if len(v) == 1 and v.isdigit() and v.isascii() else "sequence number not a digit"
+    """SIP2 gives AY one digit; clients that count past 9 send AY10, AY11, ... which are
+    accepted (and echoed as received): any run of ASCII digits a field may hold."""
+    return None if 0 < len(v) <= MAX_VALUE and v.isdigit() and v.isascii() else "sequence number not a digit"
 
 
 def _never(name: str, v: str) -> str | None:

@@ -111,7 +111,9 @@ class SIPProtocol(Protocol):
 
     # IPushProducer, registered with our own transport
     def pauseProducing(self) -> None:
-        self.log.warn("{peer}: not reading its replies; stopped reading from it until it does", peer=self.peer)
+        # called again for every reply written while the buffer is full: rate-limited
+        self.session.repeated.log(self.log.warn, "not reading its replies", self.peer,
+                                  "not reading its replies; stopped reading from it until it does")
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:

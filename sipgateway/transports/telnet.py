@@ -307,8 +307,9 @@ class TelnetSIPProtocol(TelnetProtocol):
 
     # IPushProducer, registered with the TCP transport once the session runs
     def pauseProducing(self) -> None:
-        self.log.warn("{peer}: not reading its replies; stopped reading from it until it does",
-                      peer=self.peer)
+        # called again for every reply written while the buffer is full: rate-limited
+        self.session.repeated.log(self.log.warn, "not reading its replies", self.peer,
+                                  "not reading its replies; stopped reading from it until it does")
         self.transport.transport.pauseProducing()
 
     def resumeProducing(self) -> None:

@@ -3,10 +3,13 @@ another library, their home, or back on the shelf."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 from sipgateway.acs import model as m
+from sipgateway.acs.sqlite.checkin import NOT_ON_LOAN
 from tests.acs.conftest import LPL, MAIN, Library, fired
 
 
@@ -157,3 +160,50 @@ def test_no_block_checkin_is_recorded(lib: Library) -> None:
     assert lib.checkout("100001", "200001").ok
     r = lib.checkin("200001", no_block=True, return_date=datetime(2024, 1, 6, 9, 0))
     assert r.ok and lib.open_loan("200001") is None
+
+
+# --- checked_in_ok: an item that was not on loan -----------------------------------------
+
+STRICT_MAIN = replace(MAIN, checked_in_ok=False)  # an account with checked_in_ok = no
+
+
+def _state(lib: Library) -> list[tuple]:
+    """Everything a checkin may change, without ids and times that differ between runs."""
+    return [tuple(r) for r in lib.rows(
+        "SELECT barcode, status, current_location, destination_location FROM items ORDER BY barcode")] + [
+        tuple(r) for r in lib.rows("SELECT patron_id, status, trapped_item_id FROM holds ORDER BY id")] + [
+        tuple(r) for r in lib.rows("SELECT operation, ok, account, patron, item, detail FROM circulation_log "
+                                   "WHERE operation != 'seed_demo' ORDER BY id")]
+
+
+def test_checked_in_ok_off_answers_not_ok_with_an_alert_for_an_item_not_on_loan(lib: Library) -> None:
+    r = lib.checkin("200001", terminal=STRICT_MAIN, current_location="MAIN")
+    assert not r.ok and r.alert and r.alert_type is None and r.patron_id is None
+    assert r.messages.screen == (NOT_ON_LOAN,)
+    assert lib.item_status("200001") == "available"  # checked in all the same
+    assert lib.log()[-1]["ok"] == 1 and lib.log()[-1]["detail"] == "not checked out"
+
+
+def test_checked_in_ok_off_still_answers_ok_for_a_loan(lib: Library) -> None:
+    assert lib.checkout("100001", "200001").ok
+    r = lib.checkin("200001", terminal=STRICT_MAIN)
+    assert r.ok and not r.alert and r.patron_id == "100001" and r.messages.screen == ()
+
+
+def test_checked_in_ok_changes_the_answer_never_the_database(tmp_path: Path, now) -> None:
+    # an item not on loan that a patron waits for: trapped for the hold shelf either way
+    states, answers = [], []
+    for terminal in (MAIN, STRICT_MAIN):
+        lib = Library(tmp_path / f"{terminal.checked_in_ok}.sqlite3", now)
+        try:
+            assert lib.hold("+", "miker", item_id="200002").ok
+            answers.append(lib.checkin("200002", terminal=terminal, current_location="MAIN"))
+            states.append(_state(lib))
+        finally:
+            lib.acs.close()
+    assert states[0] == states[1]
+    lenient, strict = answers
+    assert lenient.ok and not strict.ok
+    assert replace(strict, ok=True, messages=lenient.messages) == lenient  # hold, bin, alert: all the same
+    assert strict.alert and strict.alert_type is m.AlertType.LOCAL_HOLD and strict.sort_bin == "HOLDS"
+    assert strict.messages.screen == (NOT_ON_LOAN, *lenient.messages.screen)

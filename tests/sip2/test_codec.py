@@ -120,6 +120,26 @@ def test_ay_without_az() -> None:
     assert msg.sequence == "1" and msg.checksum is None and msg.get("BI") == "N"
 
 
+def test_multi_digit_sequence_number_is_accepted_as_sent() -> None:
+    # SIP2 says one digit; clients that count past 9 send AY10, AY11, ...
+    for seq in ("10", "11", "99", "123", "007"):
+        raw = with_checksum(f"9300CNsipuser|COsippass|CPMAIN|AY{seq}AZ")
+        msg = parse(raw)
+        assert msg.fields == {"CN": "sipuser", "CO": "sippass", "CP": "MAIN", "AY": seq, "AZ": raw[-4:].decode()}
+    assert parse(with_checksum("9300CNsipuser|COsippass|CPMAINAY12AZ")).get("CP") == "MAIN"
+    assert parse(b"11NN" + DATE.encode() + b" " * 18 + b"AOMAIN|AA1|AB2|AC|BIN|AY12").sequence == "12"
+
+
+def test_multi_digit_sequence_checksum_is_over_the_bytes_as_sent() -> None:
+    raw = with_checksum("9300CNsipuser|COsippass|CPMAIN|AY10AZ")
+    assert raw.endswith(b"AY10AZF341")
+    with pytest.raises(ChecksumError):  # the checksum of AY1, not of AY10
+        parse(b"9300CNsipuser|COsippass|CPMAIN|AY10AZF371")
+    with pytest.raises(SIP2Error) as caught:
+        parse(with_checksum("9300CNsipuser|COsippass|CPMAIN|AY1xAZ"))
+    assert caught.value.reason == "sequence number not a digit"
+
+
 def test_az_without_ay_after_fixed_part() -> None:
     msg = parse(with_checksum("9900302.00AZ"))
     assert msg.sequence is None and msg.checksum is not None
@@ -304,9 +324,12 @@ def test_missing_required_field_on_output() -> None:
 
 
 def test_sequence_rules() -> None:
-    with pytest.raises(SIP2Error) as caught:
-        format_message("94", {"ok": "1"}, sequence="12", error_detection=True)
-    assert caught.value.reason == "sequence number not a digit"
+    for bad in ("1a", "", " 1", "\u0661", "1" * 256):
+        with pytest.raises(SIP2Error) as caught:
+            format_message("94", {"ok": "1"}, sequence=bad, error_detection=True)
+        assert caught.value.reason == "sequence number not a digit"
+    # a client counting past 9 gets its own sequence number back
+    assert format_message("94", {"ok": "1"}, sequence="10", error_detection=True) == b"941AY10AZFDCC"
     with pytest.raises(SIP2Error):
         format_message("94", {"ok": "1"}, sequence="1")
 

@@ -1,6 +1,7 @@
-"""Every vector of tests/vectors.jsonl (a copy of the reference vectors) is its own test:
-valid ones parse to exactly their fixed/fields and format back; invalid ones fail with
-their reason."""
+"""Every vector of tests/vectors.jsonl (a copy of the reference vectors) and of
+tests/vectors_local.jsonl (our own, for sloppy clients the reference does not cover) is its
+own test: valid ones parse to exactly their fixed/fields and format back; invalid ones fail
+with their reason."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sipgateway.sip2 import ChecksumError, SIP2Error, UnknownMessageError, forma
 
 TESTS = Path(__file__).resolve().parents[1]
 VECTORS = TESTS / "vectors.jsonl"
+LOCAL_VECTORS = TESTS / "vectors_local.jsonl"
 SHARED = TESTS.parent.parent / "shared" / "sip2" / "vectors.jsonl"
 
 #: valid vectors that are lenient input: formatting them gives the canonical form instead
@@ -32,8 +34,11 @@ NON_CANONICAL = {
 
 
 def _load() -> list[dict]:
-    with VECTORS.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    vectors = []
+    for path in (VECTORS, LOCAL_VECTORS):
+        with path.open(encoding="utf-8") as f:
+            vectors += [json.loads(line) for line in f if line.strip()]
+    return vectors
 
 
 ALL = _load()

@@ -355,3 +355,18 @@ class RealSessionTests(SynchronousTestCase):
         reply = h.send(SC_STATUS + b"\r\x00")
         self.assertTrue(reply.startswith(b"98"), reply)
         self.assertTrue(reply.endswith(b"\r"))
+
+    def test_a_client_that_does_not_read_gets_one_back_pressure_line_then_a_count(self):
+        from sipgateway.session import Session
+
+        h = Harness(self, session_factory=Session)
+        h.login()
+        tcp = h.wire
+        self.assertIs(tcp.producer, h.protocol)
+        for _ in range(1000):  # the transport asks again on every reply written to a full buffer
+            h.protocol.pauseProducing()
+        self.assertEqual(tcp.producerState, "paused")
+        self.assertEqual(h.logged().count("not reading its replies"), 1)
+        h.telnet.connectionLost(Failure(ConnectionDone()))
+        self.assertIn("telnet 10.0.0.7:40001: not reading its replies: 999 more before the connection closed",
+                      h.logged())

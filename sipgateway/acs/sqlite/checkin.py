@@ -5,6 +5,7 @@ back on the shelf."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite import items
@@ -13,6 +14,8 @@ from sipgateway.acs.sqlite.context import Tx, local, parse_stamp, show_money, st
 #: sort bins (CL) for an automated sorter
 BIN_HOLDS = "HOLDS"
 BIN_TRANSIT = "TRANSIT"
+#: the screen message of a checkin answered ok=0 because the item was not on loan
+NOT_ON_LOAN = "This item was not checked out"
 
 
 def _base(item: sqlite3.Row, **extra) -> m.CheckinResult:
@@ -62,6 +65,11 @@ def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
     detail = "; ".join(filter(None, [f"from {borrower}" if borrower else "not checked out",
                                      f"hold {hold['id']}" if hold is not None else "", *result.messages.screen]))
     tx.log(op, True, borrower, item["barcode"], detail)
+    if loan is None and tx.terminal is not None and not tx.terminal.checked_in_ok:
+        # The account wants to hear about it (Koha's checked_in_ok=0): the checkin is done
+        # all the same, so the database is as with checked_in_ok=1; only the answer differs.
+        messages = replace(result.messages, screen=(NOT_ON_LOAN, *result.messages.screen))
+        result = replace(result, ok=False, alert=True, messages=messages)
     return result
 
 
