@@ -130,12 +130,42 @@ def _number(values: dict[str, str], key: str, default: float, where: str, *, int
     return n
 
 
+_ASCII = "".join(map(chr, range(128)))
+
+
 def check_encoding(value: str, where: str) -> str:
+    """The codec name of a character set SIP2 can carry: ASCII-compatible (every byte below
+    128 means what it means in ASCII, so "|", tags and digits are found byte by byte) and
+    either UTF-8 or one byte per character (a multi-byte character of Shift-JIS, GBK or Big5
+    can hold the byte of "|"; UTF-16/32 and UTF-7 are not ASCII-compatible; hex, base64,
+    rot13 are not character sets)."""
     try:
-        return codecs.lookup(value).name
+        name = codecs.lookup(value).name
     except LookupError:
         raise ConfigError(f"{where}: encoding={value!r} is not a known character set "
-                          "(use ascii, utf-8 or cp850)") from None
+                          "(use ascii, utf-8, cp850, latin-1 or another single-byte charset)") from None
+    if not _sip2_charset(name):
+        raise ConfigError(f"{where}: encoding={value!r} cannot carry SIP2: it must be UTF-8 or an ASCII-compatible "
+                          "single-byte charset (ascii, utf-8, cp850, cp1252, latin-1, iso-8859-15 ...)")
+    return name
+
+
+def _sip2_charset(name: str) -> bool:
+    try:  # str.encode refuses bytes-to-bytes codecs (hex, base64, bz2) with LookupError
+        if _ASCII.encode(name) != _ASCII.encode("ascii") or _ASCII.encode("ascii").decode(name) != _ASCII:
+            return False
+    except (UnicodeError, LookupError):
+        return False
+    if name == "utf-8":
+        return True
+    # one byte per character: no byte leaves a single-byte decoder waiting for more
+    for b in range(128, 256):
+        try:
+            if len(codecs.getincrementaldecoder(name)().decode(bytes([b]), final=False)) != 1:
+                return False
+        except UnicodeDecodeError:
+            continue  # a byte this charset does not use
+    return True
 
 
 def check_error_detection(value: str, where: str, key: str = "checksum") -> ErrorDetection:
