@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
@@ -11,6 +10,7 @@ from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
+from sipgateway.transports.listening import ListenerService
 from sipgateway.transports.raw import SIPFactory
 from sipgateway.transports.tls import server_from_string
 
@@ -84,7 +84,9 @@ def make_service(config: Config, reactor=None) -> MultiService:
             endpoint = server_from_string(reactor, listener.endpoint)
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
-        service = StreamServerEndpointService(endpoint, LimitedFactory(factory, counter, listener.settings.name))
-        service._raiseSynchronously = True  # a port in use stops start-up with a clear error
+        full = f"{listener.kind}:{listener.endpoint}"
+        label = listener.settings.name if listener.settings.name == full else f"{listener.settings.name} ({full})"
+        service = ListenerService(endpoint, LimitedFactory(factory, counter, listener.settings.name), label,
+                                  listener.endpoint)
         service.setServiceParent(top)
     return top

@@ -18,9 +18,12 @@ class _SIPGatewayServiceMaker:
 
     def makeService(self, options):
         from sipgateway.service import StartupError, make_service
+        from sipgateway.transports.listening import listen_early
 
         try:
-            return make_service(options.config)
+            service = make_service(options.config)
+            listen_early(service)  # before twistd daemonizes: a port in use is this one line too
+            return service
         except StartupError as e:  # a clear one-line error, not a traceback
             raise SystemExit(f"sipgateway: {e}") from None
 
