@@ -19,12 +19,13 @@ from sipgateway.settings import (
     DEFAULT_MAX_LINE,
     ListenerSettings,
 )
+from sipgateway.transports.backlog import BACKLOG_ENDPOINTS, MAX_BACKLOG, endpoint_type
 
 DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
 LISTENER_KINDS = ("sip", "telnet")
 #: keys of ours that may appear in an endpoint string; the rest goes to Twisted
-LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line")
+LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "backlog")
 DEFAULT_MAX_CONNECTIONS = 20000
 DEFAULT_MAX_PER_ADDRESS = 1000
 
@@ -38,6 +39,8 @@ class ListenerConfig:
     kind: str          # "sip" or "telnet"
     endpoint: str      # Twisted server endpoint string, our keys removed
     settings: ListenerSettings
+    #: listen queue length; None: the system's (see transports.backlog)
+    backlog: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,21 @@ def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] |
     if kind == "telnet" and ours.get("account"):
         raise ConfigError(f"{where}: account= cannot be used on a telnet listener: the login prompt decides "
                           "the account (use a sip: listener to bind one)")
+    backlog = _backlog(ours.pop("backlog", ""), endpoint, where)
     settings = listener_settings(ours, name=f"{kind}:{endpoint}", where=where, serial=kept[0] == "serial")
-    return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings)
+    return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings, backlog=backlog)
+
+
+def _backlog(raw: str, endpoint: str, where: str) -> int | None:
+    if not raw:
+        return None
+    n = int(_number({"backlog": raw}, "backlog", 0, where, integer=True, minimum=1))
+    if n > MAX_BACKLOG:
+        raise ConfigError(f"{where}: backlog={raw!r} must be at most {MAX_BACKLOG}")
+    if endpoint_type(endpoint) not in BACKLOG_ENDPOINTS:
+        raise ConfigError(f"{where}: backlog= applies only to {', '.join(sorted(BACKLOG_ENDPOINTS))} endpoints, "
+                          f"not {endpoint_type(endpoint)}:")
+    return n
 
 
 def _number(values: dict[str, str], key: str, default: float, where: str, *, integer: bool = False,
@@ -303,7 +319,7 @@ def _listener_section(name: str, values: dict[str, str]) -> ListenerConfig:
     listen = plain.pop("listen")
     config = parse_listen(listen, where=f"{where} listen", defaults=plain)
     settings = replace(config.settings, name=name, cert_accounts=cert_accounts)
-    return ListenerConfig(kind=config.kind, endpoint=config.endpoint, settings=settings)
+    return replace(config, settings=settings)
 
 
 def _account_section(name: str, values: dict[str, str]) -> AccountConfig:

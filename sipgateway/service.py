@@ -9,6 +9,7 @@ from sipgateway.acs.sqlite import ACSUnavailable, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
+from sipgateway.transports.backlog import with_backlog
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.listening import ListenerService
 from sipgateway.transports.raw import SIPFactory
@@ -81,7 +82,7 @@ def make_service(config: Config, reactor=None) -> MultiService:
         else:
             factory = SIPFactory(gateway, listener.settings)
         try:
-            endpoint = server_from_string(reactor, listener.endpoint)
+            endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
         full = f"{listener.kind}:{listener.endpoint}"

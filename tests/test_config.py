@@ -128,3 +128,28 @@ def test_real_charsets_are_accepted(tmp_path: Path, charset: str, codec: str) ->
     assert config.listeners[0].settings.encoding == codec
     assert config.accounts[0].encoding == codec
 
+
+# -- listen backlog -------------------------------------------------------------------------
+
+def test_backlog_is_a_listener_key_in_the_endpoint_or_the_section(tmp_path: Path) -> None:
+    (listener,) = load(None, listen=["sip:tcp:6001:backlog=2048:interface=127.0.0.1"]).listeners
+    assert (listener.endpoint, listener.backlog) == ("tcp:6001:interface=127.0.0.1", 2048)
+    path = tmp_path / "c.ini"
+    path.write_text("[listener:raw]\nlisten = sip:tcp:6001\nbacklog = 300\n"
+                    "[listener:telnet]\nlisten = telnet:tcp:6002\n")
+    raw, telnet = load(str(path)).listeners
+    assert (raw.endpoint, raw.backlog) == ("tcp:6001", 300)
+    assert telnet.backlog is None  # the default: see transports.backlog
+
+
+@pytest.mark.parametrize("listen,message", [
+    ("sip:tcp:6001:backlog=lots", "--listen: backlog='lots' is not a whole number"),
+    ("sip:tcp:6001:backlog=0", "--listen: backlog='0' must be at least 1"),
+    ("sip:tcp:6001:backlog=70000", "--listen: backlog='70000' must be at most 65535"),
+    ("sip:serial:/dev/ttyS0:backlog=10", "--listen: backlog= applies only to siptls, ssl, tcp, tcp6, tls, unix "
+                                         "endpoints, not serial:"),
+])
+def test_bad_backlog_names_the_key(listen: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load(None, listen=[listen])
+    assert str(e.value) == message

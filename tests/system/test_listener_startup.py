@@ -1,9 +1,10 @@
 """A listener that cannot listen stops the real twistd with one line naming the listener and
 the reason, in the foreground and as a daemon (whose parent used to show only the first
-100 bytes of a traceback: "... Address a")."""
+100 bytes of a traceback: "... Address a"); the listen backlog reaches the kernel."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.process import TWISTD, free_port
+from tests.system.process import TWISTD, GatewayProcess, free_port
 from tests.transports.certs_pki import make_pki
 
 IN_USE = "is already in use on {host} (another gateway or program listens there)"
@@ -116,3 +117,26 @@ def test_ipv6_interface_of_another_host_as_a_daemon(tmp_path: Path) -> None:
     assert_one_line(start(tmp_path, ["--listen", listen], True), tmp_path,
                     f"sipgateway: listener {listen}: interface 2001:db8::1 is not an address of this host")
 
+
+# -- backlog ------------------------------------------------------------------------------
+
+def listen_queue(port: int) -> int:
+    """Send-Q of the listening socket on ``port``: for a listener, its backlog."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10,
+                         check=True).stdout.split()
+    assert out[0] == "LISTEN", out
+    return int(out[2])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_the_kernel_gets_the_backlog(tmp_path: Path) -> None:
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    default, configured = free_port(), free_port()
+    gw = GatewayProcess(tmp_path, ["--listen", f"sip:tcp:{default}:interface=127.0.0.1",
+                                   "--listen", f"telnet:tcp:{configured}:interface=127.0.0.1:backlog=77",
+                                   "--database", "sqlite:gw.sqlite3", "--demo"], [default, configured]).start()
+    try:
+        assert listen_queue(default) == min(somaxconn, 65535)
+        assert listen_queue(configured) == min(77, somaxconn)
+    finally:
+        gw.stop()
