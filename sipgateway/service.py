@@ -9,6 +9,7 @@ from sipgateway.acs.sqlite import ACSUnavailable, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
+from sipgateway.sighup import IgnoreSIGHUP
 from sipgateway.transports.backlog import with_backlog
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.listening import ListenerService
@@ -72,6 +73,7 @@ def make_service(config: Config, reactor=None) -> MultiService:
 
     top = MultiService()
     ACSService(acs).setServiceParent(top)
+    IgnoreSIGHUP(reactor).setServiceParent(top)
     if config.demo_defaults:
         DemoWarning(config).setServiceParent(top)
     for listener in config.listeners:
