@@ -3,10 +3,11 @@ listener and the reason (a port in use, a port out of range, an address of anoth
 
 twistd listens in ``privilegedStartService``, after it has daemonized: a failure there is a
 traceback in the log, and the daemon's parent shows its first 100 bytes ("... Address a").
-So TCP-based listeners listen earlier, while the plugin builds the service (as root when
-``--uid`` is given, as twistd does), and an error stops twistd before it forks, as a bad
-option does. The sockets are inherited by the daemon. Other endpoints (a serial line,
-which opens its device and starts its session at once) listen when twistd says so.
+So while the plugin builds the service, before twistd forks, ``check_listeners`` binds a
+socket to each TCP-based listener's address and closes it at once (no ``listen``: nobody
+can connect before the gateway is ready). What would fail there stops twistd with one line,
+as a bad option does. Other endpoints (a serial line keeps retrying its device) are not
+checked; a failure at the real listen is still a ``ListenError`` with that line.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import socket
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceCollection
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.error import CannotListenError
 
 from sipgateway.config import ConfigError
-from sipgateway.transports.tls import TLSServerEndpoint, split_description
+from sipgateway.transports.tls import split_description
 
-#: endpoints whose listen only binds a socket: safe to do before twistd forks
-_EARLY = (TCP4ServerEndpoint, TCP6ServerEndpoint, SSL4ServerEndpoint, TLSServerEndpoint)
+#: endpoint types that listen on a TCP port (Twisted's and our tls)
+_TCP_ENDPOINTS = frozenset({"tcp", "tcp6", "ssl", "tls", "siptls"})
 
 
 class ListenError(ConfigError):
@@ -39,9 +40,22 @@ class ListenerService(StreamServerEndpointService):
         self.description = description
         self._raiseSynchronously = True
 
-    @property
-    def early(self) -> bool:
-        return isinstance(self.endpoint, _EARLY)
+    def check(self) -> None:
+        """Bind a socket to the listener's TCP address and close it: raise ``ListenError``
+        for what would make listening fail (nothing to check for other endpoints)."""
+        args, kwargs = split_description(self.description)
+        kind = args[0].lower() if args else ""
+        port = kwargs.get("port") or (args[1] if len(args) > 1 else "")
+        if kind not in _TCP_ENDPOINTS or not port.lstrip("-").isdigit():
+            return  # not TCP, or a port the endpoint parser already refused
+        interface = kwargs.get("interface") or ("::" if kind == "tcp6" else "")
+        family = socket.AF_INET6 if kind == "tcp6" or isIPv6Address(interface) else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted's ports do
+                probe.bind((interface, int(port)))
+        except (OSError, OverflowError) as e:
+            raise ListenError(f"listener {self.label}: {listen_failure(e, self.description)}") from None
 
     def listen(self) -> None:
         """Listen now, unless already listening."""
@@ -57,17 +71,17 @@ class ListenerService(StreamServerEndpointService):
         self.listen()
 
 
-def listen_early(top: IServiceCollection) -> None:
-    """Listen on every TCP-based listener of ``top`` now (before twistd daemonizes)."""
+def check_listeners(top: IServiceCollection) -> None:
+    """``check`` every listener of ``top`` (before twistd daemonizes)."""
     for service in top:
-        if isinstance(service, ListenerService) and service.early:
-            service.listen()
+        if isinstance(service, ListenerService):
+            service.check()
 
 
 def listen_failure(e: BaseException, description: str) -> str:
     """Why listening on ``description`` (a Twisted endpoint string) failed, in words."""
     args, kwargs = split_description(description)
-    port = args[1] if len(args) > 1 else "?"
+    port = kwargs.get("port") or (args[1] if len(args) > 1 else "?")
     interface = kwargs.get("interface", "")
     if isinstance(e, OverflowError):  # socket.bind's own check of the port number
         return f"port {port} is out of range (0-65535)"

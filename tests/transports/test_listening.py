@@ -1,8 +1,10 @@
 """The listen backlog the service gives each listener reaches listen(): a connection storm
-after a restart must not wait for SYN retries behind Twisted's default of 50."""
+after a restart must not wait for SYN retries behind Twisted's default of 50. Checking the
+listeners before twistd forks finds a port in use without listening on it."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,21 +13,29 @@ from twisted.internet.testing import MemoryReactorClock
 from sipgateway.config import load
 from sipgateway.service import ACSService, make_service
 from sipgateway.transports.backlog import FALLBACK_BACKLOG, default_backlog
-from sipgateway.transports.listening import ListenerService
+from sipgateway.transports.listening import ListenError, ListenerService, check_listeners
 from tests.transports.certs_pki import make_pki
+
+
+def build(tmp_path: Path, reactor, listen: list[str] | None = None, config: str | None = None):
+    return make_service(load(config, listen=listen, database=f"sqlite:{tmp_path / 'gw.sqlite3'}", demo=True),
+                        reactor=reactor)
+
+
+def close(top) -> None:
+    next(s for s in top if isinstance(s, ACSService)).acs.close()
 
 
 def listened(tmp_path: Path, listen: list[str] | None = None, config: str | None = None) -> dict[int, tuple]:
     """Build the service as twistd would, listen, and return {port: (backlog, interface)}."""
     reactor = MemoryReactorClock()
-    top = make_service(load(config, listen=listen, database=f"sqlite:{tmp_path / 'gw.sqlite3'}", demo=True),
-                       reactor=reactor)
+    top = build(tmp_path, reactor, listen, config)
     try:
         for service in top:
             if isinstance(service, ListenerService):
                 service.listen()
     finally:
-        next(s for s in top if isinstance(s, ACSService)).acs.close()
+        close(top)
     return {port: (backlog, interface) for port, _factory, backlog, interface in reactor.tcpServers}
 
 
@@ -64,3 +74,23 @@ def test_default_backlog_is_somaxconn(tmp_path: Path, content: str, expected: in
 
 def test_default_backlog_without_proc(tmp_path: Path) -> None:
     assert default_backlog(str(tmp_path / "missing")) == FALLBACK_BACKLOG == 1024
+
+
+def test_checking_the_listeners_binds_without_listening(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    top = build(tmp_path, MemoryReactorClock(), [f"sip:tcp:{free}:interface=127.0.0.1"])
+    try:
+        check_listeners(top)
+        with socket.socket() as c, pytest.raises(ConnectionRefusedError):
+            c.connect(("127.0.0.1", free))  # nobody can connect before the gateway is ready
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", free))  # and the port is free again
+            other.listen()
+            with pytest.raises(ListenError) as e:
+                check_listeners(top)
+    finally:
+        close(top)
+    assert str(e.value) == (f"listener sip:tcp:{free}:interface=127.0.0.1: port {free} is already in use on "
+                            "127.0.0.1 (another gateway or program listens there)")
