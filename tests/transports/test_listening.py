@@ -4,6 +4,7 @@ listeners before twistd forks finds a port in use without listening on it."""
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 
@@ -94,3 +95,30 @@ def test_checking_the_listeners_binds_without_listening(tmp_path: Path) -> None:
         close(top)
     assert str(e.value) == (f"listener sip:tcp:{free}:interface=127.0.0.1: port {free} is already in use on "
                             "127.0.0.1 (another gateway or program listens there)")
+
+
+class _RecordingReactor(MemoryReactorClock):
+    """Records which SIGHUP handler was in place whenever a port started listening."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sighup_at_listen: list[object] = []
+
+    def listenTCP(self, *args, **kwargs):
+        self.sighup_at_listen.append(signal.getsignal(signal.SIGHUP))
+        return super().listenTCP(*args, **kwargs)
+
+
+def test_sighup_is_ignored_before_any_listener_listens(tmp_path: Path) -> None:
+    """A client that can connect must not find a gateway that SIGHUP still kills."""
+    reactor = _RecordingReactor()
+    top = build(tmp_path, reactor, ["sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002"])
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        top.privilegedStartService()  # what twistd does after daemonizing, before startService
+        handler = signal.getsignal(signal.SIGHUP)
+        assert callable(handler) and handler is not before
+        assert reactor.sighup_at_listen == [handler, handler]
+    finally:
+        signal.signal(signal.SIGHUP, before)
+        close(top)
