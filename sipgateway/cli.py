@@ -5,14 +5,18 @@ Subcommands register themselves in ``COMMANDS``; another module adds one with::
     @command
     def _mine(subparsers): p = subparsers.add_parser("mine", ...); p.set_defaults(handler=run)
 
-``main(argv)`` returns the exit status: 0 fine, 1 bad message / connection / reply, 2 usage.
+``main(argv)`` returns the exit status: 0 fine, 1 bad message / connection / reply, 2 usage,
+141 (128 + SIGPIPE, as the shell reports for tools that SIGPIPE stops) when whoever read the
+output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -36,8 +40,10 @@ from sipgateway.sip2 import (
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 MAX_REPLY = 64 * 1024
-#: a trailing error-detection block, complete or not, as typed by hand
-_ED_TAIL = re.compile(r"(?:AY(?P<seq>\d))?(?:AZ(?P<hex>[0-9A-Fa-f]{0,4}))?$")
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+#: a trailing error-detection block, complete or not, as typed by hand (clients that count
+#: past 9 send a multi-digit AY)
+_ED_TAIL = re.compile(r"(?:AY(?P<seq>\d+))?(?:AZ(?P<hex>[0-9A-Fa-f]{0,4}))?$")
 
 
 def command(register: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
@@ -60,7 +66,24 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already explained on stderr)
         return e.code if isinstance(e.code, int) else 2
-    return args.handler(args)
+    try:
+        status = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout's reader is gone: stop quietly, as cat or grep would
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush finds no broken pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (captured by a test)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 def _expand(message: str) -> str:
@@ -144,11 +167,7 @@ def with_error_detection(text: str, sequence: str | None, encoding: str) -> byte
     """``text`` with a correct AY/AZ: an existing (possibly partial) AY/AZ tail is replaced,
     keeping its sequence number unless ``sequence`` is given (default 0). A message that has
     variable fields gets the "|" before AY that strict output always has."""
-    body, old_seq, had_az_only = text, None, False
-    tail = _ED_TAIL.search(text, 2)
-    if tail is not None and tail.group(0) and _at_field_start(text, tail.start()):
-        body, old_seq = text[:tail.start()], tail.group("seq")
-        had_az_only = old_seq is None
+    body, old_seq, had_az_only = split_error_detection(text)
     if sequence is None:
         sequence = old_seq if old_seq is not None else (None if had_az_only else "0")
     spec = MESSAGES.get(body[:2])
@@ -156,6 +175,15 @@ def with_error_detection(text: str, sequence: str | None, encoding: str) -> byte
         body += "|"  # it has variable fields, and strict output ends each with "|"
     summed = _encode(body + (f"AY{sequence}" if sequence is not None else "") + "AZ", encoding)
     return summed + checksum(summed).encode("ascii")
+
+
+def split_error_detection(text: str) -> tuple[str, str | None, bool]:
+    """``text`` without its trailing AY/AZ block (complete or not), that block's sequence
+    number (None without AY), and whether it had an AZ without an AY."""
+    tail = _ED_TAIL.search(text, 2)
+    if tail is None or not tail.group(0) or not _at_field_start(text, tail.start()):
+        return text, None, False
+    return text[:tail.start()], tail.group("seq"), tail.group("seq") is None
 
 
 def _at_field_start(text: str, i: int) -> bool:
@@ -171,10 +199,16 @@ def _checksum(args: argparse.Namespace) -> int:
     if args.sequence is not None and not (len(args.sequence) == 1 and args.sequence.isdigit()):
         sys.stderr.write("sipgateway checksum: --sequence is one digit, 0-9\n")
         return 2
+    message = _expand(args.message)
     try:
-        data = with_error_detection(_expand(args.message), args.sequence, args.encoding)
+        data = with_error_detection(message, args.sequence, args.encoding)
     except SIP2Error as e:
         sys.stderr.write(f"sipgateway checksum: {e}\n")
+        return 1
+    try:  # only a SIP2 message gets one: a known code, its whole fixed part, its required fields
+        parse(_encode(split_error_detection(message)[0], args.encoding), args.encoding)
+    except SIP2Error as e:
+        sys.stderr.write(f"sipgateway checksum: not a SIP2 message: {e}\n")
         return 1
     sys.stdout.write(data.decode(args.encoding) + "\n")
     return 0

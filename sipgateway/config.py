@@ -22,12 +22,14 @@ from sipgateway.settings import (
     AccountSettings,
     ListenerSettings,
 )
+from sipgateway.transports.backlog import BACKLOG_ENDPOINTS, MAX_BACKLOG, endpoint_type
 
 DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
 LISTENER_KINDS = ("sip", "telnet")
 #: keys of ours that may appear in an endpoint string; the rest goes to Twisted
-LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "terminator")
+LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "terminator",
+                 "backlog")
 DEFAULT_MAX_CONNECTIONS = 20000
 DEFAULT_MAX_PER_ADDRESS = 1000
 
@@ -41,6 +43,8 @@ class ListenerConfig:
     kind: str          # "sip" or "telnet"
     endpoint: str      # Twisted server endpoint string, our keys removed
     settings: ListenerSettings
+    #: listen queue length; None: the system's (see transports.backlog)
+    backlog: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,21 @@ def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] |
     if kind == "telnet" and ours.get("account"):
         raise ConfigError(f"{where}: account= cannot be used on a telnet listener: the login prompt decides "
                           "the account (use a sip: listener to bind one)")
+    backlog = _backlog(ours.pop("backlog", ""), endpoint, where)
     settings = listener_settings(ours, name=f"{kind}:{endpoint}", where=where, serial=kept[0] == "serial")
-    return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings)
+    return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings, backlog=backlog)
+
+
+def _backlog(raw: str, endpoint: str, where: str) -> int | None:
+    if not raw:
+        return None
+    n = int(_number({"backlog": raw}, "backlog", 0, where, integer=True, minimum=1))
+    if n > MAX_BACKLOG:
+        raise ConfigError(f"{where}: backlog={raw!r} must be at most {MAX_BACKLOG}")
+    if endpoint_type(endpoint) not in BACKLOG_ENDPOINTS:
+        raise ConfigError(f"{where}: backlog= applies only to {', '.join(sorted(BACKLOG_ENDPOINTS))} endpoints, "
+                          f"not {endpoint_type(endpoint)}:")
+    return n
 
 
 def _number(values: dict[str, str], key: str, default: float, where: str, *, integer: bool = False,
@@ -144,12 +161,42 @@ def _number(values: dict[str, str], key: str, default: float, where: str, *, int
     return n
 
 
+_ASCII = "".join(map(chr, range(128)))
+
+
 def check_encoding(value: str, where: str) -> str:
+    """The codec name of a character set SIP2 can carry: ASCII-compatible (every byte below
+    128 means what it means in ASCII, so "|", tags and digits are found byte by byte) and
+    either UTF-8 or one byte per character (a multi-byte character of Shift-JIS, GBK or Big5
+    can hold the byte of "|"; UTF-16/32 and UTF-7 are not ASCII-compatible; hex, base64,
+    rot13 are not character sets)."""
     try:
-        return codecs.lookup(value).name
+        name = codecs.lookup(value).name
     except LookupError:
         raise ConfigError(f"{where}: encoding={value!r} is not a known character set "
-                          "(use ascii, utf-8 or cp850)") from None
+                          "(use ascii, utf-8, cp850, latin-1 or another single-byte charset)") from None
+    if not _sip2_charset(name):
+        raise ConfigError(f"{where}: encoding={value!r} cannot carry SIP2: it must be UTF-8 or an ASCII-compatible "
+                          "single-byte charset (ascii, utf-8, cp850, cp1252, latin-1, iso-8859-15 ...)")
+    return name
+
+
+def _sip2_charset(name: str) -> bool:
+    try:  # str.encode refuses bytes-to-bytes codecs (hex, base64, bz2) with LookupError
+        if _ASCII.encode(name) != _ASCII.encode("ascii") or _ASCII.encode("ascii").decode(name) != _ASCII:
+            return False
+    except (UnicodeError, LookupError):
+        return False
+    if name == "utf-8":
+        return True
+    # one byte per character: no byte leaves a single-byte decoder waiting for more
+    for b in range(128, 256):
+        try:
+            if len(codecs.getincrementaldecoder(name)().decode(bytes([b]), final=False)) != 1:
+                return False
+        except UnicodeDecodeError:
+            continue  # a byte this charset does not use
+    return True
 
 
 def check_error_detection(value: str, where: str, key: str = "checksum") -> ErrorDetection:
@@ -311,7 +358,7 @@ def _listener_section(name: str, values: dict[str, str]) -> ListenerConfig:
     listen = plain.pop("listen")
     config = parse_listen(listen, where=f"{where} listen", defaults=plain)
     settings = replace(config.settings, name=name, cert_accounts=cert_accounts)
-    return ListenerConfig(kind=config.kind, endpoint=config.endpoint, settings=settings)
+    return replace(config, settings=settings)
 
 
 def _account_section(name: str, values: dict[str, str]) -> AccountConfig:

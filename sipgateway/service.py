@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
@@ -10,7 +9,10 @@ from sipgateway.acs.sqlite import ACSUnavailable, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
+from sipgateway.sighup import IgnoreSIGHUP
+from sipgateway.transports.backlog import with_backlog
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
+from sipgateway.transports.listening import ListenerService
 from sipgateway.transports.raw import SIPFactory
 from sipgateway.transports.tls import server_from_string
 
@@ -73,6 +75,7 @@ def make_service(config: Config, reactor=None) -> MultiService:
 
     top = MultiService()
     ACSService(acs).setServiceParent(top)
+    IgnoreSIGHUP(reactor).setServiceParent(top)
     if config.demo_defaults:
         DemoWarning(config).setServiceParent(top)
     for listener in config.listeners:
@@ -83,10 +86,12 @@ def make_service(config: Config, reactor=None) -> MultiService:
         else:
             factory = SIPFactory(gateway, listener.settings)
         try:
-            endpoint = server_from_string(reactor, listener.endpoint)
+            endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
-        service = StreamServerEndpointService(endpoint, LimitedFactory(factory, counter, listener.settings.name))
-        service._raiseSynchronously = True  # a port in use stops start-up with a clear error
+        full = f"{listener.kind}:{listener.endpoint}"
+        label = listener.settings.name if listener.settings.name == full else f"{listener.settings.name} ({full})"
+        service = ListenerService(endpoint, LimitedFactory(factory, counter, listener.settings.name), label,
+                                  listener.endpoint)
         service.setServiceParent(top)
     return top

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -304,3 +308,62 @@ def test_send_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) 
 def test_send_needs_a_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["send", "127.0.0.1:6001", "--login", "sc1:pass1"]) == 2
     assert "MESSAGE" in capsys.readouterr().err
+
+
+# -- checksum: only SIP2 messages, partial tails completed ----------------------------------
+
+@pytest.mark.parametrize("message, reason", [
+    ("garbage", "at position 0: unknown message code ('ga')"),
+    ("23001", "field transaction_date at position 5: truncated fixed field transaction_date"),
+    ("9300CNsc1|", "field CO: missing required field CO"),
+    ("", "at position 0: too short"),
+    ("AY1AZ", "at position 0: unknown message code ('AY')"),
+])
+def test_checksum_refuses_what_is_not_a_sip2_message(message: str, reason: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["checksum", message]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"sipgateway checksum: not a SIP2 message: {reason}\n"
+
+
+@pytest.mark.parametrize("message, completed", [
+    # a client that counts past 9: its AY is kept as given, the AZ completed
+    ("9300CNsc1|COpass1|CPMAIN|AY89AZ", "9300CNsc1|COpass1|CPMAIN|AY89AZ"),
+    ("9300CNsc1|COpass1|CPMAIN|AY89", "9300CNsc1|COpass1|CPMAIN|AY89AZ"),
+    ("9300CNsc1|COpass1|CPMAIN|AY12AZ0000", "9300CNsc1|COpass1|CPMAIN|AY12AZ"),
+    ("9300CNsc1|COpass1|CPMAIN|AY8AZ", "9300CNsc1|COpass1|CPMAIN|AY8AZ"),
+    ("9300CNsc1|COpass1|CPMAIN|AY3AZ1234", "9300CNsc1|COpass1|CPMAIN|AY3AZ"),  # full: recomputed
+    ("9300CNsc1|COpass1|CPMAIN|AZ", "9300CNsc1|COpass1|CPMAIN|AZ"),  # AZ without AY: none added
+    ("9300CNsc1|COpass1|CPMAIN|AZ12", "9300CNsc1|COpass1|CPMAIN|AZ"),
+])
+def test_checksum_completes_the_tail_it_was_given(message: str, completed: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["checksum", message]) == 0
+    out = capsys.readouterr().out
+    assert out == completed + checksum(completed.encode()) + "\n"
+
+
+# -- a reader that goes away ----------------------------------------------------------------
+
+def run_into_closed_pipe(args: list[str]) -> subprocess.CompletedProcess:
+    """Run the command with its stdout a pipe nobody reads any more (``| head`` after it quit)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "sipgateway.cli", *args], stdout=write,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    finally:
+        os.close(write)
+
+
+def test_send_into_a_closed_pipe_exits_quietly(server) -> None:
+    srv = server()
+    out = run_into_closed_pipe(["send", f"127.0.0.1:{srv.port}", "--login", "sc1:pass1:MAIN", "--checksum",
+                                "--timeout", "5", "9900302.00"])
+    assert (out.returncode, out.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_decode_into_a_closed_pipe_exits_quietly() -> None:
+    out = run_into_closed_pipe(["decode", "9300CNsc1|COpass1|CPMAIN|"])
+    assert (out.returncode, out.stderr) == (128 + signal.SIGPIPE, "")

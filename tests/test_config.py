@@ -87,3 +87,69 @@ def test_account_idle_timeout_alone_is_a_setting_for_an_existing_account(tmp_pat
     settings_only, full = config.accounts
     assert (settings_only.name, settings_only.password, settings_only.idle_timeout) == ("sc1", "", 30.0)
     assert full.idle_timeout is None
+
+
+# -- character sets SIP2 can carry ----------------------------------------------------------
+
+NOT_SIP2_CHARSETS = ["hex", "base64", "rot13", "bz2", "utf-16", "utf-16-le", "utf-32", "utf-7", "utf-8-sig",
+                     "shift_jis", "gbk", "big5", "cp037"]
+SIP2_CHARSETS = {"ascii": "ascii", "utf-8": "utf-8", "UTF8": "utf-8", "cp850": "cp850", "latin-1": "iso8859-1",
+                 "iso-8859-15": "iso8859-15", "cp1252": "cp1252", "cp437": "cp437", "koi8-r": "koi8-r"}
+
+
+@pytest.mark.parametrize("charset", NOT_SIP2_CHARSETS)
+def test_a_charset_sip2_cannot_carry_is_refused_on_a_listener(charset: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load(None, listen=[f"sip:tcp:6001:encoding={charset}"])
+    assert str(e.value) == (f"--listen: encoding={charset!r} cannot carry SIP2: it must be UTF-8 or an "
+                            "ASCII-compatible single-byte charset (ascii, utf-8, cp850, cp1252, latin-1, "
+                            "iso-8859-15 ...)")
+
+
+@pytest.mark.parametrize("charset", NOT_SIP2_CHARSETS)
+def test_a_charset_sip2_cannot_carry_is_refused_in_a_section(tmp_path: Path, charset: str) -> None:
+    path = tmp_path / "c.ini"
+    for text, where in [(f"[listener:raw]\nlisten = sip:tcp:6001\nencoding = {charset}\n", "[listener:raw]"),
+                        (f"[account:kiosk]\npassword = x\ninstitution = MAIN\nencoding = {charset}\n",
+                         "[account:kiosk]")]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            load(str(path))
+        assert str(e.value).startswith(where)
+        assert f"encoding={charset!r} cannot carry SIP2: " in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("charset,codec", SIP2_CHARSETS.items())
+def test_real_charsets_are_accepted(tmp_path: Path, charset: str, codec: str) -> None:
+    path = tmp_path / "c.ini"
+    path.write_text(f"[listener:raw]\nlisten = sip:tcp:6001\nencoding = {charset}\n"
+                    f"[account:kiosk]\npassword = x\ninstitution = MAIN\nencoding = {charset}\n")
+    config = load(str(path))
+    assert config.listeners[0].settings.encoding == codec
+    assert config.accounts[0].encoding == codec
+
+
+# -- listen backlog -------------------------------------------------------------------------
+
+def test_backlog_is_a_listener_key_in_the_endpoint_or_the_section(tmp_path: Path) -> None:
+    (listener,) = load(None, listen=["sip:tcp:6001:backlog=2048:interface=127.0.0.1"]).listeners
+    assert (listener.endpoint, listener.backlog) == ("tcp:6001:interface=127.0.0.1", 2048)
+    path = tmp_path / "c.ini"
+    path.write_text("[listener:raw]\nlisten = sip:tcp:6001\nbacklog = 300\n"
+                    "[listener:telnet]\nlisten = telnet:tcp:6002\n")
+    raw, telnet = load(str(path)).listeners
+    assert (raw.endpoint, raw.backlog) == ("tcp:6001", 300)
+    assert telnet.backlog is None  # the default: see transports.backlog
+
+
+@pytest.mark.parametrize("listen,message", [
+    ("sip:tcp:6001:backlog=lots", "--listen: backlog='lots' is not a whole number"),
+    ("sip:tcp:6001:backlog=0", "--listen: backlog='0' must be at least 1"),
+    ("sip:tcp:6001:backlog=70000", "--listen: backlog='70000' must be at most 65535"),
+    ("sip:serial:/dev/ttyS0:backlog=10", "--listen: backlog= applies only to siptls, ssl, tcp, tcp6, tls, unix "
+                                         "endpoints, not serial:"),
+])
+def test_bad_backlog_names_the_key(listen: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load(None, listen=[listen])
+    assert str(e.value) == message

@@ -3,7 +3,9 @@
 Twisted's own ``ssl:`` endpoint cannot ask for client certificates, so ``tls:`` is ours:
 
     tls:6009:privateKey=key.pem:certKey=cert.pem[:caCerts=clients-ca.pem]
-        [:extraCertChain=chain.pem][:interface=127.0.0.1][:backlog=50]
+        [:extraCertChain=chain.pem][:interface=127.0.0.1][:backlog=N]
+
+``backlog`` defaults to the system's somaxconn (see ``transports.backlog``).
 
 TLS 1.2 is the minimum; the cipher list is Twisted's default ``AcceptableCiphers``
 (ECDHE key exchange with AES-GCM or ChaCha20-Poly1305; no RC4, 3DES, MD5 or export
@@ -39,6 +41,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipgateway.transports.backlog import MAX_BACKLOG, default_backlog
+
 log = Logger()
 
 #: attribute names in subjects beyond RFC 4514's own, as ``openssl x509 -subject -nameopt RFC2253``
@@ -52,7 +56,6 @@ SUBJECT_NAMES = {
 }
 
 MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
-DEFAULT_BACKLOG = 50
 _KEYS = ("privateKey", "certKey", "caCerts", "extraCertChain", "interface", "backlog")
 #: pyOpenSSL 24.3+ takes cryptography's certificates and keys for its context (and deprecates
 #: its own X509/PKey there); older releases need its own types.
@@ -177,12 +180,12 @@ class TLSServerEndpoint:
 
     def __init__(self, reactor, port: int, privateKey: str, certKey: str | None = None,
                  caCerts: str | None = None, extraCertChain: str | None = None, interface: str = "",
-                 backlog: int = DEFAULT_BACKLOG) -> None:
+                 backlog: int | None = None) -> None:
         self.options = server_options(privateKey, certKey, caCerts, extraCertChain)
         self.requires_client_certificate = bool(caCerts)
         self.port = port
         tcp = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
-        self._tcp = tcp(reactor, port, backlog=backlog, interface=interface)
+        self._tcp = tcp(reactor, port, backlog=backlog or default_backlog(), interface=interface)
 
     def wrap(self, factory):
         """The TLS server factory around ``factory`` (what ``listen`` listens with)."""
@@ -220,7 +223,7 @@ def parse_tls_endpoint(reactor, *args: str, **kwargs: str) -> TLSServerEndpoint:
         caCerts=kwargs.get("caCerts") or None,
         extraCertChain=kwargs.get("extraCertChain") or None,
         interface=kwargs.get("interface", ""),
-        backlog=_integer("backlog", kwargs.get("backlog", str(DEFAULT_BACKLOG)), 1, 65535),
+        backlog=_integer("backlog", kwargs["backlog"], 1, MAX_BACKLOG) if kwargs.get("backlog") else None,
     )
 
 

@@ -18,9 +18,12 @@ class _SIPGatewayServiceMaker:
 
     def makeService(self, options):
         from sipgateway.service import StartupError, make_service
+        from sipgateway.transports.listening import check_listeners
 
         try:
-            return make_service(options.config)
+            service = make_service(options.config)
+            check_listeners(service)  # before twistd daemonizes: a port in use is this one line too
+            return service
         except StartupError as e:  # a clear one-line error, not a traceback
             raise SystemExit(f"sipgateway: {e}") from None
 
