@@ -33,6 +33,8 @@ MEMO_CODES = frozenset({"99", "17", "23", "63"})
 MAX_SAME_BAD = 3
 #: requests queued behind one in progress; a real SC sends one at a time
 MAX_PENDING = 16
+#: how much later than arrival + acs_timeout a call's deadline may be (seconds)
+DEADLINE_SLACK = 0.1
 
 #: what a request handler returns: the ACS's Deferred and how to turn its result into a reply
 Pending = tuple[Deferred, Callable[[Any], replies.Reply]]
@@ -192,8 +194,12 @@ class Session:
         self._token += 1
         token = self._token
         if self._backend_deadline and self.terminal is not None:
-            # the terminal of the request in progress carries its deadline to the backend
-            self.terminal = self.terminal.until(self._clock.seconds() + self.gateway.acs_timeout)
+            # the terminal of the request in progress carries its deadline to the backend; a
+            # copy per request costs, so one serves while its deadline is no earlier than due
+            deadline = self._clock.seconds() + self.gateway.acs_timeout
+            current = self.terminal.deadline
+            if current is None or current < deadline:
+                self.terminal = self.terminal.until(deadline + DEADLINE_SLACK)
         try:
             d, build = handler(self, msg)
         except Exception:  # a bug: answer, log once, keep serving

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from sipgateway.acs import model as m
 from sipgateway.gateway import Gateway
-from sipgateway.session import ACS_TIMEOUT, Session
+from sipgateway.session import ACS_TIMEOUT, DEADLINE_SLACK, Session
 from sipgateway.settings import ListenerSettings
 from tests.fakes import FakeACS
 from tests.test_session import T0
@@ -50,7 +50,7 @@ def test_each_call_carries_the_deadline_of_its_request_to_the_backend() -> None:
     h.clock.advance(7)
     h.session.line_received(CHECKOUT)
     (terminal,) = h.acs.terminals
-    assert terminal.deadline == T0 + 7 + TIMEOUT
+    assert T0 + 7 + TIMEOUT <= terminal.deadline <= T0 + 7 + TIMEOUT + DEADLINE_SLACK
     assert terminal == m.Terminal(account="sc1", institution="MAIN", location="MAIN")  # same terminal
     assert h.session.terminal.deadline == terminal.deadline
 
@@ -92,3 +92,14 @@ def test_a_backend_without_the_declaration_is_still_timed_by_the_session() -> No
     h.session.line_received(CHECKOUT)
     h.clock.advance(TIMEOUT)
     assert f"AF{ACS_TIMEOUT}|".encode() in h.out[-1]
+
+
+def test_a_request_gets_a_deadline_no_earlier_than_its_arrival_plus_acs_timeout() -> None:
+    h = Harness(DeadlineACS())
+    h.acs.manual = False
+    for step in (0.0, 0.03, 0.05, 0.2, 0.01, 1.0):
+        h.clock.advance(step)
+        arrival = h.clock.seconds()
+        h.session.line_received(CHECKOUT)
+        deadline = h.acs.terminals[-1].deadline
+        assert arrival + TIMEOUT <= deadline <= arrival + TIMEOUT + DEADLINE_SLACK

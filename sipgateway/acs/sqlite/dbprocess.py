@@ -181,15 +181,10 @@ class ProcessRunner:
         if self._child is None:
             self._closed()
             return d
-        if self._ready:
-            self._finish_child()
-        # else when it is ready (``_opened``): the calls made so far are for it
+        self._flush(force=True)  # if it has not opened the database yet, it runs them once it has
+        self._child.transport.closeStdin()  # end of file: the child finishes its queue and exits
         self._kill_call = self.reactor.callLater(STOP_TIMEOUT, self._kill)
         return d
-
-    def _finish_child(self) -> None:
-        self._flush()
-        self._child.transport.closeStdin()  # end of file: the child finishes its queue and exits
 
     def _kill(self) -> None:
         self._kill_call = None
@@ -266,12 +261,12 @@ class ProcessRunner:
             self._flush_call = self.reactor.callLater(0, self._flush)
         return d
 
-    def _flush(self) -> None:
+    def _flush(self, force: bool = False) -> None:
         if self._flush_call is not None:
             if self._flush_call.active():
                 self._flush_call.cancel()
             self._flush_call = None
-        if self._child is None or not self._ready:
+        if self._child is None or not (self._ready or force):
             return
         jobs = self._calls.to_send()
         if not jobs:
@@ -315,10 +310,7 @@ class ProcessRunner:
             log.warn("database file {path} is not the file read so far; reading the one now there", path=self.path)
             reader.close()
             self._reader = InlineReader(self.path, self.inline_budget)
-        if self._closing:
-            self._finish_child()
-        else:
-            self._flush()
+        self._flush()
 
     def _file_state(self, problem: str | None) -> None:
         if problem == self._file_problem:

@@ -99,7 +99,7 @@ def lookup(path: str, token: str, numbers: set[int]) -> dict[int, Any] | None:
     if not os.path.exists(path):
         return None
     # mode=rw: never create a database here
-    conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, timeout=5.0)
+    conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, timeout=1.0)
     try:
         return committed(conn, token, numbers)
     finally:
