@@ -246,7 +246,10 @@ def test_every_call_carries_a_deadline_and_the_backend_answers_by_it(acs: SQLite
 
 
 def test_a_write_sent_to_a_stopped_process_is_held_then_not_applied_when_it_resumes(
-        acs: SQLiteACS, children: Children) -> None:
+        acs: SQLiteACS, children: Children, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipgateway.acs.sqlite import dbprocess
+
+    monkeypatch.setattr(dbprocess, "HEARTBEAT_OVERDUE", 3600.0)  # not killed, however slow this machine
     children.current.signalProcess("STOP")
     try:
         d = checkout_by(acs, children, "200001", 0.3)
