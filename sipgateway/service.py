@@ -55,7 +55,8 @@ def make_service(config: Config, reactor=None) -> MultiService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    acs = open_sqlite_acs(config.database, reactor, demo=config.demo, currency=config.currency)
+    acs = open_sqlite_acs(config.database, reactor, demo=config.demo, currency=config.currency,
+                          timeout=config.acs_timeout)
     for account in config.accounts:
         if not account.password:
             continue  # only settings for an account kept in the database

@@ -35,6 +35,8 @@ MEMO_CODES = frozenset({"99", "17", "23", "63"})
 MAX_SAME_BAD = 3
 #: requests queued behind one in progress; a real SC sends one at a time
 MAX_PENDING = 16
+#: how much later than arrival + acs_timeout a call's deadline may be (seconds)
+DEADLINE_SLACK = 0.1
 
 #: what a request handler returns: the ACS's Deferred and how to turn its result into a reply
 Pending = tuple[Deferred, Callable[[Any], replies.Reply]]
@@ -80,6 +82,8 @@ class Session:
         self._memo_context: tuple = ()  # set at login (see _logged_in)
         #: log lines the client can cause again and again, rate-limited (the doors' too)
         self.repeated = RepeatedLines(self._clock)
+        #: the backend answers by each call's deadline: no timer here (IACS.answers_by_deadline)
+        self._backend_deadline = bool(getattr(gateway.acs, "answers_by_deadline", False))
         if settings.login_timeout > 0:
             self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
         self._touch()
@@ -197,6 +201,13 @@ class Session:
         self._busy = True
         self._token += 1
         token = self._token
+        if self._backend_deadline and self.terminal is not None:
+            # the terminal of the request in progress carries its deadline to the backend; a
+            # copy per request costs, so one serves while its deadline is no earlier than due
+            deadline = self._clock.seconds() + self.gateway.acs_timeout
+            current = self.terminal.deadline
+            if current is None or current < deadline:
+                self.terminal = self.terminal.until(deadline + DEADLINE_SLACK)
         try:
             d, build = handler(self, msg)
         except Exception:  # a bug: answer, log once, keep serving
@@ -210,6 +221,10 @@ class Session:
                 self._acs_failed(result, msg, line, token)
             else:
                 self._answered(result, build, msg, line, token)
+            return
+        if self._backend_deadline:  # it answers by the deadline (or a write when its outcome is known)
+            d.addCallbacks(self._answered, self._acs_failed, callbackArgs=(build, msg, line, token),
+                           errbackArgs=(msg, line, token))
             return
         timer = self._clock.callLater(self.gateway.acs_timeout, self._acs_timed_out, msg, line, token)
 
@@ -225,8 +240,8 @@ class Session:
     def _answered(self, result: object, build: Callable[[Any], replies.Reply], msg: Message, line: bytes,
                   token: int) -> None:
         """The ACS answered: send the reply (remembered for the second where it may be)."""
-        if token != self._token or not self._busy:
-            return  # answered already (timed out); the late answer is dropped
+        if token != self._token or not self._busy or self._closed:
+            return  # answered already (timed out), or the connection is gone: the late answer is dropped
         memo_key = None
         if msg.code in MEMO_CODES:
             memo_key = (msg.code, id(result), self._memo_context, msg.get("AO"), msg.fixed.get("language"),
@@ -249,7 +264,14 @@ class Session:
         self._next()
 
     def _acs_failed(self, failure: Failure, msg: Message, line: bytes, token: int) -> None:
-        if token != self._token or not self._busy:
+        if token != self._token or not self._busy or self._closed:
+            return
+        if failure.check(m.ACSTimeout):  # the backend's deadline passed: nothing was applied
+            self.log.error("{peer}: ACS did not answer {code} in time; failure reply sent (nothing applied)",
+                           peer=self.who, code=msg.code)
+            self._send(msg, self._failure(msg, ACS_TIMEOUT), line)
+            self._audit(msg, None)
+            self._next()
             return
         self.log.failure("{peer}: ACS failed on {code} request", failure, peer=self.who, code=msg.code)
         self._send(msg, self._failure(msg, ACS_FAILED), line)

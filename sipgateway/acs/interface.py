@@ -5,6 +5,15 @@ Every method returns a ``Deferred`` that fires with one of the plain values of
 patron, wrong PIN, item out to someone else) are *results* with ``ok=False``
 and screen messages; a raised exception or failed Deferred means the backend
 itself is broken, and the session answers with a generic failure reply.
+
+Deadlines: the terminal passed to a call carries the time by which the gateway must answer
+(``Terminal.deadline``).  A backend that declares ``answers_by_deadline = True`` promises to
+fire every call's Deferred by then, with one exception: a write it has already started
+applying is answered when its outcome is known (ok when it committed), however late.  The
+session then sets no timer of its own.  A call failed because its deadline passed fails
+with ``model.ACSTimeout``, which means nothing was changed.  Backends without the attribute
+are timed by the session, which sends its failure reply after ``acs_timeout`` whatever the
+backend does later.
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ from zope.interface import Attribute, Interface
 
 class IACS(Interface):
     supported = Attribute("frozenset of request codes this backend serves, e.g. {'23', '11'}")
+    answers_by_deadline = Attribute("True when every call is answered by its terminal's deadline, except a "
+                                    "write already being applied, answered when its outcome is known "
+                                    "(optional; absent means False)")
 
     def authenticate(username: str, password: str, location: str):
         """Check SC login credentials (93).  Fires with an ``Account`` or ``None``."""

@@ -8,7 +8,7 @@ messages (``sipgateway.replies``); backends build them from their own data.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -35,7 +35,12 @@ class Account:
 
 @dataclass(frozen=True)
 class Terminal:
-    """The logged-in terminal a request comes from, passed to every ACS call."""
+    """The logged-in terminal a request comes from, passed to every ACS call.
+
+    ``deadline`` is when the gateway must have answered the call (the reactor's clock, epoch
+    seconds), None for no deadline.  The session passes a copy carrying the deadline of the
+    request in progress (``until``).  It is not part of the terminal's identity: terminals
+    differing only in their deadline are equal and hash alike (they key caches)."""
 
     account: str
     institution: str
@@ -43,6 +48,19 @@ class Terminal:
     #: the account's ``checked_in_ok``: a checkin of an item that was not on loan is still
     #: done, and answered ok (True) or not ok with an alert (False), as Koha does
     checked_in_ok: bool = True
+    deadline: float | None = field(default=None, compare=False)
+
+    def until(self, deadline: float) -> Terminal:
+        """This terminal, for a call that must be answered by ``deadline``."""
+        copy = object.__new__(Terminal)   # a frozen dataclass's __init__ is slow; this is per request
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__["deadline"] = deadline
+        return copy
+
+
+class ACSTimeout(Exception):
+    """An ACS call not applied because its deadline passed before the backend started it:
+    nothing was changed.  The session answers it with its "did not answer in time" reply."""
 
 
 class PatronFlag(enum.IntEnum):

@@ -1,8 +1,10 @@
 """Runs the real database process for ``ProcessRunner`` tests without a running reactor.
 
 ``Children`` is the runner's spawn function: it starts the worker with ``subprocess`` and
-gives the runner's protocol a transport over the pipes.  The test moves time with a
-``Clock`` and calls ``pump`` to carry bytes between the two processes, in bounded steps.
+gives the runner's protocol a transport over the pipes.  The runner's ``Clock`` starts at
+the real time (deadlines are compared with the child's clock) and follows it while
+``pump_until`` carries bytes between the two processes, in bounded steps; a test may move
+it further ahead by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -43,8 +45,10 @@ class PipeTransport:
         if not self.proc.stdin.closed:
             self.proc.stdin.close()
 
-    def signalProcess(self, sig: str) -> None:  # noqa: N802 - Twisted's name
-        self.proc.send_signal(getattr(signal, f"SIG{sig}"))
+    def signalProcess(self, sig: str | int) -> None:  # noqa: N802 - Twisted's name
+        if self.proc.poll() is not None:
+            raise ProcessExitedAlready()
+        self.proc.send_signal(getattr(signal, f"SIG{sig}") if isinstance(sig, str) else sig)
 
     def pump(self, timeout: float) -> None:
         """Deliver what the child wrote within ``timeout``; its end, once both pipes closed."""
@@ -76,6 +80,8 @@ class Children:
 
     def __init__(self) -> None:
         self.clock = Clock()
+        # the runner's deadlines are epoch seconds, compared with the child's own clock
+        self.clock.advance(time.time())
         self.started: list[PipeTransport] = []
 
     def __call__(self, protocol, argv: list[str], env: dict[str, str]) -> PipeTransport:
@@ -94,7 +100,8 @@ class Children:
         end = time.monotonic() + DEADLINE
         while not done():
             assert time.monotonic() < end, f"{what} did not answer within {DEADLINE} s"
-            self.clock.advance(0)   # the runner's flush of this turn's calls
+            self.clock.advance(max(0.0, time.time() - self.clock.seconds()))  # the runner's timers, flush
+            self.clock.advance(0)
             for child in self.started:
                 child.pump(0.01)
 

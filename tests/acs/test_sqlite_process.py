@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 
 from sipgateway.acs import model as m
+from sipgateway.acs.model import ACSTimeout
 from sipgateway.acs.sqlite import SQLiteACS, loans
 from sipgateway.acs.sqlite.context import Call
 from sipgateway.acs.sqlite.errors import ACSUnavailable
@@ -20,6 +21,7 @@ from sipgateway.acs.sqlite.frames import FrameError, FrameReader, Setup, encode
 from sipgateway.acs.sqlite.rules import CirculationRules
 from tests.acs.childpipe import Children
 from tests.acs.conftest import FAST, MAIN, fired
+from tests.acs.slowjobs import Gate, gated_checkout
 
 
 @pytest.fixture
@@ -34,6 +36,7 @@ def acs(tmp_path: Path, children: Children) -> Iterator[SQLiteACS]:
     library = SQLiteACS(str(tmp_path / "lib.sqlite3"), children.clock, hash_iterations=FAST, spawn=children)
     library.seed_demo()
     library.start()
+    children.pump_until(lambda: library.runner.ready, "start-up")
     yield library
     closed = library.close()
     children.pump_until(lambda: closed.called, "closing")
@@ -41,8 +44,6 @@ def acs(tmp_path: Path, children: Children) -> Iterator[SQLiteACS]:
 
 @pytest.fixture
 def logged() -> Iterator[list[str]]:
-    from twisted.logger import formatEvent
-
     lines: list[str] = []
 
     def observe(event: dict) -> None:
@@ -219,3 +220,244 @@ def test_garbage_from_the_database_process_stops_it_and_fails_its_calls(
     again = checkout(acs, "200001")
     children.pump_until(lambda: again.called)
     assert len(children.started) == 2 and fired(again).ok
+
+
+# --- deadlines, heartbeats, a dead or stopped process, a deleted database file ---------------
+
+
+def checkout_by(acs: SQLiteACS, children: Children, item: str, seconds: float) -> Deferred:
+    """A checkout whose deadline is ``seconds`` from now (the session sets it so)."""
+    terminal = MAIN.until(children.clock.seconds() + seconds)
+    return acs.checkout(terminal, m.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234"))
+
+
+def heartbeat_overdue(children: Children) -> None:
+    """Move the gateway's clock until a heartbeat the child cannot answer is overdue."""
+    for _ in range(4):
+        children.clock.advance(1.0)
+
+
+def test_every_call_carries_a_deadline_and_the_backend_answers_by_it(acs: SQLiteACS,
+                                                                     children: Children) -> None:
+    assert acs.answers_by_deadline
+    call = acs._call(loans.checkout, (), MAIN)   # no deadline of its own: the backend's timeout
+    assert call.deadline == children.clock.seconds() + acs.timeout
+    assert acs._call(loans.checkout, (), MAIN.until(123.0)).deadline == 123.0
+
+
+def test_a_write_sent_to_a_stopped_process_is_held_then_not_applied_when_it_resumes(
+        acs: SQLiteACS, children: Children, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipgateway.acs.sqlite import dbprocess
+
+    monkeypatch.setattr(dbprocess, "HEARTBEAT_OVERDUE", 3600.0)  # not killed, however slow this machine
+    children.current.signalProcess("STOP")
+    try:
+        d = checkout_by(acs, children, "200001", 0.3)
+        children.clock.advance(0)                      # sent
+        # its deadline passes (on both clocks): the write is held, not failed
+        children.pump_until(lambda: acs.runner.failing, "the deadline")
+        assert not d.called
+        assert fired(acs.status(MAIN)).online is False
+        with pytest.raises(ACSUnavailable, match="does not answer"):
+            fired(checkout(acs, "200002"))             # new writes fail at once, not sent
+    finally:
+        children.current.signalProcess("CONT")
+    children.pump_until(lambda: d.called)
+    with pytest.raises(ACSTimeout, match="deadline passed before its transaction started; nothing was changed"):
+        fired(d)
+    assert open_loans(acs) == set()
+    assert not acs.runner.failing and fired(acs.status(MAIN)).online is True
+    again = checkout(acs, "200001")
+    children.pump_until(lambda: again.called)
+    assert fired(again).ok and open_loans(acs) == {"200001"}
+
+
+def test_a_stopped_process_holding_writes_is_killed_and_the_database_says_they_did_not_commit(
+        acs: SQLiteACS, children: Children, logged: list[str]) -> None:
+    first = children.current
+    first.signalProcess("STOP")
+    try:
+        d = checkout_by(acs, children, "200001", 0.3)
+        children.clock.advance(0)
+        children.pump_until(lambda: acs.runner.failing, "the deadline")
+        heartbeat_overdue(children)
+        children.pump_until(lambda: first.ended, "the stuck process to be killed")
+    finally:
+        if first.proc.poll() is None:
+            first.signalProcess("CONT")
+    with pytest.raises(ACSUnavailable, match="exited before applying it"):
+        fired(d)
+    assert open_loans(acs) == set()
+    text = "\n".join(logged)
+    assert "has not answered a heartbeat" in text and "killing it to learn which of them committed" in text
+    assert "1 writes in flight: 0 had committed" in text
+    children.clock.advance(1.0)                        # started again
+    again = checkout(acs, "200001")
+    children.pump_until(lambda: again.called)
+    assert fired(again).ok
+
+
+def test_a_stopped_process_makes_98_offline_and_fails_writes_at_once_until_it_answers(
+        acs: SQLiteACS, children: Children) -> None:
+    assert fired(acs.status(MAIN)).online is True
+    children.current.signalProcess("STOP")
+    try:
+        heartbeat_overdue(children)
+        assert acs.runner.failing and fired(acs.status(MAIN)).online is False
+        with pytest.raises(ACSUnavailable, match="the database process does not answer"):
+            fired(checkout(acs, "200001"))
+    finally:
+        children.current.signalProcess("CONT")
+    children.pump_until(lambda: not acs.runner.failing, "the heartbeat answer")
+    assert fired(acs.status(MAIN)).online is True
+    d = checkout(acs, "200001")
+    children.pump_until(lambda: d.called)
+    assert fired(d).ok
+
+
+def test_a_busy_process_answers_heartbeats_and_a_write_inside_its_transaction_at_its_deadline_commits_ok(
+        acs: SQLiteACS, children: Children, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    request = m.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234")
+    deadline = children.clock.seconds() + 5.0
+    d = acs.runner.submit("checkout", Call(gated_checkout, (request, gate.path), MAIN, acs.ctx.clock(), acs.ctx,
+                                           deadline))
+    children.pump_until(lambda: gate.entered, "the job to start")
+    for _ in range(7):                                 # past its deadline, heartbeats answered
+        children.clock.advance(1.0)
+        children.pump_until(lambda: acs.runner._ping_sent is None, "the heartbeat answer")
+    assert children.clock.seconds() > deadline and not d.called   # held: its outcome is not known
+    assert acs.runner.failing                          # 98: a call is past its deadline
+    assert len(children.started) == 1                  # alive, so not killed
+    gate.open()
+    children.pump_until(lambda: d.called)
+    result = fired(d)
+    assert result.ok and result.item_id == "200001"
+    assert open_loans(acs) == {"200001"} and not acs.runner.failing
+
+
+def test_a_call_whose_deadline_passes_before_it_is_sent_fails_and_never_runs(
+        tmp_path: Path, children: Children) -> None:
+    acs = SQLiteACS(str(tmp_path / "lib.sqlite3"), children.clock, hash_iterations=FAST, spawn=children)
+    acs.seed_demo()
+    late = checkout_by(acs, children, "200001", 1.0)   # made before start: waits for the process
+    children.clock.advance(2.0)
+    with pytest.raises(ACSTimeout, match="before it was sent to the database process"):
+        fired(late)
+    acs.start()
+    on_time = checkout_by(acs, children, "200002", 30.0)
+    children.pump_until(lambda: on_time.called)
+    assert fired(on_time).ok and open_loans(acs) == {"200002"}
+    closed = acs.close()
+    children.pump_until(lambda: closed.called, "closing")
+    assert open_loans(acs) == {"200002"}
+
+
+def test_a_read_past_its_deadline_fails_and_its_late_answer_is_dropped(acs: SQLiteACS,
+                                                                       children: Children) -> None:
+    children.current.signalProcess("STOP")
+    try:
+        terminal = MAIN.until(children.clock.seconds() + 0.3)
+        d = acs.patron_status(terminal, "100001", "1234")  # checking a PIN goes to the process
+        children.clock.advance(0)
+        children.pump_until(lambda: d.called, "the deadline")
+    finally:
+        children.current.signalProcess("CONT")
+    with pytest.raises(ACSTimeout, match="while the database process had it"):
+        fired(d)
+    children.pump_until(lambda: not acs.runner.failing, "the late answer")
+
+
+def test_a_write_committed_by_a_process_that_dies_before_answering_is_answered_ok(
+        acs: SQLiteACS, children: Children, logged: list[str]) -> None:
+    child = children.current
+    answer_lost = child.open.copy()
+    out_fd = child.proc.stdout.fileno()
+    child.open[out_fd] = lambda data: None            # its answers never reach the gateway
+    d = checkout(acs, "200001")
+    children.pump_until(lambda: open_loans(acs) == {"200001"}, "the commit")
+    child.signalProcess("KILL")                        # dies as if between COMMIT and answering
+    child.open[out_fd] = answer_lost[out_fd]
+    children.pump_until(lambda: d.called)
+    result = fired(d)
+    assert result.ok and result.item_id == "200001" and result.due_date is not None
+    assert any("1 writes in flight: 1 had committed" in line for line in logged)
+
+
+def test_the_outcome_records_are_pruned_by_age_and_read_back_as_model_values_only(tmp_path: Path) -> None:
+    import pickle
+
+    from sipgateway.acs.sqlite import outcomes
+    from sipgateway.acs.sqlite.schema import connect, migrate
+
+    conn = connect(str(tmp_path / "o.sqlite3"))
+    migrate(conn)
+    value = m.CirculationResult(ok=True, patron_id="100001", item_id="200001")
+    outcomes.record(conn, "old", 1, 2, 1000.0, outcomes.encode([(1, value), (2, value)]))
+    outcomes.record(conn, "mine", 3, 5, 2000.0, outcomes.encode([(3, value), (5, value)]))
+    assert outcomes.committed(conn, "mine", {3, 4, 5, 9}) == {3: value, 5: value}
+    outcomes.prune(conn, 1000.0 + outcomes.RETENTION + 1)
+    assert [r[0] for r in conn.execute("SELECT runner FROM call_outcomes")] == ["mine"]
+    outcomes.prune(conn, 2000.0 + outcomes.RETENTION + 1)
+    assert conn.execute("SELECT count(*) FROM call_outcomes").fetchone()[0] == 0
+    evil = pickle.dumps([(7, sqlite3.connect)])
+    outcomes.record(conn, "mine", 7, 7, 3000.0, evil)
+    with pytest.raises(pickle.UnpicklingError, match="is not an ACS value"):
+        outcomes.committed(conn, "mine", {7})
+    conn.close()
+
+
+def test_a_deleted_database_file_fails_writes_and_reads_says_offline_and_is_logged_critical(
+        acs: SQLiteACS, children: Children, tmp_path: Path) -> None:
+    from twisted.logger import LogLevel
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        path = Path(acs.path)
+        path.unlink()
+        d = checkout(acs, "200001")                    # before any heartbeat noticed
+        children.pump_until(lambda: d.called)
+        with pytest.raises(ACSUnavailable, match="was deleted; nothing was changed"):
+            fired(d)
+        assert acs.runner.failing and fired(acs.status(MAIN)).online is False
+        with pytest.raises(ACSUnavailable, match="was deleted"):
+            fired(acs.item_information(MAIN, "200001"))   # not read from the removed file
+        critical = [e for e in events if e.get("log_level") == LogLevel.critical]
+        assert len(critical) == 1
+        text = formatEvent(critical[0])
+        assert str(path) in text and "was deleted" in text and "restart sipgateway" in text
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
+def test_a_database_file_moved_away_and_back_is_noticed_by_the_heartbeat_and_service_resumes(
+        acs: SQLiteACS, children: Children) -> None:
+    path = Path(acs.path)
+    moved = path.with_suffix(".moved")
+    path.rename(moved)
+    path.write_bytes(b"")                              # another file at the path
+    children.clock.advance(1.0)                        # a heartbeat
+    children.pump_until(lambda: acs.runner.failing, "the heartbeat")
+    assert acs.runner._file_problem == "was replaced by another file"
+    path.unlink()
+    moved.rename(path)                                 # the same file back
+    children.clock.advance(1.0)
+    children.pump_until(lambda: not acs.runner.failing, "the heartbeat")
+    d = checkout(acs, "200001")
+    children.pump_until(lambda: d.called)
+    assert fired(d).ok and open_loans(acs) == {"200001"}
+
+
+def test_a_write_committed_into_a_file_deleted_meanwhile_is_not_acknowledged(
+        acs: SQLiteACS, children: Children, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    request = m.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234")
+    d = acs.runner.submit("checkout", Call(gated_checkout, (request, gate.path), MAIN, acs.ctx.clock(), acs.ctx,
+                                           children.clock.seconds() + 30))
+    children.pump_until(lambda: gate.entered, "the job to start")
+    Path(acs.path).unlink()                            # while the write is in its transaction
+    gate.open()
+    children.pump_until(lambda: d.called)
+    with pytest.raises(ACSUnavailable, match="was deleted while it ran; it is not in the database"):
+        fired(d)

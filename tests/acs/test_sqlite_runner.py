@@ -265,7 +265,7 @@ def test_a_bug_outside_the_jobs_fails_the_batch_rolled_back_and_the_writer_serve
     conn = connect(path)
     real = batch.run_batch
 
-    def broken(conn: sqlite3.Connection, jobs, stats=None):
+    def broken(conn: sqlite3.Connection, jobs, stats=None, record=None):
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO t (n) VALUES (5)")
         raise KeyError("a bug in the batch code")

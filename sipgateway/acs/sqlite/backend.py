@@ -27,6 +27,8 @@ from sipgateway.acs.sqlite.schema import migrate
 SUPPORTED = frozenset({"23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29",
                        "65"})
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: seconds a call without a deadline of its own (login, account look-up) may take
+DEFAULT_TIMEOUT = 30.0
 
 
 def database_path(url_or_path: str) -> str:
@@ -56,12 +58,15 @@ class SQLiteACS:
     def __init__(self, path: str, reactor, *, now: Callable[[], datetime] = datetime.now, currency: str = "USD",
                  rules: CirculationRules | None = None, runner: Any = None,
                  hash_iterations: int = DEFAULT_ITERATIONS, cache_size: int = 8192,
-                 read_cache_ttl: float = DEFAULT_TTL, spawn: Spawn | None = None) -> None:
+                 read_cache_ttl: float = DEFAULT_TTL, spawn: Spawn | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         currency = (currency or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise ValueError(f"currency {currency!r} is not a 3-letter ISO 4217 code")
         self.path = path
         self.reactor = reactor
+        #: the deadline of a call whose terminal brings none: this many seconds from the call
+        self.timeout = timeout
         self.ctx = Context(clock=now, currency=currency, rules=rules or CirculationRules(),
                            secrets=VerifiedSecrets(cache_size), hash_iterations=hash_iterations)
         if runner is None:
@@ -92,8 +97,16 @@ class SQLiteACS:
 
     # --- plumbing ---------------------------------------------------------------------
 
+    @property
+    def answers_by_deadline(self) -> bool:
+        """See IACS: true of the database process, not of the in-memory database's thread."""
+        return getattr(self.runner, "answers_by_deadline", False)
+
     def _call(self, fn: Callable[..., Any], args: tuple, terminal: m.Terminal | None) -> Call:
-        return Call(fn, args, terminal, self.ctx.clock(), self.ctx)
+        deadline = terminal.deadline if terminal is not None else None
+        if deadline is None and self.answers_by_deadline:
+            deadline = self.reactor.seconds() + self.timeout
+        return Call(fn, args, terminal, self.ctx.clock(), self.ctx, deadline)
 
     def _write(self, name: str, terminal: m.Terminal | None, fn: Callable[..., Any], *args: Any) -> Deferred:
         self.cache.clear()
@@ -118,7 +131,7 @@ class SQLiteACS:
 
     def run_sync(self, name: str, fn: Callable[[Tx], Any], write: bool = True) -> Any:
         """Run ``fn(tx)`` as one committed transaction and wait for it (start-up, tools)."""
-        return self.runner.run_sync(name, self._call(fn, (), None), write)
+        return self.runner.run_sync(name, Call(fn, (), None, self.ctx.clock(), self.ctx), write)
 
     # --- start-up -----------------------------------------------------------------------
 

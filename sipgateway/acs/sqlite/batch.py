@@ -4,8 +4,10 @@ A job is a function of the connection.  ``run_batch`` runs a batch of jobs insid
 transaction and COMMITs once; if a job fails, the batch is run again with each job in its
 own SAVEPOINT, so a job that raises rolls back only its own writes and fails only itself.
 Results are handed out only after that commit, so an ok answer means the work is on disk
-(WAL, synchronous=FULL).  No Twisted here: the database process imports this and stays
-small.
+(WAL, synchronous=FULL).  A ``record`` function, when given, runs inside the transaction
+just before the COMMIT with the outcomes about to be committed (the database process
+records them there: outcomes.py).  No Twisted here: the database process imports this and
+stays small.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 from sipgateway.acs.sqlite.errors import unavailable
 
 JobFunction = Callable[[sqlite3.Connection], Any]
+#: called inside the transaction before its COMMIT with an outcome per job; raising fails the batch
+Record = Callable[[sqlite3.Connection, Sequence["Outcome"]], None]
 #: the most jobs one transaction takes; bounds the latency of the first job of a batch
 MAX_BATCH = 512
 
@@ -70,7 +74,8 @@ def rollback(conn: sqlite3.Connection) -> None:
             print(f"sqlite rollback failed: {e}", file=sys.stderr)  # twistd logs stderr
 
 
-def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None = None) -> list[Outcome]:
+def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None = None,
+              record: Record | None = None) -> list[Outcome]:
     """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order.
 
     Jobs almost never fail, so the batch is first run plainly; only if a job raises is it
@@ -78,13 +83,14 @@ def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats |
     that the failing job alone is lost.  (Savepoints cost two statements a job, about a
     tenth of a checkout.)"""
     if len(jobs) > 1:
-        outcomes = _run_plain(conn, jobs, stats)
+        outcomes = _run_plain(conn, jobs, stats, record)
         if outcomes is not None:
             return outcomes
-    return _run_careful(conn, jobs, stats)
+    return _run_careful(conn, jobs, stats, record)
 
 
-def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome] | None:
+def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None,
+               record: Record | None) -> list[Outcome] | None:
     """The whole batch in one transaction without savepoints; None (and nothing written)
     when anything fails."""
     begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
@@ -93,6 +99,9 @@ def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats 
         conn.execute(begin)
         for job in jobs:
             values.append(job.fn(conn))
+        outcomes = [Outcome(True, value) for value in values]
+        if record is not None:
+            record(conn, outcomes)
         conn.execute("COMMIT")
     except Exception:
         rollback(conn)
@@ -102,10 +111,11 @@ def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats 
         stats.batches += 1
         stats.jobs += len(jobs)
         stats.largest = max(stats.largest, len(jobs))
-    return [Outcome(True, value) for value in values]
+    return outcomes
 
 
-def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None) -> list[Outcome]:
+def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None,
+                 record: Record | None = None) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(jobs)
     begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
     pending: list[int] = []   # jobs done inside the transaction still open
@@ -146,10 +156,12 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
 
     if conn.in_transaction:
         try:
+            if record is not None:
+                record(conn, [o for o in outcomes if o is not None])
             conn.execute("COMMIT")
             if stats is not None:
                 stats.commits += 1
-        except sqlite3.Error as e:
+        except Exception as e:
             rollback(conn)
             lose_pending(e)
     if stats is not None:
@@ -160,11 +172,11 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
 
 
 def run_batch_or_fail(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None,
-                      report_bug: Callable[[], None]) -> list[Outcome]:
+                      report_bug: Callable[[], None], record: Record | None = None) -> list[Outcome]:
     """``run_batch``; a bug escaping it (not a job's) is reported from inside the ``except``
     (so a traceback can be logged), rolled back, and fails the batch, not the writer."""
     try:
-        return run_batch(conn, jobs, stats)
+        return run_batch(conn, jobs, stats, record)
     except Exception as e:
         report_bug()
         rollback(conn)

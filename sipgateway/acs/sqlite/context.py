@@ -88,19 +88,21 @@ class Call:
     """``fn(Tx(conn, ctx, terminal, now), *args)`` for one connection: an IACS operation.
 
     ``fn`` is a module-level function, so it pickles by reference: the gateway sends
-    ``fn``, ``args``, ``terminal`` and ``now`` to the database process.  ``ctx`` stays behind
-    in each process (it holds a cache and a clock): the database process makes its
-    ``Call`` with its own."""
+    ``fn``, ``args``, ``terminal``, ``now`` and ``deadline`` to the database process.  ``ctx``
+    stays behind in each process (it holds a cache and a clock): the database process makes
+    its ``Call`` with its own.  ``deadline`` (epoch seconds, or None) is when the gateway must
+    have answered: a call not started by then is not run."""
 
-    __slots__ = ("fn", "args", "terminal", "now", "ctx")
+    __slots__ = ("fn", "args", "terminal", "now", "ctx", "deadline")
 
     def __init__(self, fn: Callable[..., Any], args: tuple, terminal: m.Terminal | None, now: datetime,
-                 ctx: Context | None = None) -> None:
+                 ctx: Context | None = None, deadline: float | None = None) -> None:
         self.fn = fn
         self.args = args
         self.terminal = terminal
         self.now = now
         self.ctx = ctx
+        self.deadline = deadline
 
     def __call__(self, conn: sqlite3.Connection) -> Any:
         assert self.ctx is not None, "a Call needs a Context to run"

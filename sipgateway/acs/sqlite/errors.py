@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+from sipgateway.acs.model import ACSTimeout
+
 #: set while a read runs in the reactor thread (see runner.InlineReader)
 inline = threading.local()
 
@@ -36,3 +38,13 @@ def unavailable(operation: str, error: BaseException | str) -> ACSUnavailable:
     else:
         reason = type(error).__name__
     return ACSUnavailable(f"library database unavailable during {operation}: {reason}")
+
+
+class DeadlinePassed(ACSUnavailable, ACSTimeout):
+    """A call failed because its deadline passed before its transaction started (or before
+    it was sent to the database process): nothing was changed."""
+
+
+def deadline_passed(operation: str, where: str = "before its transaction started") -> DeadlinePassed:
+    return DeadlinePassed(f"library database did not answer {operation} in time: its deadline passed {where}; "
+                          "nothing was changed")

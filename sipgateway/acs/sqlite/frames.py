@@ -3,7 +3,8 @@
 A frame is a 4-byte big-endian length and a pickle.  The pipe is private to the two
 processes (the child's stdin and stdout), so pickle is safe here: nothing else can write
 to it.  Gateway → database: a ``Setup`` first, then lists of ``JobSpec`` tuples.
-Database → gateway: ``Answer``s, one per batch.
+Database → gateway: ``Ready`` once the database is open, then an ``Answer`` per batch and a
+``Pong`` per heartbeat (the gateway's SIGUSR1, see worker.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Setup:
     cache_size: int
     secrets_key: bytes
     max_batch: int
+    #: names this gateway's calls in the outcome table (outcomes.py), with their numbers
+    token: str = ""
 
 
 class JobSpec(NamedTuple):
@@ -48,18 +51,40 @@ class JobSpec(NamedTuple):
     args: tuple
     terminal: Any
     now: datetime
+    #: epoch seconds; a job still waiting when it passes is not run (``DeadlinePassed``)
+    deadline: float | None = None
 
 
 @dataclass
 class Answer:
-    """One batch done: (number, ok, value) per job, the secrets verified, the totals."""
+    """One batch done: the values of the jobs that succeeded, as ``outcomes.encode`` made
+    them (the same bytes the batch recorded in the database), (number, exception) for the
+    others, the secrets verified, the totals, and what is wrong with the database file."""
 
-    results: list[tuple[int, bool, Any]]
+    done: bytes
+    failed: list[tuple[int, BaseException]] = field(default_factory=list)
     learned: list[bytes] = field(default_factory=list)
     batches: int = 0
     jobs: int = 0
     commits: int = 0
     largest: int = 0
+    file_problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The database is open: the gateway may send jobs and heartbeats."""
+
+    device: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class Pong:
+    """The answer to a heartbeat, from the database process's own thread (it answers while
+    a batch runs), with what is wrong with the database file, if anything."""
+
+    file_problem: str | None = None
 
 
 def encode(obj: object) -> bytes:

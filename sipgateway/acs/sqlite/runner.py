@@ -11,6 +11,7 @@ reads in the reactor thread for the first two.
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -111,6 +112,9 @@ class InlineReader:
 
     def __init__(self, path: str, budget: float) -> None:
         self.conn = connect(path)
+        st = os.stat(path)
+        #: the file opened (device, inode): the database process must have opened the same
+        self.identity = (st.st_dev, st.st_ino)
         self.budget = budget
         self._deadline = 0.0
         self.moved = 0

@@ -176,7 +176,20 @@ WAITING_HOLDS = Migration(2, "indexes for the waiting queue of an item or a titl
     "CREATE INDEX holds_waiting_title ON holds (title_key, queued_at) WHERE status = 'waiting'",
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS)
+# What each committed batch of the database process answered, for a short while: after a
+# crash between COMMIT and the answer the gateway learns here which writes committed
+# (outcomes.py).  Rows are pruned by age; ids are in time order.
+CALL_OUTCOMES = Migration(3, "outcomes of recent database-process batches", (
+    """CREATE TABLE call_outcomes (
+        id INTEGER PRIMARY KEY,
+        runner TEXT NOT NULL,
+        first INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        at REAL NOT NULL,
+        results BLOB NOT NULL)""",
+))
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES)
 
 #: items whose status disagrees with their loans: charged exactly when an open loan exists.
 #: Empty on a consistent database (the crash tests use it).

@@ -6,6 +6,12 @@ arrived while the last batch committed becomes the next batch (group commit, up 
 ``Answer`` frame goes back on the pipe.  A reply leaves the gateway only after that answer,
 so an ok reply means the work is on disk.
 
+A job whose deadline has passed when its batch starts is not run (its failure reply has
+been sent).  Each batch that writes records its answer in the database before COMMIT
+(outcomes.py), so that the gateway can tell what committed if we die before answering.
+Before each batch and after each COMMIT, and on each heartbeat, the path must still name
+the file we opened: if the file was deleted or replaced, nothing is written or acknowledged.
+
 Why a process and not a thread: a checkout is about a hundred microseconds of Python and
 SQL, and in a thread it competed with the reactor for the one GIL, so the two never ran at
 once.  Here they run on two cores.  When the gateway dies (even ``kill -9``) stdin reaches
@@ -19,18 +25,26 @@ import pickle
 import select
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 
-from sipgateway.acs.sqlite.batch import BatchStats, Job, run_batch_or_fail
+from sipgateway.acs.sqlite import outcomes
+from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch_or_fail
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
-from sipgateway.acs.sqlite.errors import ACSUnavailable
-from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Setup, encode
+from sipgateway.acs.sqlite.errors import ACSUnavailable, deadline_passed, unavailable
+from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Pong, Ready, Setup, encode
 from sipgateway.acs.sqlite.schema import connect
 
 READ_SIZE = 1 << 20
+#: the gateway's heartbeat: a signal, so that a thread of ours answers it while a batch runs
+HEARTBEAT_SIGNAL = signal.SIGUSR1
+#: the values of a batch in which nothing succeeded
+NOTHING = outcomes.encode([])
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -40,20 +54,25 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _sendable(answer: Answer) -> bytes:
-    """The answer frame; a value that does not pickle (a bug's odd exception) becomes a
+    """The answer frame; a failure that does not pickle (a bug's odd exception) becomes a
     RuntimeError naming it, instead of losing the whole batch."""
     try:
         return encode(answer)
     except Exception:
         fixed = []
-        for number, ok, value in answer.results:
+        for number, value in answer.failed:
             try:
                 pickle.dumps(value)
             except Exception as e:
-                ok, value = False, RuntimeError(f"{type(value).__name__} could not be sent: {e}")
-            fixed.append((number, ok, value))
-        answer.results = fixed
+                value = RuntimeError(f"{type(value).__name__} could not be sent: {e}")
+            fixed.append((number, value))
+        answer.failed = fixed
         return encode(answer)
+
+
+def file_identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 class Worker:
@@ -62,6 +81,8 @@ class Worker:
         self.in_fd = in_fd
         self.out_fd = out_fd
         self.conn = connect(setup.path)
+        #: the file we opened; the path must still name it (``file_problem``)
+        self.identity = file_identity(setup.path)
         self.ctx = Context(clock=datetime.now, currency=setup.currency, rules=setup.rules,
                            secrets=VerifiedSecrets(setup.cache_size, key=setup.secrets_key, record=True),
                            hash_iterations=setup.hash_iterations)
@@ -69,6 +90,39 @@ class Worker:
         self.reader = FrameReader()
         self.queue: deque[JobSpec] = deque()
         self.eof = False
+        self._out = threading.Lock()   # answers (this thread) and pongs (the heartbeat thread)
+        self._pruned = 0.0             # time.monotonic() of the last pruning of the outcome records
+
+    def send(self, frame: object, data: bytes | None = None) -> None:
+        data = encode(frame) if data is None else data
+        with self._out:
+            _write_all(self.out_fd, data)
+
+    def file_problem(self) -> str | None:
+        """What is wrong with the database file: deleted, or the path now names another
+        file (replaced); None when the path still names the file we have open."""
+        try:
+            identity = file_identity(self.setup.path)
+        except FileNotFoundError:
+            return "was deleted"
+        except OSError as e:
+            return f"cannot be checked ({e.strerror or e})"
+        return None if identity == self.identity else "was replaced by another file"
+
+    def _heartbeats(self) -> None:
+        try:
+            while True:
+                signal.sigwait({HEARTBEAT_SIGNAL})
+                self.send(Pong(self.file_problem()))
+        except OSError:  # the gateway is gone
+            return
+
+    def start_heartbeats(self) -> None:
+        """Answer the gateway's heartbeat signal from a thread of our own, then say we are
+        ready (the gateway sends no heartbeat before that: the signal would kill us)."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {HEARTBEAT_SIGNAL})  # for every thread: only sigwait takes it
+        threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True).start()
+        self.send(Ready(*self.identity))
 
     def _read(self, block: bool) -> None:
         if not block and not select.select([self.in_fd], [], [], 0)[0]:
@@ -81,6 +135,7 @@ class Worker:
             self.queue.extend(JobSpec(*spec) for spec in frame)
 
     def serve(self) -> None:
+        self.start_heartbeats()
         while True:
             # wait for work only when there is none; otherwise take what has arrived meanwhile
             self._read(block=not self.queue and not self.eof)
@@ -92,22 +147,71 @@ class Worker:
             self._run(batch)
 
     def _run(self, specs: list[JobSpec]) -> None:
+        # a job past its deadline is not run: the gateway has failed it (a read) or holds its
+        # reply (a write) until we say it was not applied
+        now = time.time()
+        failed: list[tuple[int, BaseException]] = [(s.number, deadline_passed(s.name)) for s in specs
+                                                   if s.deadline is not None and s.deadline <= now]
+        if failed:
+            specs = [s for s in specs if s.deadline is None or s.deadline > now]
+        problem = self.file_problem()
+        if problem is not None:  # never write into a file that is no longer the database
+            failed += [(s.number, _file_error(s.name, self.setup.path, problem)) for s in specs]
+            specs = []
+        done = NOTHING
+        if specs:
+            done, problem = self._run_jobs(specs, failed)
+        st = self.stats
+        answer = Answer(done, failed, self.ctx.secrets.drain(), st.batches, st.jobs, st.commits, st.largest,
+                        problem)
+        self.send(answer, _sendable(answer))
+
+    def _run_jobs(self, specs: list[JobSpec], failed: list[tuple[int, BaseException]]) -> tuple[bytes, str | None]:
+        """Run the jobs in one transaction; the encoded values of those that succeeded
+        (failures go to ``failed``) and what is wrong with the database file after COMMIT."""
         ctx = self.ctx
         jobs = [Job(s.name, Call(s.fn, s.args, s.terminal, s.now, ctx), s.write) for s in specs]
-        outcomes = run_batch_or_fail(self.conn, jobs, self.stats, traceback.print_exc)
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if not outcome.ok and not isinstance(outcome.value, ACSUnavailable):
+        recorded: list = []   # [encoded values, how many], when the batch recorded them
+
+        def record(conn, results: Sequence[Outcome]) -> None:
+            values = [(s.number, o.value) for s, o in zip(specs, results, strict=True) if o.ok]
+            data = outcomes.encode(values)
+            outcomes.record(conn, self.setup.token, specs[0].number, specs[-1].number, time.time(), data)
+            if time.monotonic() - self._pruned >= outcomes.PRUNE_EVERY:
+                self._pruned = time.monotonic()
+                outcomes.prune(conn, time.time())
+            recorded[:] = [data, len(values)]
+
+        writes = any(s.write for s in specs)
+        results = run_batch_or_fail(self.conn, jobs, self.stats, traceback.print_exc, record if writes else None)
+        values = []
+        for spec, job, outcome in zip(specs, jobs, results, strict=True):
+            if outcome.ok:
+                values.append((spec.number, outcome.value))
+                continue
+            failed.append((spec.number, outcome.value))
+            if not isinstance(outcome.value, ACSUnavailable):
                 # a bug in a job: its traceback exists only here, so it is logged from here
                 print(f"database process: {job.name} failed", file=sys.stderr)
                 traceback.print_exception(outcome.value, file=sys.stderr)
         sys.stderr.flush()
-        st = self.stats
-        answer = Answer([(s.number, o.ok, o.value) for s, o in zip(specs, outcomes, strict=True)],
-                        ctx.secrets.drain(), st.batches, st.jobs, st.commits, st.largest)
-        _write_all(self.out_fd, _sendable(answer))
+        problem = self.file_problem()
+        if problem is not None:
+            # committed, if at all, into a file that is no longer the database: lost with it
+            failed.extend((spec.number, _file_error(spec.name, self.setup.path, f"{problem} while it ran",
+                                                    "it is not in the database"))
+                          for spec, outcome in zip(specs, results, strict=True) if outcome.ok)
+            return NOTHING, problem
+        if recorded and recorded[1] == len(values):
+            return recorded[0], None    # the very bytes recorded (COMMIT can only lose values)
+        return outcomes.encode(values), None
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _file_error(operation: str, path: str, problem: str, outcome: str = "nothing was changed") -> ACSUnavailable:
+    return unavailable(operation, f"the database file {path} {problem}; {outcome}")
 
 
 def _first_frame(in_fd: int, reader: FrameReader) -> list:
