@@ -157,3 +157,16 @@ def test_no_block_checkin_is_recorded(lib: Library) -> None:
     assert lib.checkout("100001", "200001").ok
     r = lib.checkin("200001", no_block=True, return_date=datetime(2024, 1, 6, 9, 0))
     assert r.ok and lib.open_loan("200001") is None
+
+
+def test_demo_libraries_check_in_their_own_items_without_a_transit_alert(lib: Library) -> None:
+    """The demo's UWOLS and LPL terminals (scclient, lpl-sc) have copies of their own."""
+    uwols = m.Terminal(account="scclient", institution="UWOLS", location="")
+    lpl = m.Terminal(account="lpl-sc", institution="LPL", location="")
+    for terminal, item, home in ((uwols, "300001", "UWOLS"), (lpl, "400001", "LPL")):
+        assert lib.checkout("100001", item, "1234", terminal=terminal).ok
+        r = lib.checkin(item, terminal=terminal)
+        assert r.ok and not r.alert and r.alert_type is None and r.permanent_location == home
+        assert lib.item_status(item) == "available"
+    r = lib.checkin("200001", terminal=uwols)   # a MAIN copy at UWOLS still goes home
+    assert r.alert and r.alert_type is m.AlertType.TRANSFER and r.destination_location == "MAIN"

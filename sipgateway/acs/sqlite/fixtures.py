@@ -1,7 +1,8 @@
-"""The demo library (DESIGN.md "The demo fixtures"): three SC accounts, four patrons, six items.
+"""The demo library: three SC accounts, four patrons, six items of MAIN and three each of
+UWOLS and LPL (so a terminal of those libraries can check in without a transit alert).
 
-Tests and examples rely on these names, PINs and states; extra detail (titles, locations,
-media types, a fine) makes the demo look like a small real library.
+Tests and examples rely on these names, PINs and states (README.rst lists them); extra
+detail (titles, locations, media types, a fine) makes the demo look like a small real library.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ ITEMS = (
     ("660", "Harry Potter y el cáliz de fuego", "Rowling, J. K.", "PZ73 .R6985 2001", "001", False),
 )
 
+#: the other libraries' own copies: barcode, title, author, call number, media type, library
+BRANCH_ITEMS = (
+    ("300001", "The art of computer programming, vol. 1", "Knuth, Donald E.", "QA76.6 .K64 1997", "001", "UWOLS"),
+    ("300002", "Structure and interpretation of computer programs", "Abelson, Harold", "QA76.6 .A255 1996",
+     "001", "UWOLS"),
+    ("300003", "Gödel, Escher, Bach", "Hofstadter, Douglas R.", "QA9.8 .H63 1979", "001", "UWOLS"),
+    ("400001", "Charlotte's web", "White, E. B.", "PZ7.W5826 Ch 1952", "001", "LPL"),
+    ("400002", "The very hungry caterpillar", "Carle, Eric", "PZ7.C21476 Ve 1969", "001", "LPL"),
+    ("400003", "Where the wild things are", "Sendak, Maurice", "PZ7.S4688 Wh 1963", "001", "LPL"),
+)
+
 BLOCKED_MESSAGE = "Charge privileges denied: fines owed; please see staff"
 
 
@@ -61,11 +73,15 @@ def seed_demo(tx: Tx) -> bool:
                "expires_on, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                barcode, hash_secret(pin, tx.ctx.hash_iterations), name, email, phone, address, language, MAIN,
                expires, tx.stamp)
-    for barcode, title, author, call_number, media, magnetic in ITEMS:
+    copies = [(*item, MAIN) for item in ITEMS]
+    copies += [(barcode, title, author, call_number, media, False, library)
+               for barcode, title, author, call_number, media, library in BRANCH_ITEMS]
+    for barcode, title, author, call_number, media, magnetic, library in copies:
         tx.run("INSERT INTO items (barcode, title, author, call_number, media_type, collection_code, "
                "permanent_location, current_location, owner, magnetic_media, created_at) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               barcode, title, author, call_number, media, "ADULT", MAIN, MAIN, MAIN, int(magnetic), tx.stamp)
+               barcode, title, author, call_number, media, "ADULT", library, library, library, int(magnetic),
+               tx.stamp)
 
     def pid(barcode: str) -> int:
         return tx.value("SELECT id FROM patrons WHERE barcode = ?", barcode)
