@@ -17,10 +17,11 @@ class _SIPGatewayServiceMaker:
         return Options
 
     def makeService(self, options):
+        from sipgateway.privileges import twistd_user
         from sipgateway.service import StartupError, make_service
 
         try:
-            return make_service(options.config)
+            return make_service(options.config, run_as=twistd_user(options))
         except StartupError as e:  # a clear one-line error, not a traceback
             raise SystemExit(f"sipgateway: {e}") from None
 

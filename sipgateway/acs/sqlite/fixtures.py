@@ -12,7 +12,7 @@ from datetime import timedelta
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite import accounts
 from sipgateway.acs.sqlite.context import Tx, stamp
-from sipgateway.acs.sqlite.credentials import hash_secret
+from sipgateway.acs.sqlite.credentials import check_secret, hash_secret
 
 MAIN = "MAIN"
 
@@ -55,9 +55,28 @@ BRANCH_ITEMS = (
 BLOCKED_MESSAGE = "Charge privileges denied: fines owed; please see staff"
 
 
+#: what a library needs before a device can do anything: table → its name in a warning
+CONTENTS = (("sc_accounts", "SC accounts"), ("patrons", "patrons"), ("items", "items"))
+
+
+def missing_contents(tx: Tx) -> list[str]:
+    """The names of the ``CONTENTS`` the database has none of."""
+    return [name for table, name in CONTENTS if not tx.value(f"SELECT EXISTS (SELECT 1 FROM {table})")]
+
+
 def is_empty(tx: Tx) -> bool:
-    return not any(tx.value(f"SELECT EXISTS (SELECT 1 FROM {table})")
-                   for table in ("sc_accounts", "patrons", "items"))
+    return len(missing_contents(tx)) == len(CONTENTS)
+
+
+def demo_credentials(tx: Tx) -> list[str]:
+    """The demo SC accounts that still log in with their published password: whoever has
+    read README.rst can use this gateway."""
+    found = []
+    for name, password, *_ in ACCOUNTS:
+        stored = tx.value("SELECT password_hash FROM sc_accounts WHERE name = ? AND enabled = 1", name)
+        if stored is not None and check_secret(password, stored):
+            found.append(name)
+    return found
 
 
 def seed_demo(tx: Tx) -> bool:
