@@ -23,11 +23,9 @@ from pathlib import Path
 import pytest
 
 from sipgateway.privileges import acting_as
+from tests.system import user_venv
 from tests.system.process import TWISTD, GatewayProcess, SIPClient, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-#: what a non-editable install needs of the checkout
-SOURCES = ("sipgateway", "twisted", "setup.cfg", "pyproject.toml", "README.rst")
 CHECKOUT = "11NN20260101    120000                  AOMAIN|AA100001|AB200001|AC|AD1234|"
 
 
@@ -38,55 +36,18 @@ def _user(name: str, group: str) -> tuple[int, int]:
         pytest.skip(f"no user {name} or group {group} here")
 
 
-def _system_python() -> str | None:
-    """A Python 3.11+ outside any home directory, which other users can run."""
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if not os.access(candidate, os.X_OK):
-            continue
-        probe = subprocess.run([candidate, "-c", "import sys, venv; print(sys.version_info >= (3, 11))"],
-                               capture_output=True, text=True, timeout=60)
-        if probe.stdout.strip() == "True":
-            return candidate
-    return None
-
-
-def _readable_by_all(top: Path) -> None:
-    for folder, dirs, files in os.walk(top):
-        for name in (*dirs, *files):
-            path = Path(folder, name)
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
-
-
 @pytest.fixture(scope="session")
 def world_readable_venv() -> Iterator[Path]:
-    """A virtualenv of the system Python with this project installed, readable by all."""
+    """A virtualenv of the system Python with this project installed, readable by all
+    (started in the background by conftest.py when these tests were collected)."""
     if os.geteuid() != 0:
         pytest.skip("needs root (twistd --uid)")
-    python = _system_python()
+    python = user_venv.system_python()
     if python is None:
         pytest.skip("no system Python 3.11+ that other users can run")
-    base = Path(tempfile.mkdtemp(prefix="sipgateway-run-as-"))
-    try:
-        base.chmod(0o755)
-        source = base / "source"
-        source.mkdir()
-        for name in SOURCES:  # a clean copy: no build/ or egg-info of the working tree gets in
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc",
-                                                                                  "dropin.cache"))
-            else:
-                shutil.copy2(src, source / name)
-        venv = base / "venv"
-        subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-        # this interpreter's pip installs into the other one (pip --python): no pip bootstrap there
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                        "--disable-pip-version-check", str(source)], check=True, timeout=600)
-        _readable_by_all(venv)
-        yield venv
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    builder = user_venv.started or user_venv.Builder(python).start()
+    user_venv.started = builder
+    yield builder.wait()   # conftest.py removes it when the session ends
 
 
 @pytest.fixture
