@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from sipgateway.acs.sqlite import SQLiteACS
 from sipgateway.privileges import acting_as
 from tests.system import user_venv
 from tests.system.process import TWISTD, GatewayProcess, SIPClient, free_port
@@ -134,3 +135,23 @@ def test_acting_as_a_user_creates_files_as_that_user_and_gives_root_back(nobody_
     assert (os.geteuid(), os.getegid(), os.getgroups()) == (0, 0, groups)
     made = (nobody_dir / "made").stat()
     assert (made.st_uid, made.st_gid) == (uid, gid)
+
+
+def test_a_database_root_made_is_a_one_line_error_for_the_uid(world_readable_venv: Path, nobody_dir: Path) -> None:
+    """The file an earlier version created as root: the gateway says so at start-up instead
+    of logging devices in and failing every checkout."""
+    database = nobody_dir / "gw.sqlite3"
+    acs = SQLiteACS.synchronous(str(database), hash_iterations=1000)   # root's file, mode 644
+    acs.seed_demo()
+    acs.close()
+    uid, _ = _user("nobody", "nogroup")
+    out = subprocess.run([str(world_readable_venv / "bin" / "twistd"), "-n", "--pidfile=", "--uid", "nobody",
+                          "--gid", "nogroup", "sipgateway", "--listen", "sip:tcp:0:interface=127.0.0.1",
+                          "--database", f"sqlite:{database}"], capture_output=True, text=True, timeout=60,
+                         cwd=nobody_dir)
+    assert out.returncode != 0
+    text = (out.stdout + out.stderr).strip()
+    assert text.startswith(f"sipgateway: --database 'sqlite:{database}': {database} is read-only for uid {uid} "
+                           "(attempt to write a readonly database): make the file and its directory writable by "
+                           "the user the gateway runs as"), text
+    assert "\n" not in text and database.stat().st_uid == 0
