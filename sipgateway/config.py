@@ -73,6 +73,8 @@ class Config:
     listeners: tuple[ListenerConfig, ...]
     database: str = DEFAULT_DATABASE
     demo: bool = False
+    #: create the database file when it is missing (--init); otherwise a missing file stops start-up
+    init: bool = False
     #: True when nothing was configured: the demo listeners and fixtures are in use
     demo_defaults: bool = False
     currency: str = "USD"
@@ -255,7 +257,7 @@ def _bool(value: str, where: str) -> bool:
 
 
 def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
-         demo: bool = False) -> Config:
+         demo: bool = False, init: bool = False) -> Config:
     """Read ``path`` (may be None) and apply the command-line overrides."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep case (certificate subjects)
@@ -290,6 +292,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     if listen:
         listeners = [parse_listen(v) for v in listen]
     nothing_configured = path is None and not listen
+    # the quick start (and README's examples): no config and no database is the demo library
+    default_demo = path is None and database is None
     if not listeners:  # a config file without listener sections keeps the loopback defaults
         listeners = [parse_listen(v, where="default listener") for v in DEFAULT_LISTENERS]
 
@@ -299,7 +303,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     return Config(
         listeners=tuple(listeners),
         database=db,
-        demo=demo or nothing_configured or (_bool(gw["demo"], f"{where} demo") if "demo" in gw else False),
+        demo=demo or default_demo or (_bool(gw["demo"], f"{where} demo") if "demo" in gw else False),
+        init=init,
         demo_defaults=nothing_configured,
         currency=_currency(gw.get("currency", "USD")),
         acs_timeout=_number(gw, "acs_timeout", 30.0, where, minimum=0.1),
@@ -395,14 +400,16 @@ def _account_section(name: str, values: dict[str, str]) -> AccountConfig:
 # --- twistd options ------------------------------------------------------------------------
 
 class Options(usage.Options):
-    synopsis = "[--config FILE] [--listen KIND:ENDPOINT ...] [--database sqlite:PATH] [--demo]"
+    synopsis = "[--config FILE] [--listen KIND:ENDPOINT ...] [--database sqlite:PATH] [--init] [--demo]"
     longdesc = ("Run the sipgateway SIP2 gateway. With no --config and no --listen it serves the demo "
                 "database on 127.0.0.1 ports 6001 (raw SIP2) and 6002 (telnet).")
     optParameters = [
         ["config", "c", None, "ini configuration file (see etc/sipgateway.ini)"],
         ["database", "d", None, f"database URL (default {DEFAULT_DATABASE})"],
     ]
-    optFlags = [["demo", None, "seed the demo fixtures into an empty database"]]
+    optFlags = [["demo", None, "seed the demo fixtures into an empty database (created if missing)"],
+                ["init", None, "create the database if the file is missing (an empty library); without "
+                               "--init or --demo a missing database file stops start-up"]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -416,6 +423,6 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             self.config = load(self["config"], listen=self["listen"], database=self["database"],
-                               demo=self["demo"])
+                               demo=self["demo"], init=self["init"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None

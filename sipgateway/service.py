@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
-from twisted.logger import Logger
 
-from sipgateway.acs.sqlite import ACSUnavailable, open_sqlite_acs
+from sipgateway.acs.sqlite import ACSUnavailable
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
+from sipgateway.privileges import RunAs
 from sipgateway.sighup import IgnoreSIGHUP
+from sipgateway.startup import StartupReport, open_database
 from sipgateway.transports.backlog import with_backlog
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.listening import ListenerService
 from sipgateway.transports.raw import SIPFactory
 from sipgateway.transports.tls import server_from_string
-
-log = Logger()
 
 #: what stops start-up with a one-line message naming the option, key or file
 StartupError = (ConfigError, ValueError, ACSUnavailable)
@@ -38,34 +37,14 @@ class ACSService(Service):
         return self.acs.close()
 
 
-class DemoWarning(Service):
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    def startService(self) -> None:
-        super().startService()
-        log.warn("No --config and no --listen: serving the DEMO database {db} on {listeners}. "
-                 "Demo credentials (sc1/pass1, ...) are active; do not expose these ports.",
-                 db=self.config.database, listeners=", ".join(f"{li.kind}:{li.endpoint}"
-                                                              for li in self.config.listeners))
-
-
-def make_service(config: Config, reactor=None) -> MultiService:
+def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> MultiService:
+    """``run_as``: the (uid, gid) twistd switches to after this (``--uid``/``--gid``); the
+    database is created and opened as that user (see privileges.py)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    acs = open_sqlite_acs(config.database, reactor, demo=config.demo, currency=config.currency,
-                          timeout=config.acs_timeout)
-    for account in config.accounts:
-        if not account.password:
-            continue  # only settings for an account kept in the database
-        try:
-            acs.ensure_account(account.name, account.password, account.institution, encoding=account.encoding,
-                               error_detection=account.error_detection.value, library_name=account.library_name,
-                               terminal_location=account.terminal_location)
-        except ValueError as e:
-            raise ConfigError(f"[account:{account.name}]: {e}") from None
+    acs, findings = open_database(config, reactor, run_as)
     lockout = Lockout(reactor, max_failures=config.max_login_failures, lock_seconds=config.lockout_seconds)
     gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
                       trace=config.trace,
@@ -77,8 +56,7 @@ def make_service(config: Config, reactor=None) -> MultiService:
     top = MultiService()
     ACSService(acs).setServiceParent(top)
     IgnoreSIGHUP(reactor).setServiceParent(top)
-    if config.demo_defaults:
-        DemoWarning(config).setServiceParent(top)
+    StartupReport(config, findings).setServiceParent(top)
     for listener in config.listeners:
         if listener.kind == "telnet":
             from sipgateway.transports.telnet import TelnetSIPFactory

@@ -26,7 +26,31 @@ def test_listen_overrides_and_keys_are_taken_out_of_the_endpoint() -> None:
     assert listener.settings.account == "sc1"
     assert listener.settings.encoding == "cp850"
     assert listener.settings.idle_timeout == 0  # serial lines are never idle-closed
-    assert not config.demo_defaults and not config.demo
+    assert not config.demo_defaults
+    assert config.demo  # no --config and no --database: the default file is the demo library
+
+
+def test_a_database_named_is_never_the_demo_unless_asked() -> None:
+    listen = ["sip:tcp:6001"]
+    assert not load(None, listen=listen, database="sqlite:lib.sqlite3").demo
+    assert load(None, listen=listen, database="sqlite:lib.sqlite3", demo=True).demo
+    config = load(None, database="sqlite:lib.sqlite3", init=True)
+    assert config.init and not config.demo
+    assert not load(None).init
+
+
+def test_init_is_a_flag_not_a_config_key(tmp_path: Path) -> None:
+    """Left in a config file it would turn a missing database (a wrong path, an unmounted
+    disk) into a new empty one at every start: it is a one-off command-line flag."""
+    from sipgateway.config import Options
+
+    path = tmp_path / "gw.ini"
+    path.write_text("[gateway]\ninit = yes\n")
+    with pytest.raises(ConfigError, match=r"\[gateway\] init: unknown key"):
+        load(str(path))
+    options = Options()
+    options.parseOptions(["--init", "--database", "sqlite:lib.sqlite3"])
+    assert options.config.init and options.config.database == "sqlite:lib.sqlite3"
 
 
 def test_escaped_colons_survive() -> None:

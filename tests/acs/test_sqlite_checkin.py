@@ -207,3 +207,16 @@ def test_checked_in_ok_changes_the_answer_never_the_database(tmp_path: Path, now
     assert replace(strict, ok=True, messages=lenient.messages) == lenient  # hold, bin, alert: all the same
     assert strict.alert and strict.alert_type is m.AlertType.LOCAL_HOLD and strict.sort_bin == "HOLDS"
     assert strict.messages.screen == (NOT_ON_LOAN, *lenient.messages.screen)
+
+
+def test_demo_libraries_check_in_their_own_items_without_a_transit_alert(lib: Library) -> None:
+    """The demo's UWOLS and LPL terminals (scclient, lpl-sc) have copies of their own."""
+    uwols = m.Terminal(account="scclient", institution="UWOLS", location="")
+    lpl = m.Terminal(account="lpl-sc", institution="LPL", location="")
+    for terminal, item, home in ((uwols, "300001", "UWOLS"), (lpl, "400001", "LPL")):
+        assert lib.checkout("100001", item, "1234", terminal=terminal).ok
+        r = lib.checkin(item, terminal=terminal)
+        assert r.ok and not r.alert and r.alert_type is None and r.permanent_location == home
+        assert lib.item_status(item) == "available"
+    r = lib.checkin("200001", terminal=uwols)   # a MAIN copy at UWOLS still goes home
+    assert r.alert and r.alert_type is m.AlertType.TRANSFER and r.destination_location == "MAIN"

@@ -85,14 +85,59 @@ def test_item_out_to_someone_else_is_refused(lib: Library) -> None:
     assert lib.open_loan("200001")["patron"] == "100001"
 
 
-def test_same_patron_again_renews_only_when_the_sc_allows_it(lib: Library, now) -> None:
+def loan_rows(lib: Library, item: str) -> list[tuple]:
+    return [tuple(r) for r in lib.rows("SELECT l.id, l.due_at, l.renewals, l.returned_at FROM loans l "
+                                       "JOIN items i ON i.id = l.item_id WHERE i.barcode = ?", item)]
+
+
+def test_the_same_checkout_again_is_the_existing_loan(lib: Library) -> None:
+    """A kiosk that lost the reply sends the 11 again: ok, the loan it made, nothing new."""
+    first = lib.checkout("100001", "200001", "1234")
+    before = loan_rows(lib, "200001")
+    again = lib.checkout("100001", "200001", "1234")
+    assert again.ok and not again.renewal_ok and again.desensitize is True and again.pin_valid is True
+    assert again.due_date == first.due_date == DUE_21 and again.transaction_id == first.transaction_id
+    assert again.messages.screen == ("Already checked out to you, due 2024-01-26 23:59:59",)
+    assert loan_rows(lib, "200001") == before          # one loan, unchanged
+    assert lib.value("SELECT count(*) FROM circulation_log WHERE operation = 'checkout' AND ok = 1") == 1
+    assert [tuple(r) for r in lib.rows("SELECT operation, ok FROM circulation_log WHERE operation != 'seed_demo'")] \
+        == [("checkout", 1), ("checkout_repeated", 1)]
+
+
+def test_the_same_checkout_again_the_same_day_uses_up_no_renewal(lib: Library) -> None:
+    """With renewals allowed, a resend the same day would not move the due date: no renewal."""
+    assert lib.checkout("100001", "200001", renewal_policy=True).ok
+    before = loan_rows(lib, "200001")
+    again = lib.checkout("100001", "200001", renewal_policy=True)
+    assert again.ok and not again.renewal_ok and again.due_date == DUE_21
+    assert loan_rows(lib, "200001") == before
+
+
+def test_same_patron_again_later_renews_when_the_sc_allows_it(lib: Library, now) -> None:
     assert lib.checkout("100001", "200001").ok
-    r = lib.checkout("100001", "200001")
-    assert not r.ok and "already checked out to you" in r.messages.screen[0]
     now.advance(days=10)
+    r = lib.checkout("100001", "200001")
+    assert r.ok and not r.renewal_ok and r.due_date == DUE_21  # renewal policy N: the loan as it is
+    assert lib.open_loan("200001")["renewals"] == 0
     r = lib.checkout("100001", "200001", renewal_policy=True)
     assert r.ok and r.renewal_ok and r.due_date == datetime(2024, 2, 5, 23, 59, 59)
     assert lib.open_loan("200001")["renewals"] == 1
+    assert lib.log()[-1]["operation"] == "renew"
+    assert len(loan_rows(lib, "200001")) == 1
+
+
+def test_same_patron_again_when_no_renewal_is_allowed_gets_the_loan_as_it_is(lib: Library, now) -> None:
+    assert lib.checkout("100001", "200001").ok
+    lib.db.execute("UPDATE loans SET renewals = 3")                 # the renewal limit
+    now.advance(days=10)
+    r = lib.checkout("100001", "200001", renewal_policy=True)
+    assert r.ok and not r.renewal_ok and r.due_date == DUE_21
+    assert loan_rows(lib, "200001")[0][1:] == ("2024-01-26 23:59:59", 3, None)
+    assert lib.hold("+", "miker", item_id="200001").ok              # someone waits: no renewal either
+    lib.db.execute("UPDATE loans SET renewals = 0")
+    r = lib.checkout("100001", "200001", renewal_policy=True)
+    assert r.ok and not r.renewal_ok and r.due_date == DUE_21
+    assert lib.open_loan("200001")["renewals"] == 0
 
 
 def test_item_on_the_hold_shelf_for_another_patron(lib: Library) -> None:

@@ -53,7 +53,10 @@ def test_open_creates_the_schema_and_seeds_the_demo(tmp_path: Path) -> None:
     assert not again.is_new and not again.seed_demo()
     conn = again.runner.conn
     assert conn.execute("SELECT count(*) FROM patrons").fetchone()[0] == 4
-    assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 6
+    assert [tuple(r) for r in conn.execute("SELECT barcode, permanent_location FROM items ORDER BY id")] == [
+        ("200001", "MAIN"), ("200002", "MAIN"), ("200003", "MAIN"), ("1565921879", "MAIN"), ("0440242746", "MAIN"),
+        ("660", "MAIN"), ("300001", "UWOLS"), ("300002", "UWOLS"), ("300003", "UWOLS"), ("400001", "LPL"),
+        ("400002", "LPL"), ("400003", "LPL")]
     assert conn.execute("SELECT count(*) FROM sc_accounts").fetchone()[0] == 3
     assert [tuple(r) for r in conn.execute("SELECT version, description FROM schema_version")] == \
         [(mig.version, mig.description) for mig in MIGRATIONS]

@@ -24,9 +24,12 @@ def free_port() -> int:
 class GatewayProcess:
     """One twistd process; ``args`` are the sipgateway plugin's options."""
 
-    def __init__(self, workdir: Path, args: list[str], wait_ports: list[int]) -> None:
+    def __init__(self, workdir: Path, args: list[str], wait_ports: list[int], twistd: str = TWISTD,
+                 twistd_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.args = args
+        self.twistd = twistd
+        self.twistd_args = twistd_args
         self.wait_ports = wait_ports
         self.log_path = workdir / f"twistd-{len(list(workdir.glob('twistd-*.log')))}.log"
         self.proc: subprocess.Popen | None = None
@@ -35,7 +38,7 @@ class GatewayProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "--logfile=-", "sipgateway", *self.args],
+            [self.twistd, "-n", "--pidfile=", "--logfile=-", *self.twistd_args, "sipgateway", *self.args],
             cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + START_TIMEOUT
         for port in self.wait_ports:
@@ -49,6 +52,12 @@ class GatewayProcess:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"twistd did not listen on {port}:\n{self.log()}") from None
                     time.sleep(0.05)
+        # twistd opens its ports (privilegedStartService) before it starts the database
+        # process (startService): wait for that too, so that start-up is over
+        while not self.children():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"twistd started no database process:\n{self.log()}")
+            time.sleep(0.01)
         return self
 
     def log(self) -> str:

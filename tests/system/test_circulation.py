@@ -130,3 +130,24 @@ def test_many_clients_at_once(gateway: GatewayProcess) -> None:
     finally:
         for c in clients:
             c.close()
+
+
+def test_a_checkout_resent_on_a_new_connection_is_answered_ok(gateway: GatewayProcess, tmp_path: Path) -> None:
+    """A kiosk that lost the reply reconnects and sends the same 11: it gets 121 with the
+    loan's due date, and the database still has one loan."""
+    checkout = ed(f"11NN{DATE}{' ' * 18}AOMAIN|AA100001|AB200001|AC|AD1234|", 3)
+    replies = []
+    for _ in range(2):
+        with SIPClient(gateway.port) as c:
+            assert c.request("9300CNsc1|COpass1|CPMAIN|") == b"941"
+            replies.append(c.request(checkout))
+    first, again = (parse(r) for r in replies)
+    assert replies[0].startswith(b"121") and replies[1].startswith(b"121"), replies
+    assert again.fields["AH"] == first.fields["AH"] and again.fields["AB"] == "200001"
+    check_ed(replies[1], 3)
+    db = sqlite3.connect(tmp_path / "gw.sqlite3")
+    try:
+        assert db.execute("SELECT count(*) FROM loans l JOIN items i ON i.id = l.item_id "
+                          "WHERE i.barcode = '200001'").fetchone()[0] == 1
+    finally:
+        db.close()

@@ -40,9 +40,9 @@ def test_unusable_database_is_a_one_line_error(tmp_path) -> None:
 
 
 def test_missing_tls_key_names_the_file(tmp_path) -> None:
-    out = subprocess.run([TWISTD, "-n", "--pidfile=", "sipgateway", "--database", "sqlite:gw.sqlite3", "--listen",
-                          "sip:tls:0:privateKey=missing.key:certKey=missing.pem"], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    out = subprocess.run([TWISTD, "-n", "--pidfile=", "sipgateway", "--database", "sqlite:gw.sqlite3", "--init",
+                          "--listen", "sip:tls:0:privateKey=missing.key:certKey=missing.pem"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "missing.key" in text and "Traceback" not in text

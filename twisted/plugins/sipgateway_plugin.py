@@ -17,11 +17,12 @@ class _SIPGatewayServiceMaker:
         return Options
 
     def makeService(self, options):
+        from sipgateway.privileges import twistd_user
         from sipgateway.service import StartupError, make_service
         from sipgateway.transports.listening import check_listeners
 
         try:
-            service = make_service(options.config)
+            service = make_service(options.config, run_as=twistd_user(options))
             check_listeners(service)  # before twistd daemonizes: a port in use is this one line too
             return service
         except StartupError as e:  # a clear one-line error, not a traceback

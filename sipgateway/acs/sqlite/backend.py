@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -21,7 +22,7 @@ from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.readcache import DEFAULT_TTL, ReadCache
 from sipgateway.acs.sqlite.rules import CirculationRules
 from sipgateway.acs.sqlite.runner import SyncRunner, ThreadedRunner
-from sipgateway.acs.sqlite.schema import migrate
+from sipgateway.acs.sqlite.schema import migrate, require_writable
 
 #: every request code this backend serves (REFERENCE.md 4.3 lists 16; 93/99/97 included)
 SUPPORTED = frozenset({"23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29",
@@ -78,6 +79,8 @@ class SQLiteACS:
         self.cache = ReadCache(ttl=read_cache_ttl, clock=lambda: now().timestamp())  # the library's own time
         #: 98 answers by (account, institution, location); emptied when accounts change
         self._status: dict[tuple[str, str, str], m.ACSStatus] = {}
+        #: True when ``open_sqlite_acs`` seeded the demo fixtures into it
+        self.seeded = False
         try:
             #: True when this open created the schema (the file was new or empty)
             self.is_new: bool = self.runner.run_sync("migrate", migrate, raw=True)
@@ -138,6 +141,19 @@ class SQLiteACS:
     def seed_demo(self) -> bool:
         """Load the demo fixtures if the database is empty; True when it did."""
         return self.run_sync("seed_demo", fixtures.seed_demo)
+
+    def account_names(self) -> set[str]:
+        """Every SC account in the database, enabled or not (start-up checks)."""
+        return self.run_sync("account_names", lambda tx: {r[0] for r in tx.all("SELECT name FROM sc_accounts")},
+                             write=False)
+
+    def missing_contents(self) -> list[str]:
+        """What the library has none of: "SC accounts", "patrons", "items"."""
+        return self.run_sync("missing_contents", fixtures.missing_contents, write=False)
+
+    def demo_credentials(self) -> list[str]:
+        """The demo SC accounts that still have their published passwords."""
+        return self.run_sync("demo_credentials", fixtures.demo_credentials, write=False)
 
     def ensure_account(self, name: str, password: str, institution: str, encoding: str = "utf-8",
                        error_detection: str = "auto", library_name: str = "", terminal_location: str = "",
@@ -234,16 +250,48 @@ class SQLiteACS:
         return self.runner.close()
 
 
-def open_sqlite_acs(url_or_path: str, reactor, demo: bool = False, **kwargs: Any) -> SQLiteACS:
-    """Open (creating and migrating) the database named by ``--database``, synchronously;
-    seed the demo fixtures when asked and the database is new."""
+class MissingDatabase(ACSUnavailable):
+    """The database file does not exist and creating it was not asked for."""
+
+
+def _check_file(url: str, path: str, create: bool) -> None:
+    """A missing file is created only when asked: otherwise a wrong path, an unmounted
+    disk or a deleted file would silently become a new, empty library."""
+    try:
+        os.stat(path)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ACSUnavailable(f"--database {url!r}: {path} cannot be reached by uid {os.geteuid()}: "
+                             f"{e.strerror}") from None
+    if not create:
+        raise MissingDatabase(f"--database {url!r}: {path} does not exist; start once with --init to create an "
+                              "empty library database there (or with --demo for the demo library)")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ACSUnavailable(f"--database {url!r}: cannot create {path}: directory {folder} does not exist")
+
+
+def open_sqlite_acs(url_or_path: str, reactor, demo: bool = False, *, init: bool = False,
+                    **kwargs: Any) -> SQLiteACS:
+    """Open and migrate the database named by ``--database``, synchronously, and check that
+    it can be written.  A missing file is created only with ``init`` or ``demo``; the demo
+    fixtures are seeded when ``demo`` is asked and the database is empty (``seeded``)."""
     path = database_path(url_or_path)
+    if path != ":memory:":
+        path = os.path.abspath(path)  # twistd may change directory (--rundir) before the database process starts
+        _check_file(url_or_path, path, create=init or demo)
     try:
         acs = SQLiteACS(path, reactor, **kwargs)
     except ValueError:
         raise
     except Exception as e:
         raise ACSUnavailable(f"--database {url_or_path!r}: cannot open the database: {e}") from e
-    if demo:
-        acs.seed_demo()  # only an empty database is seeded
+    try:
+        acs.runner.run_sync("require_writable", lambda conn: require_writable(conn, path), raw=True)
+    except Exception as e:
+        acs.close()
+        raise ACSUnavailable(f"--database {url_or_path!r}: {e}") from e
+    acs.seeded = acs.seed_demo() if demo else False  # only an empty database is seeded
     return acs

@@ -1,7 +1,8 @@
-"""The demo library (DESIGN.md "The demo fixtures"): three SC accounts, four patrons, six items.
+"""The demo library: three SC accounts, four patrons, six items of MAIN and three each of
+UWOLS and LPL (so a terminal of those libraries can check in without a transit alert).
 
-Tests and examples rely on these names, PINs and states; extra detail (titles, locations,
-media types, a fine) makes the demo look like a small real library.
+Tests and examples rely on these names, PINs and states (README.rst lists them); extra
+detail (titles, locations, media types, a fine) makes the demo look like a small real library.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import timedelta
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite import accounts
 from sipgateway.acs.sqlite.context import Tx, stamp
-from sipgateway.acs.sqlite.credentials import hash_secret
+from sipgateway.acs.sqlite.credentials import check_secret, hash_secret
 
 MAIN = "MAIN"
 
@@ -40,12 +41,42 @@ ITEMS = (
     ("660", "Harry Potter y el cáliz de fuego", "Rowling, J. K.", "PZ73 .R6985 2001", "001", False),
 )
 
+#: the other libraries' own copies: barcode, title, author, call number, media type, library
+BRANCH_ITEMS = (
+    ("300001", "The art of computer programming, vol. 1", "Knuth, Donald E.", "QA76.6 .K64 1997", "001", "UWOLS"),
+    ("300002", "Structure and interpretation of computer programs", "Abelson, Harold", "QA76.6 .A255 1996",
+     "001", "UWOLS"),
+    ("300003", "Gödel, Escher, Bach", "Hofstadter, Douglas R.", "QA9.8 .H63 1979", "001", "UWOLS"),
+    ("400001", "Charlotte's web", "White, E. B.", "PZ7.W5826 Ch 1952", "001", "LPL"),
+    ("400002", "The very hungry caterpillar", "Carle, Eric", "PZ7.C21476 Ve 1969", "001", "LPL"),
+    ("400003", "Where the wild things are", "Sendak, Maurice", "PZ7.S4688 Wh 1963", "001", "LPL"),
+)
+
 BLOCKED_MESSAGE = "Charge privileges denied: fines owed; please see staff"
 
 
+#: what a library needs before a device can do anything: table → its name in a warning
+CONTENTS = (("sc_accounts", "SC accounts"), ("patrons", "patrons"), ("items", "items"))
+
+
+def missing_contents(tx: Tx) -> list[str]:
+    """The names of the ``CONTENTS`` the database has none of."""
+    return [name for table, name in CONTENTS if not tx.value(f"SELECT EXISTS (SELECT 1 FROM {table})")]
+
+
 def is_empty(tx: Tx) -> bool:
-    return not any(tx.value(f"SELECT EXISTS (SELECT 1 FROM {table})")
-                   for table in ("sc_accounts", "patrons", "items"))
+    return len(missing_contents(tx)) == len(CONTENTS)
+
+
+def demo_credentials(tx: Tx) -> list[str]:
+    """The demo SC accounts that still log in with their published password: whoever has
+    read README.rst can use this gateway."""
+    found = []
+    for name, password, *_ in ACCOUNTS:
+        stored = tx.value("SELECT password_hash FROM sc_accounts WHERE name = ? AND enabled = 1", name)
+        if stored is not None and check_secret(password, stored):
+            found.append(name)
+    return found
 
 
 def seed_demo(tx: Tx) -> bool:
@@ -61,11 +92,15 @@ def seed_demo(tx: Tx) -> bool:
                "expires_on, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                barcode, hash_secret(pin, tx.ctx.hash_iterations), name, email, phone, address, language, MAIN,
                expires, tx.stamp)
-    for barcode, title, author, call_number, media, magnetic in ITEMS:
+    copies = [(*item, MAIN) for item in ITEMS]
+    copies += [(barcode, title, author, call_number, media, False, library)
+               for barcode, title, author, call_number, media, library in BRANCH_ITEMS]
+    for barcode, title, author, call_number, media, magnetic, library in copies:
         tx.run("INSERT INTO items (barcode, title, author, call_number, media_type, collection_code, "
                "permanent_location, current_location, owner, magnetic_media, created_at) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               barcode, title, author, call_number, media, "ADULT", MAIN, MAIN, MAIN, int(magnetic), tx.stamp)
+               barcode, title, author, call_number, media, "ADULT", library, library, library, int(magnetic),
+               tx.stamp)
 
     def pid(barcode: str) -> int:
         return tx.value("SELECT id FROM patrons WHERE barcode = ?", barcode)

@@ -65,9 +65,7 @@ def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     if req.cancel:
         return _cancel_checkout(tx, req, patron, item, loan, pin_valid)
     if loan is not None and loan["patron_id"] == patron["id"]:
-        if not req.renewal_policy:
-            return _refuse(tx, op, req, item, "This item is already checked out to you", True, pin_valid)
-        return _renew(tx, op, req, patron, borrowing, item, loan, pin_valid)
+        return _already_lent(tx, req, patron, borrowing, item, loan, pin_valid)
     if loan is not None:
         return _refuse(tx, op, req, item, "This item is checked out to another patron; please see staff",
                        True, pin_valid)
@@ -86,6 +84,26 @@ def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     due = tx.rules.due_date(item["media_type"], tx.now)
     loan_id = _lend(tx, patron, item, due, hold, req.item_properties)
     return _ok(tx, op, req, item, loan_id, due, pin_valid)
+
+
+def _already_lent(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, borrowing: patrons.Borrowing,
+                  item: sqlite3.Row, loan: items.Loan, pin_valid: bool | None) -> m.CirculationResult:
+    """A checkout of a copy this patron already has: usually the same 11 resent after a lost
+    reply (kiosks reconnect and send it again).  The loan exists, so the answer is ok: a
+    renewal when the SC allows renewals (sc_renewal_policy Y) and the rules allow one that
+    moves the due date; otherwise the loan as it is, with its due date.  Never a second loan,
+    and never a second ``checkout`` in the circulation log."""
+    due = parse_stamp(loan["due_at"])
+    assert due is not None
+    if req.renewal_policy and not (patrons.renewal_refusal(tx, patron, borrowing)
+                                   or renewal_problem(tx, loan, item)):
+        later = max(tx.rules.due_date(item["media_type"], tx.now), due)
+        if later > due:  # the same day's resend would only use up a renewal
+            extend(tx, loan, item, later)
+            return _ok(tx, "renew", req, item, loan["id"], later, pin_valid, f"Renewed until {stamp(later)}",
+                       renewed=True)
+    return _ok(tx, "checkout_repeated", req, item, loan["id"], due, pin_valid,
+               f"Already checked out to you, due {stamp(due)}")
 
 
 def _lend(tx: Tx, patron: sqlite3.Row, item: sqlite3.Row, due: datetime, hold: sqlite3.Row | None,

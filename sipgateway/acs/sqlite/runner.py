@@ -111,7 +111,7 @@ class InlineReader:
     more than ``budget``."""
 
     def __init__(self, path: str, budget: float) -> None:
-        self.conn = connect(path)
+        self.conn = connect(path, create=False)  # never a new empty file in place of a deleted one
         st = os.stat(path)
         #: the file opened (device, inode): the database process must have opened the same
         self.identity = (st.st_dev, st.st_ino)

@@ -8,15 +8,22 @@ timestamps as local ``YYYY-MM-DD HH:MM:SS`` text (sortable, readable in the sqli
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 BUSY_TIMEOUT_MS = 5000
 
 
 class SchemaError(Exception):
     """The database file cannot be used by this version of sipgateway."""
+
+
+class DatabaseNotWritable(Exception):
+    """SQLite opened the file read-only (it does so silently when the file or its
+    directory is write-protected for this user): every write would fail."""
 
 
 @dataclass(frozen=True)
@@ -210,12 +217,45 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A connection in autocommit mode: every transaction is begun and ended explicitly."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode: every transaction is begun and ended explicitly.
+    With ``create=False`` a missing file is an error rather than a new empty database."""
+    if create or path == ":memory:":
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+    else:
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, isolation_level=None,
+                               check_same_thread=False, cached_statements=256)
     conn.row_factory = sqlite3.Row
     try:
         configure(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def require_writable(conn: sqlite3.Connection, path: str) -> None:
+    """Raise ``DatabaseNotWritable`` when this connection cannot write.  A write statement
+    that changes nothing, rolled back: nothing reaches the file.  Any other error (locked,
+    no schema yet) is left to the real work to meet."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("DELETE FROM schema_version WHERE 0")
+    except sqlite3.OperationalError as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY:
+            raise DatabaseNotWritable(f"{path} is read-only for uid {os.geteuid()} ({e}): make the file and its "
+                                      "directory writable by the user the gateway runs as") from None
+        return
+    conn.execute("ROLLBACK")
+
+
+def open_for_writing(path: str) -> sqlite3.Connection:
+    """The writer's connection: never creates a missing file, refuses a read-only one."""
+    conn = connect(path, create=False)
+    try:
+        require_writable(conn, path)
     except BaseException:
         conn.close()
         raise

@@ -38,7 +38,7 @@ from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
 from sipgateway.acs.sqlite.errors import ACSUnavailable, deadline_passed, unavailable
 from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Pong, Ready, Setup, encode
-from sipgateway.acs.sqlite.schema import connect
+from sipgateway.acs.sqlite.schema import open_for_writing
 
 READ_SIZE = 1 << 20
 #: the gateway's heartbeat: a signal, so that a thread of ours answers it while a batch runs
@@ -80,7 +80,10 @@ class Worker:
         self.setup = setup
         self.in_fd = in_fd
         self.out_fd = out_fd
-        self.conn = connect(setup.path)
+        # never a new empty file in place of a missing one, never a read-only connection
+        # (writes would fail until the process is restarted): refusing here makes the gateway
+        # start the process again, with growing pauses, until the file can be written
+        self.conn = open_for_writing(setup.path)
         #: the file we opened; the path must still name it (``file_problem``)
         self.identity = file_identity(setup.path)
         self.ctx = Context(clock=datetime.now, currency=setup.currency, rules=setup.rules,
