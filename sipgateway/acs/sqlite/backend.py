@@ -18,6 +18,7 @@ from sipgateway.acs.sqlite.context import Call, Context, Tx
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
 from sipgateway.acs.sqlite.dbprocess import ProcessRunner, Spawn
 from sipgateway.acs.sqlite.errors import ACSUnavailable
+from sipgateway.acs.sqlite.flights import Flights
 from sipgateway.acs.sqlite.readcache import DEFAULT_TTL, ReadCache
 from sipgateway.acs.sqlite.rules import CirculationRules
 from sipgateway.acs.sqlite.runner import SyncRunner, ThreadedRunner
@@ -73,6 +74,7 @@ class SQLiteACS:
         self.cache = ReadCache(ttl=read_cache_ttl, clock=lambda: now().timestamp())  # the library's own time
         #: 98 answers by (account, institution, location); emptied when accounts change
         self._status: dict[tuple[str, str, str], m.ACSStatus] = {}
+        self._logins = Flights()
         try:
             #: True when this open created the schema (the file was new or empty)
             self.is_new: bool = self.runner.run_sync("migrate", migrate, raw=True)
@@ -137,7 +139,10 @@ class SQLiteACS:
     # --- IACS ---------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, location: str) -> Deferred:
-        return self._read("authenticate", None, accounts.authenticate, username, password)
+        # a login storm: identical logins share one job (and one password hash), see flights.py
+        key = (username, self.ctx.secrets.fingerprint("sc-login", username, password))
+        return self._logins.call(key, lambda: self._read("authenticate", None, accounts.authenticate, username,
+                                                         password))
 
     def account(self, name: str) -> Deferred:
         return self._read("account", None, accounts.lookup, name)
