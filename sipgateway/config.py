@@ -66,6 +66,8 @@ class Config:
     max_connections_per_address: int = DEFAULT_MAX_PER_ADDRESS
     max_login_failures: int = 10
     lockout_seconds: float = 3600.0
+    max_login_failures_per_address: int = 30
+    max_login_failures_per_account: int = 100
     trace: bool = False
     accounts: tuple[AccountConfig, ...] = ()
 
@@ -167,6 +169,7 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
 _GATEWAY_KEYS = {
     "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
     "max_login_failures", "lockout_seconds", "trace",
+    "max_login_failures_per_address", "max_login_failures_per_account",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
@@ -237,6 +240,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
                                                 where, integer=True, minimum=1)),
         max_login_failures=int(_number(gw, "max_login_failures", 10, where, integer=True)),
         lockout_seconds=_number(gw, "lockout_seconds", 3600.0, where),
+        max_login_failures_per_address=int(_number(gw, "max_login_failures_per_address", 30, where, integer=True)),
+        max_login_failures_per_account=int(_number(gw, "max_login_failures_per_account", 100, where, integer=True)),
         trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
         accounts=tuple(accounts),
     )

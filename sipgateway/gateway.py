@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.model import Account
-from sipgateway.lockout import Lockout
+from sipgateway.lockout import Lockout, LoginCheck
 from sipgateway.replymemo import ReplyMemo
 
 DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failure reply
@@ -42,19 +42,23 @@ class Gateway:
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out)."""
         lockout = self.lockout
         assert lockout is not None  # set in __post_init__
-        if not lockout.allowed(address, user):
-            self.log.warn("{who}: login for {user!r} refused: locked out after too many failures", who=who, user=user)
-            return succeed(None)
 
-        def checked(account: Account | None) -> Account | None:
+        def try_it(check: LoginCheck) -> Deferred | None:
+            if check.locked is not None:
+                self.log.warn("{who}: login for {user!r} refused: locked out ({what}) after too many failures; "
+                              "'sipgateway unlock {subject}' lifts it", who=who, user=user,
+                              what=check.locked.key.describe(), subject=check.locked.key.subject)
+                return None
+            return maybeDeferred(self.acs.authenticate, user, password, location).addCallback(checked, check)
+
+        def checked(account: Account | None, check: LoginCheck) -> Deferred | Account:
             if account is None:
-                lockout.failed(address, user)
                 self.log.warn("{who}: login failed for account {user!r}", who=who, user=user)
-            else:
-                lockout.succeeded(address, user)
+                return lockout.failed(address, user)  # the reply waits until the failure is counted
+            lockout.succeeded(address, user, check)
             return account
 
-        return maybeDeferred(self.acs.authenticate, user, password, location).addCallback(checked)
+        return lockout.check(address, user).addCallback(try_it)
 
     def now(self) -> datetime:
         """The local time to the second: SIP2 dates have no finer resolution, and one

@@ -63,7 +63,10 @@ def make_service(config: Config, reactor=None) -> MultiService:
                                terminal_location=account.terminal_location)
         except ValueError as e:
             raise ConfigError(f"[account:{account.name}]: {e}") from None
-    lockout = Lockout(reactor, max_failures=config.max_login_failures, lock_seconds=config.lockout_seconds)
+    attempts = acs.attempt_store()  # failed logins live in the database
+    lockout = Lockout(reactor, attempts, max_failures=config.max_login_failures,
+                      max_per_address=config.max_login_failures_per_address,
+                      max_per_account=config.max_login_failures_per_account, lock_seconds=config.lockout_seconds)
     gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
                       trace=config.trace,
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None})

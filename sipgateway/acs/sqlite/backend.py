@@ -14,6 +14,7 @@ from zope.interface import implementer
 from sipgateway.acs import model as m
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.sqlite import accounts, checkin, fees, fixtures, holds, items, loans, patrons
+from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
 from sipgateway.acs.sqlite.context import Call, Context, Tx
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
 from sipgateway.acs.sqlite.dbprocess import ProcessRunner, Spawn
@@ -217,6 +218,10 @@ class SQLiteACS:
 
     def fee_paid(self, terminal: m.Terminal, payment: m.FeePayment) -> Deferred:
         return self._write("fee_paid", terminal, fees.fee_paid, payment)
+
+    def attempt_store(self) -> SQLiteAttempts:
+        """The failed-login and wrong-PIN counters, in this database (sipgateway/attempts.py)."""
+        return SQLiteAttempts(self)
 
     def start(self) -> None:
         """Start serving calls (the database process); twistd calls it from startService."""

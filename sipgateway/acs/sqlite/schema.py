@@ -176,7 +176,25 @@ WAITING_HOLDS = Migration(2, "indexes for the waiting queue of an item or a titl
     "CREATE INDEX holds_waiting_title ON holds (title_key, queued_at) WHERE status = 'waiting'",
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS)
+# Failed logins and wrong PINs, counted per key, and the locks they lead to (see
+# sipgateway/attempts.py): here so that a lock survives a restart and ``sipgateway unlock``
+# lifts it on a running gateway.  Times are Unix seconds: a lock must end at the same
+# moment whatever the local clock does at a change of daylight saving time.
+AUTH_FAILURES = Migration(3, "failed logins and wrong PINs, and the locks they lead to", (
+    """CREATE TABLE auth_failures (
+        scope TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        subject2 TEXT NOT NULL DEFAULT '',
+        failures INTEGER NOT NULL,
+        window_start REAL NOT NULL,
+        locked_until REAL NOT NULL DEFAULT 0,
+        last_from TEXT NOT NULL DEFAULT '',
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, subject, subject2)) WITHOUT ROWID""",
+    "CREATE INDEX auth_failures_expires ON auth_failures (expires_at)",
+))
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, AUTH_FAILURES)
 
 #: items whose status disagrees with their loans: charged exactly when an open loan exists.
 #: Empty on a consistent database (the crash tests use it).
