@@ -68,6 +68,9 @@ class Config:
     lockout_seconds: float = 3600.0
     max_login_failures_per_address: int = 30
     max_login_failures_per_account: int = 100
+    max_pin_failures: int = 10
+    max_pin_failures_per_terminal: int = 30
+    pin_lockout_seconds: float = 3600.0
     trace: bool = False
     accounts: tuple[AccountConfig, ...] = ()
 
@@ -169,7 +172,8 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
 _GATEWAY_KEYS = {
     "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
     "max_login_failures", "lockout_seconds", "trace",
-    "max_login_failures_per_address", "max_login_failures_per_account",
+    "max_login_failures_per_address", "max_login_failures_per_account", "max_pin_failures",
+    "max_pin_failures_per_terminal", "pin_lockout_seconds",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
@@ -242,6 +246,9 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         lockout_seconds=_number(gw, "lockout_seconds", 3600.0, where),
         max_login_failures_per_address=int(_number(gw, "max_login_failures_per_address", 30, where, integer=True)),
         max_login_failures_per_account=int(_number(gw, "max_login_failures_per_account", 100, where, integer=True)),
+        max_pin_failures=int(_number(gw, "max_pin_failures", 10, where, integer=True)),
+        max_pin_failures_per_terminal=int(_number(gw, "max_pin_failures_per_terminal", 30, where, integer=True)),
+        pin_lockout_seconds=_number(gw, "pin_lockout_seconds", 3600.0, where),
         trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
         accounts=tuple(accounts),
     )

@@ -10,6 +10,7 @@ from sipgateway.acs.sqlite import ACSUnavailable, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
+from sipgateway.pinguard import PinGuard, PinGuardedACS
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.raw import SIPFactory
 from sipgateway.transports.tls import server_from_string
@@ -63,11 +64,14 @@ def make_service(config: Config, reactor=None) -> MultiService:
                                terminal_location=account.terminal_location)
         except ValueError as e:
             raise ConfigError(f"[account:{account.name}]: {e}") from None
-    attempts = acs.attempt_store()  # failed logins live in the database
+    attempts = acs.attempt_store()  # failed logins and wrong PINs live in the database
     lockout = Lockout(reactor, attempts, max_failures=config.max_login_failures,
                       max_per_address=config.max_login_failures_per_address,
                       max_per_account=config.max_login_failures_per_account, lock_seconds=config.lockout_seconds)
-    gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
+    pins = PinGuard(reactor, attempts, max_failures=config.max_pin_failures,
+                    max_per_terminal=config.max_pin_failures_per_terminal, lock_seconds=config.pin_lockout_seconds,
+                    hold_limit=config.acs_timeout)
+    gateway = Gateway(acs=PinGuardedACS(acs, pins), reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
                       trace=config.trace,
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None})
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)

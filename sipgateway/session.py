@@ -336,7 +336,7 @@ class Session:
     def _logged_in(self, account: m.Account, location: str) -> None:
         self.account = account
         self.terminal = m.Terminal(account=account.name, institution=account.institution,
-                                   location=location or account.terminal_location)
+                                   location=location or account.terminal_location, address=self.address)
         self.encoding = self.settings.encoding or account.encoding or "utf-8"
         self.error_detection = self.settings.error_detection or account.error_detection
         # everything of the session a remembered reply depends on (see replymemo.py)

@@ -8,7 +8,7 @@ messages (``sipgateway.replies``); backends build them from their own data.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -40,6 +40,9 @@ class Terminal:
     account: str
     institution: str
     location: str = ""
+    #: the device's address (IP address, or serial device) as the gateway sees it; not part
+    #: of equality, so what is cached per terminal is shared by the device's connections
+    address: str = field(default="", compare=False)
 
 
 class PatronFlag(enum.IntEnum):

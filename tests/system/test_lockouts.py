@@ -1,5 +1,6 @@
-"""Login lockouts with the real twistd: keyed on the device, kept in the database,
-lifted by ``sipgateway unlock`` on the running gateway, and the same for the telnet door."""
+"""Login lockouts and PIN locks with the real twistd: keyed on the device, kept in the
+database (so they survive a restart), lifted by ``sipgateway unlock`` on the running
+gateway, and the same for the telnet door."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 from tests.system.process import BIN, GatewayProcess, SIPClient, free_port
 
+DATE = "20240105    101500"
 LOGIN = "9300CNsc1|COpass1|CPMAIN|"
 WRONG = "9300CNsc1|COwrong|CPMAIN|"
+PIN_LOCKED = b"AFToo many wrong PINs: PIN entry is locked for this card; please see staff|"
 
 
 class ClientFrom(SIPClient):
@@ -49,6 +52,10 @@ def telnet_login(port: int, user: str, password: str) -> bytes:
         return seen
 
 
+def pin_status(client: SIPClient, pin: str) -> bytes:
+    return client.request(f"23001{DATE}AOMAIN|AA100001|AC|AD{pin}|")
+
+
 def test_wrong_passwords_lock_out_only_that_device_until_unlocked(tmp_path: Path) -> None:
     proc, sip, telnet = start(tmp_path)
     try:
@@ -76,3 +83,35 @@ def test_wrong_passwords_lock_out_only_that_device_until_unlocked(tmp_path: Path
     log = proc.log()
     assert "login locked out for address and account 127.0.0.1 (sc1) after 10 failed logins" in log
     assert "pass1" not in log and "wrong" not in log
+
+
+def test_login_lockouts_and_pin_locks_survive_a_restart(tmp_path: Path) -> None:
+    proc, sip, _ = start(tmp_path)
+    try:
+        with SIPClient(sip) as c:
+            for _ in range(10):
+                assert c.request(WRONG) == b"940"
+        with ClientFrom(sip, "127.0.0.2") as kiosk:
+            assert kiosk.request(LOGIN) == b"941"
+            for n in range(10):
+                reply = pin_status(kiosk, f"{9000 + n}")
+                assert b"|BLY|CQN|" in reply, reply
+            reply = pin_status(kiosk, "1234")  # the right PIN, refused while locked
+            assert b"|BLY|CQN|" in reply and PIN_LOCKED in reply, reply
+    finally:
+        proc.stop()
+    first_log = proc.log()
+    assert first_log.count("PIN checks locked for patron ****01 for 3600 s after 10 wrong PINs") == 1
+    assert "100001" not in first_log and "9001" not in first_log
+
+    again = GatewayProcess(tmp_path, proc.args, proc.wait_ports).start()
+    try:
+        with SIPClient(sip) as c:
+            assert c.request(LOGIN) == b"940"
+        with ClientFrom(sip, "127.0.0.2") as kiosk:
+            assert kiosk.request(LOGIN) == b"941"
+            assert PIN_LOCKED in pin_status(kiosk, "1234")
+            assert unlock(tmp_path, "100001").returncode == 0
+            assert b"|BLY|CQY|" in pin_status(kiosk, "1234")
+    finally:
+        again.stop()
