@@ -96,6 +96,10 @@ class AttemptStore(Protocol):
     """Where the counters live.  Every method returns a Deferred; ``read`` is on the path
     of every login and PIN check, so it must be a quick read."""
 
+    def clean(self, keys: Sequence[Key]) -> bool:
+        """True when none of the keys has a record, as far as this process knows without
+        asking the database (False when unsure): the fast path of every check."""
+
     def read(self, keys: Sequence[Key]) -> Deferred:
         """Fires with ``dict[Key, Record]`` of those keys that have a record."""
 

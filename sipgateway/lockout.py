@@ -125,6 +125,9 @@ class MemoryAttempts:
         self.max_keys = max_keys
         self._records: dict[Key, Record] = {}
 
+    def clean(self, keys: Sequence[Key]) -> bool:
+        return not any(key in self._records for key in keys)
+
     def read(self, keys: Sequence[Key]) -> Deferred:
         return succeed({key: self._records[key] for key in keys if key in self._records})
 

@@ -35,13 +35,17 @@ class SQLiteAttempts:
     def _submit(self, name: str, fn: Any, args: tuple, write: bool) -> Deferred:
         return self.runner.submit(name, Call(fn, args, None, self.ctx.clock(), self.ctx), write)
 
+    def clean(self, keys: Sequence[Key]) -> bool:
+        now = self.clock()
+        known = self._clean
+        for key in keys:
+            if known.get(key, 0.0) <= now:
+                return False
+        return True
+
     def read(self, keys: Sequence[Key]) -> Deferred:
         now = self.clock()
-        clean = self._clean
-        for key in keys:
-            if clean.get(key, 0.0) <= now:
-                break
-        else:
+        if self.clean(keys):
             return succeed({})
         return self._submit("read failed attempts", read_job, (tuple(keys),), False).addCallback(
             self._found, keys, now + self.clean_ttl)
