@@ -35,6 +35,7 @@ class Load:
     rate: float | None = None
     same_start: bool = False
     offset: int = 0
+    window: int | None = None  # connections connecting or logging in at once (loadgen's default: 64)
 
 
 def parse_text(output: str) -> dict:
@@ -64,6 +65,8 @@ def command(binary: Path, port: int, load: Load, requests_file: Path, host: str 
         cmd.append("-s")
     if load.offset:
         cmd += ["-o", str(load.offset)]
+    if load.window:
+        cmd += ["-w", str(load.window)]
     if as_json:
         cmd.append("--json")
     return cmd

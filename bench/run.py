@@ -6,7 +6,8 @@ Builds bench/out/loadgen (cc -O2, when stale), starts bench/ceiling.py and
 ``twistd -n sipgateway`` (on a fresh demo database in a temporary directory, free loopback
 ports), runs every workload against both (99, 63, 17 and checkout+checkin at 1, 10 and 100
 connections; 99 paced at 10,000 req/s over 100 connections, median of three; 10 active
-connections with and without 10,000 idle logged-in ones), checks every reply code and that
+connections with and without 10,000 idle logged-in ones; 10,000 logging in at once on a
+fresh gateway and again warm), checks every reply code and that
 every ok'd checkout was committed, prints one table with PASS/FAIL against the targets and
 writes the figures as JSON (default bench/out/bench-<timestamp>.json).  Exit status 1 when
 a row fails.  About 4 minutes; --quick about 1.
@@ -58,12 +59,13 @@ class Bench:
     """Runs workloads against the two servers; keeps the offsets of the write path."""
 
     def __init__(self, loadgen: Path, ceiling: servers.Server | None, gateway: servers.Server | None,
-                 database: Path | None, gateway_error: str | None) -> None:
+                 database: Path | None, gateway_error: str | None, workdir: Path | None = None) -> None:
         self.loadgen = loadgen
         self.ceiling = ceiling
         self.gateway = gateway
         self.database = database
         self.gateway_error = gateway_error
+        self.workdir = workdir
         self.next_offset = 0
 
     def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
@@ -92,7 +94,59 @@ class Bench:
         self.ceiling.wait_quiet()
         return lg.run(self.loadgen, self.ceiling.port, self._load(w, workloads.CEILING_EXPECTED, offset))
 
+    def _storm_load(self, w: workloads.Workload) -> lg.Load:
+        # every connection connects and logs in as soon as the window lets it; the timed part
+        # afterwards is a formality: the figure is loadgen's set-up time
+        return lg.Load(requests=workloads.REQUESTS[w.request], conns=1, idle=w.conns - 1, seconds=w.seconds,
+                       login=workloads.LOGIN, codes=workloads.EXPECTED[w.request],
+                       window=min(w.conns, workloads.STORM_WINDOW))
+
+    def run_storm(self, w: workloads.Workload) -> dict:
+        """A fresh gateway (nothing verified yet: a cold cache), all ``w.conns`` log in at once;
+        they hang up and log in at once again (warm).  The row's figure is the ratio."""
+        row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": 0,
+                     "rate": None, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
+                     "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
+                     "rss_peak_kb": None, "verify": None, "storm": True, "ceiling": None}
+        assert self.workdir is not None
+        workdir = self.workdir / w.key
+        workdir.mkdir(exist_ok=True)
+        try:
+            gateway = servers.start_gateway(workdir, workdir / "storm.sqlite3")
+        except (servers.ServerError, OSError) as e:
+            row["ours_error"], row["ours"] = f"the gateway did not start: {e}", None
+            return row
+        try:
+            for cache in ("cold", "warm"):
+                gateway.wait_quiet()
+                with servers.RSSSampler(gateway) as rss:
+                    figures = lg.run(self.loadgen, gateway.port, self._storm_load(w))
+                row["rss_peak_kb"] = max(row["rss_peak_kb"] or 0, rss.peak_kb)
+                figures["cache"] = cache
+                row["ours_runs"].append(figures)
+                _progress(f"  {w.key} {cache}: {figures['logged_in']:,} logged in after {figures['setup_s']:.2f} s")
+                if not gateway.alive():
+                    raise lg.LoadgenError(f"the gateway died; see {gateway.log}:\n{gateway.log_tail()}")
+        except (lg.LoadgenError, OSError) as e:
+            row["ours_error"] = str(e)
+            _progress(f"  {w.key}: failed: {e}")
+        finally:
+            gateway.stop()
+        if row["ours_error"] or len(row["ours_runs"]) != 2:
+            row["ours"] = None
+            return row
+        cold, warm = row["ours_runs"]
+        summed = {name: cold.get(name, 0) + warm.get(name, 0)
+                  for name in ("wrong", "errors", "failed", "login_refused", "unready", "replies")}
+        row["ours"] = {**summed, "cold_s": cold["setup_s"], "warm_s": warm["setup_s"],
+                       "rate": w.conns / cold["setup_s"] if cold["setup_s"] else 0.0,
+                       "not_logged_in": 2 * w.conns - cold["logged_in"] - warm["logged_in"],
+                       "wrong_examples": cold.get("wrong_examples", []) + warm.get("wrong_examples", [])}
+        return row
+
     def run(self, w: workloads.Workload) -> dict:
+        if w.storm:
+            return self.run_storm(w)
         row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": w.idle,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
@@ -210,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway, database, gateway_error = _start_gateway(tmp, plan)
         if gateway_error:
             _progress(f"bench: {gateway_error}")
-        bench = Bench(loadgen, ceiling, gateway, database, gateway_error)
+        bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp)
         for w in plan:
             _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
                       f"{f' x{w.repeats}' if w.repeats > 1 else ''})")
@@ -233,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report.evaluate(rows)
     print(report.format_table(rows))
-    notes = report.failure_notes(rows)
+    notes = report.storm_notes(rows) + report.failure_notes(rows)
     for note in notes:
         print("  " + note)
     load_after = _loadavg()

@@ -1,4 +1,4 @@
-"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand.
+"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock.
 
 Subcommands register themselves in ``COMMANDS``; another module adds one with::
 
@@ -369,6 +369,19 @@ def _send_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait (default 10)")
     p.add_argument("messages", metavar="MESSAGE", nargs="+")
     p.set_defaults(handler=_send)
+
+
+# -- unlock -------------------------------------------------------------------------------
+
+@command
+def _unlock_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import unlock
+
+    p = subparsers.add_parser("unlock", help="list or lift login lockouts and PIN locks",
+                              description="Lift every login lockout and PIN lock of a client address, an SC "
+                                          "account or a patron (on a running gateway too), or list them.")
+    unlock.add_arguments(p)
+    p.set_defaults(handler=unlock.run)
 
 
 if __name__ == "__main__":

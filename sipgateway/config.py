@@ -83,6 +83,11 @@ class Config:
     max_connections_per_address: int = DEFAULT_MAX_PER_ADDRESS
     max_login_failures: int = 10
     lockout_seconds: float = 3600.0
+    max_login_failures_per_address: int = 30
+    max_login_failures_per_account: int = 100
+    max_pin_failures: int = 10
+    max_pin_failures_per_terminal: int = 30
+    pin_lockout_seconds: float = 3600.0
     trace: bool = False
     accounts: tuple[AccountConfig, ...] = ()
     #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
@@ -238,6 +243,8 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
 _GATEWAY_KEYS = {
     "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
     "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
+    "max_login_failures_per_address", "max_login_failures_per_account", "max_pin_failures",
+    "max_pin_failures_per_terminal", "pin_lockout_seconds",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
 #: account keys the database does not hold: a section may give only these, for an account
@@ -314,6 +321,11 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
                                                 where, integer=True, minimum=1)),
         max_login_failures=int(_number(gw, "max_login_failures", 10, where, integer=True)),
         lockout_seconds=_number(gw, "lockout_seconds", 3600.0, where),
+        max_login_failures_per_address=int(_number(gw, "max_login_failures_per_address", 30, where, integer=True)),
+        max_login_failures_per_account=int(_number(gw, "max_login_failures_per_account", 100, where, integer=True)),
+        max_pin_failures=int(_number(gw, "max_pin_failures", 10, where, integer=True)),
+        max_pin_failures_per_terminal=int(_number(gw, "max_pin_failures_per_terminal", 30, where, integer=True)),
+        pin_lockout_seconds=_number(gw, "pin_lockout_seconds", 3600.0, where),
         trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
         accounts=tuple(accounts),
         **_audit(gw),

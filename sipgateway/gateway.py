@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.model import Account
 from sipgateway.audit import Audit
-from sipgateway.lockout import Lockout
+from sipgateway.lockout import Lockout, LoginCheck
 from sipgateway.repeatlog import RepeatedLines
 from sipgateway.replymemo import ReplyMemo
 from sipgateway.settings import AccountSettings
@@ -54,20 +54,24 @@ class Gateway:
         ``repeated``: the connection's, when it can send any number of 93s."""
         lockout = self.lockout
         assert lockout is not None  # set in __post_init__
-        if not lockout.allowed(address, user):
-            _warn(self.log, repeated, "login locked out", who,
-                  "login for {user!r} refused: locked out after too many failures", user=user)
-            return succeed(None)
 
-        def checked(account: Account | None) -> Account | None:
+        def try_it(check: LoginCheck) -> Deferred | None:
+            if check.locked is not None:
+                _warn(self.log, repeated, "login locked out", who,
+                      "login for {user!r} refused: locked out ({what}) after too many failures; "
+                      "'sipgateway unlock {subject}' lifts it", user=user, what=check.locked.key.describe(),
+                      subject=check.locked.key.subject)
+                return None
+            return maybeDeferred(self.acs.authenticate, user, password, location).addCallback(checked, check)
+
+        def checked(account: Account | None, check: LoginCheck) -> Deferred | Account:
             if account is None:
-                lockout.failed(address, user)
                 _warn(self.log, repeated, "login failed", who, "login failed for account {user!r}", user=user)
-            else:
-                lockout.succeeded(address, user)
+                return lockout.failed(address, user)  # the reply waits until the failure is counted
+            lockout.succeeded(address, user, check)
             return account
 
-        return maybeDeferred(self.acs.authenticate, user, password, location).addCallback(checked)
+        return lockout.check(address, user).addCallback(try_it)
 
     def now(self) -> datetime:
         """The local time to the second: SIP2 dates have no finer resolution, and one

@@ -8,6 +8,7 @@ from sipgateway.acs.sqlite import ACSUnavailable
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
+from sipgateway.pinguard import PinGuard, PinGuardedACS
 from sipgateway.privileges import RunAs
 from sipgateway.sighup import IgnoreSIGHUP
 from sipgateway.startup import StartupReport, open_database
@@ -45,8 +46,14 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
 
         reactor = default_reactor
     acs, findings = open_database(config, reactor, run_as)
-    lockout = Lockout(reactor, max_failures=config.max_login_failures, lock_seconds=config.lockout_seconds)
-    gateway = Gateway(acs=acs, reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
+    attempts = acs.attempt_store()  # failed logins and wrong PINs live in the database
+    lockout = Lockout(reactor, attempts, max_failures=config.max_login_failures,
+                      max_per_address=config.max_login_failures_per_address,
+                      max_per_account=config.max_login_failures_per_account, lock_seconds=config.lockout_seconds)
+    pins = PinGuard(reactor, attempts, max_failures=config.max_pin_failures,
+                    max_per_terminal=config.max_pin_failures_per_terminal, lock_seconds=config.pin_lockout_seconds,
+                    hold_limit=config.acs_timeout)
+    gateway = Gateway(acs=PinGuardedACS(acs, pins), reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
                       trace=config.trace,
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
                       account_settings={a.name: a.settings for a in config.accounts},

@@ -378,7 +378,7 @@ class Session:
         self._eol = self.settings.terminator or extra.terminator or b"\r"
         self.terminal = m.Terminal(account=account.name, institution=account.institution,
                                    location=location or account.terminal_location,
-                                   checked_in_ok=extra.checked_in_ok)
+                                   checked_in_ok=extra.checked_in_ok, address=self.address)
         self.encoding = self.settings.encoding or account.encoding or "utf-8"
         self.error_detection = self.settings.error_detection or account.error_detection
         # everything of the session a remembered reply depends on (see replymemo.py)

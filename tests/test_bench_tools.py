@@ -190,7 +190,7 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 15 and keys.index("99-noidle") < keys.index("99-idle")
+    assert len(keys) == 16 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
@@ -245,3 +245,22 @@ def test_the_gateways_memory_and_cpu_include_its_database_process() -> None:
         proc.wait(timeout=30)
         proc.stdout.close()
     assert server.status("VmRSS") is None and server.cpu_seconds() is None  # gone: nothing to read
+
+
+def _storm(cold: float, warm: float, not_logged_in: int = 0) -> dict:
+    ours = {"cold_s": cold, "warm_s": warm, "rate": 10000 / cold, "replies": 20, "wrong": 0, "errors": 0,
+            "failed": 0, "login_refused": 0, "unready": 0, "not_logged_in": not_logged_in, "wrong_examples": []}
+    return _row("93-storm", 10000, ours, None, storm=True)
+
+
+def test_the_login_storm_row_is_judged_on_cold_over_warm_and_shows_both_times():
+    rows = report.evaluate([_storm(9.0, 5.0), _storm(11.0, 5.0), _storm(6.0, 5.0, not_logged_in=3)])
+    assert [row["result"] for row in rows] == ["PASS", "FAIL", "FAIL"]  # 1.8x; 2.2x; 3 never logged in
+    line = report.format_table(rows[:1]).splitlines()[2]
+    assert line.startswith("93 login storm, cold cache") and line.split()[-2:] == ["warm", "PASS"]
+    assert "cold<=2x" in line and " 1,111 " in line   # the cold rate, logins/s
+    notes = report.storm_notes(rows)
+    assert notes[0] == ("93 login storm, cold cache x10,000: all logged in after 9.00 s with a cold cache (fresh "
+                        "gateway), 5.00 s warm, in the same run (x1.80; PASS)")
+    assert "cold<=2x warm failed: got 2.20x" in "\n".join(report.failure_notes(rows))
+    assert "not_logged_in=3" in "\n".join(report.failure_notes(rows))

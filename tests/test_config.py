@@ -177,3 +177,23 @@ def test_bad_backlog_names_the_key(listen: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         load(None, listen=[listen])
     assert str(e.value) == message
+
+
+def test_lockout_and_pin_guard_keys(tmp_path: Path) -> None:
+    defaults = load(None)
+    assert (defaults.max_login_failures, defaults.max_login_failures_per_address,
+            defaults.max_login_failures_per_account, defaults.lockout_seconds) == (10, 30, 100, 3600.0)
+    assert (defaults.max_pin_failures, defaults.max_pin_failures_per_terminal,
+            defaults.pin_lockout_seconds) == (10, 30, 3600.0)
+    ini = tmp_path / "g.ini"
+    ini.write_text("[gateway]\nmax_login_failures_per_address = 50\nmax_login_failures_per_account = 0\n"
+                   "max_pin_failures = 5\nmax_pin_failures_per_terminal = 20\npin_lockout_seconds = 900\n")
+    config = load(str(ini))
+    assert (config.max_login_failures_per_address, config.max_login_failures_per_account) == (50, 0)
+    assert (config.max_pin_failures, config.max_pin_failures_per_terminal, config.pin_lockout_seconds) == (5, 20, 900)
+    ini.write_text("[gateway]\nmax_pin_failures = ten\n")
+    with pytest.raises(ConfigError, match=r"\[gateway\]: max_pin_failures='ten' is not a whole number"):
+        load(str(ini))
+    ini.write_text("[gateway]\npin_lockout_seconds = -1\n")
+    with pytest.raises(ConfigError, match="pin_lockout_seconds='-1' must be at least 0"):
+        load(str(ini))

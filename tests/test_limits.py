@@ -1,13 +1,12 @@
-"""Bounds: connection limits, login lockout, secrets masked in logs, framing limits."""
+"""Bounds: connection limits, secrets masked in logs, framing limits (the login lockout:
+test_lockout.py)."""
 
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from sipgateway.lockout import Lockout
 from sipgateway.logmask import mask
 from sipgateway.transports.framing import LineSplitter
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
@@ -47,31 +46,6 @@ def test_connection_limits_total_and_per_address() -> None:
     assert not w1.disconnecting
     d1.dataReceived(b"hi")
     assert w1.value() == b"hi"
-
-
-def test_lockout_by_address_and_by_account() -> None:
-    clock = Clock()
-    lockout = Lockout(clock, max_failures=3, lock_seconds=60)
-    for _ in range(3):
-        assert lockout.allowed("1.2.3.4", "sc1")
-        lockout.failed("1.2.3.4", "sc1")
-    assert not lockout.allowed("1.2.3.4", "other")   # the address is locked
-    assert not lockout.allowed("5.6.7.8", "sc1")     # and the account
-    assert lockout.allowed("5.6.7.8", "other")
-    clock.advance(61)
-    assert lockout.allowed("1.2.3.4", "sc1")
-    lockout.failed("1.2.3.4", "sc1")  # the count starts again after a lock expires
-    assert lockout.allowed("1.2.3.4", "sc1")
-
-
-def test_success_resets_the_count() -> None:
-    lockout = Lockout(Clock(), max_failures=3, lock_seconds=60)
-    lockout.failed("a", "sc1")
-    lockout.failed("a", "sc1")
-    lockout.succeeded("a", "sc1")
-    lockout.failed("a", "sc1")
-    lockout.failed("a", "sc1")
-    assert lockout.allowed("a", "sc1")
 
 
 def test_secrets_are_masked() -> None:

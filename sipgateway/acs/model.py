@@ -48,6 +48,9 @@ class Terminal:
     #: the account's ``checked_in_ok``: a checkin of an item that was not on loan is still
     #: done, and answered ok (True) or not ok with an alert (False), as Koha does
     checked_in_ok: bool = True
+    #: the device's address (IP address, or serial device) as the gateway sees it; not part
+    #: of equality, so what is cached per terminal is shared by the device's connections
+    address: str = field(default="", compare=False)
     deadline: float | None = field(default=None, compare=False)
 
     def until(self, deadline: float) -> Terminal:

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+
+from sipgateway.acs.model import Account
+from sipgateway.acs.sqlite import SQLiteACS
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets, check_secret, hash_secret
-from tests.acs.conftest import Library, fired
+from sipgateway.acs.sqlite.runner import ThreadedRunner
+from tests.acs.conftest import FAST, Library, QueueReactor, fired
+
+WAIT = 30.0  # seconds a thread may take: only reached when something is broken
 
 
 def test_hash_is_salted_and_checks() -> None:
@@ -58,3 +69,71 @@ def test_ten_thousand_logins_cost_one_hash(lib: Library) -> None:
     for _ in range(10_000):
         assert fired(lib.acs.authenticate("sc1", "pass1", "MAIN")) is not None
     assert secrets.misses - misses == 1
+
+
+def verify_at_once(n: int, secret: str, stored: str) -> tuple[VerifiedSecrets, list[str], list[bool]]:
+    """``n`` threads verifying ``secret`` at once; the hash is held until the other n - 1 wait
+    for it.  The cache, the secrets hashed and the outcomes."""
+    runs: list[str] = []
+
+    def slow_check(secret: str, stored: str) -> bool:
+        runs.append(secret)
+        if len(runs) == 1:
+            with cache._changed:
+                assert cache._changed.wait_for(lambda: cache.waiting == n - 1, timeout=WAIT)
+        return check_secret(secret, stored)
+
+    cache = VerifiedSecrets(check=slow_check)
+    outcomes: list[bool] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(cache.verify("sc", "sc1", secret, stored)))
+               for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    return cache, runs, outcomes
+
+
+@pytest.mark.parametrize(("secret", "right"), [("pass1", True), ("wrong", False)])
+def test_concurrent_identical_verifications_share_one_hash(secret: str, right: bool) -> None:
+    """One PBKDF2 run for eight at once, "yes" and "no" alike; only the "yes" outlives it."""
+    stored = hash_secret("pass1", 1000)
+    cache, runs, outcomes = verify_at_once(8, secret, stored)
+    assert runs == [secret] and cache.computed == 1 and cache.shared == 7
+    assert outcomes == [right] * 8
+    assert cache.verify("sc", "sc1", secret, stored) is right
+    assert cache.computed == (1 if right else 2)  # a "no" is not kept: the next one hashes again
+
+
+def login_storm(tmp_path: Path, password: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, int]:
+    """500 logins with one account at once on a cold cache, through the database thread;
+    their answers and the number of PBKDF2 runs it took."""
+    runs: list[int] = []
+    real = hashlib.pbkdf2_hmac
+    path = str(tmp_path / "storm.sqlite3")
+    reactor = QueueReactor()
+    acs = SQLiteACS(path, reactor, runner=ThreadedRunner(path, reactor), hash_iterations=FAST)
+    acs.seed_demo()
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", lambda *a, **k: (runs.append(1), real(*a, **k))[1])
+    answers: list = []
+    for _ in range(500):
+        acs.authenticate("sc1", password, "MAIN").addBoth(answers.append)
+    while len(answers) < 500 and reactor.run_calls(wait=WAIT, expect=1):
+        pass
+    closed = acs.close()
+    reactor.run_calls(wait=WAIT, expect=1)
+    assert closed.called
+    return answers, len(runs)
+
+
+def test_a_login_storm_costs_one_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers, runs = login_storm(tmp_path, "pass1", monkeypatch)
+    assert len(answers) == 500 and all(isinstance(a, Account) and a.name == "sc1" for a in answers)
+    assert runs == 1
+
+
+def test_a_storm_of_the_same_wrong_password_costs_one_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # after a password change every device tries the old one: one "no", shared
+    answers, runs = login_storm(tmp_path, "old-password", monkeypatch)
+    assert answers == [None] * 500
+    assert runs == 1

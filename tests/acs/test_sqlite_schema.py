@@ -17,7 +17,7 @@ from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, MIGRATIONS, Mig
 from tests.acs.conftest import FAST, MAIN, Library, QueueReactor, fired
 
 TABLES = {"schema_version", "sc_accounts", "patrons", "items", "loans", "holds", "fees", "payments",
-          "payment_allocations", "circulation_log"}
+          "payment_allocations", "circulation_log", "auth_failures"}
 
 
 def sync(path: Path, **kw) -> SQLiteACS:
@@ -68,7 +68,7 @@ def test_migrations_apply_once_each_in_order(tmp_path: Path) -> None:
     conn = connect(str(tmp_path / "m.sqlite3"))
     assert migrate(conn, extra) is True
     assert migrate(conn, extra) is False   # idempotent: the ALTER would fail if run twice
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [m.version for m in extra]
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [mig.version for mig in extra]
     conn.close()
 
 
@@ -77,7 +77,7 @@ def test_a_failing_migration_leaves_the_earlier_ones_applied(tmp_path: Path) -> 
     conn = connect(str(tmp_path / "m.sqlite3"))
     with pytest.raises(sqlite3.OperationalError):
         migrate(conn, broken)
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [m.version for m in MIGRATIONS]
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [mig.version for mig in MIGRATIONS]
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ok_table'").fetchone()[0] == 0
     conn.close()
 

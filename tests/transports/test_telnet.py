@@ -253,14 +253,20 @@ class FailedLoginTests(SynchronousTestCase):
         self.assertNotIn(LOGIN_OK, out)
         self.assertEqual(len([c for c in h.acs.calls if c[0] == "authenticate"]), 2)
         self.assertIn("refused: locked out", h.logged())
-        self.assertFalse(lockout.allowed("10.0.0.7", "other"))  # keyed by the client's address
+        # keyed by the client's address with the account: the same account from elsewhere,
+        # and another account from here, may still try
+        self.assertIsNotNone(self.successResultOf(lockout.check("10.0.0.7", "sc1")).locked)
+        self.assertIsNone(self.successResultOf(lockout.check("10.0.0.8", "sc1")).locked)
+        self.assertIsNone(self.successResultOf(lockout.check("10.0.0.7", "other")).locked)
 
     def test_success_clears_the_failures(self):
         clock = Clock()
         lockout = Lockout(clock, max_failures=3, lock_seconds=600)
         h = Harness(self, lockout=lockout)
         h.send(b"sc1\r\n", b"bad\r\n", b"sc1\r\n", b"pass1\r\n")
-        self.assertEqual(lockout._by_address, {})
+        records = self.successResultOf(lockout.store.records())
+        # the address's own count stays (a success must not wipe out a scan of other accounts)
+        self.assertEqual({r.key.scope for r in records}, {"login-address", "login-account"})
 
     def test_broken_acs_answers_and_counts_a_try(self):
         h = Harness(self)

@@ -15,10 +15,12 @@ from zope.interface import implementer
 from sipgateway.acs import model as m
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.sqlite import accounts, checkin, fees, fixtures, holds, items, loans, patrons
+from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
 from sipgateway.acs.sqlite.context import Call, Context, Tx
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
 from sipgateway.acs.sqlite.dbprocess import ProcessRunner, Spawn
 from sipgateway.acs.sqlite.errors import ACSUnavailable
+from sipgateway.acs.sqlite.flights import Flights
 from sipgateway.acs.sqlite.readcache import DEFAULT_TTL, ReadCache
 from sipgateway.acs.sqlite.rules import CirculationRules
 from sipgateway.acs.sqlite.runner import SyncRunner, ThreadedRunner
@@ -81,6 +83,7 @@ class SQLiteACS:
         self._status: dict[tuple[str, str, str], m.ACSStatus] = {}
         #: True when ``open_sqlite_acs`` seeded the demo fixtures into it
         self.seeded = False
+        self._logins = Flights()
         try:
             #: True when this open created the schema (the file was new or empty)
             self.is_new: bool = self.runner.run_sync("migrate", migrate, raw=True)
@@ -166,7 +169,10 @@ class SQLiteACS:
     # --- IACS ---------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, location: str) -> Deferred:
-        return self._read("authenticate", None, accounts.authenticate, username, password)
+        # a login storm: identical logins share one job (and one password hash), see flights.py
+        key = (username, self.ctx.secrets.fingerprint("sc-login", username, password))
+        return self._logins.call(key, lambda: self._read("authenticate", None, accounts.authenticate, username,
+                                                         password))
 
     def account(self, name: str) -> Deferred:
         return self._read("account", None, accounts.lookup, name)
@@ -241,6 +247,10 @@ class SQLiteACS:
 
     def fee_paid(self, terminal: m.Terminal, payment: m.FeePayment) -> Deferred:
         return self._write("fee_paid", terminal, fees.fee_paid, payment)
+
+    def attempt_store(self) -> SQLiteAttempts:
+        """The failed-login and wrong-PIN counters, in this database (sipgateway/attempts.py)."""
+        return SQLiteAttempts(self)
 
     def start(self) -> None:
         """Start serving calls (the database process); twistd calls it from startService."""

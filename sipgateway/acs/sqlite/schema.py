@@ -196,7 +196,26 @@ CALL_OUTCOMES = Migration(3, "outcomes of recent database-process batches", (
         results BLOB NOT NULL)""",
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES)
+# Failed logins and wrong PINs, counted per key, and the locks they lead to (see
+# sipgateway/attempts.py): here so that a lock survives a restart and ``sipgateway unlock``
+# lifts it on a running gateway.  Times are Unix seconds: a lock must end at the same
+# moment whatever the local clock does at a change of daylight saving time.
+AUTH_FAILURES = Migration(4, "failed logins and wrong PINs, and the locks they lead to", (
+    """CREATE TABLE auth_failures (
+        scope TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        subject2 TEXT NOT NULL DEFAULT '',
+        failures INTEGER NOT NULL,
+        window_start REAL NOT NULL,
+        locked_until REAL NOT NULL DEFAULT 0,
+        last_from TEXT NOT NULL DEFAULT '',
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, subject, subject2)) WITHOUT ROWID""",
+    "CREATE INDEX auth_failures_expires ON auth_failures (expires_at)",
+))
+
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES, AUTH_FAILURES)
 
 #: items whose status disagrees with their loans: charged exactly when an open loan exists.
 #: Empty on a consistent database (the crash tests use it).
