@@ -137,11 +137,13 @@ def test_a_client_sending_wrong_logins_in_a_loop_logs_a_few_lines(logged: Logged
     lines = [line for line in logged.lines() if not line.startswith("login locked out for")]  # the lockout's own
     assert lines == [
         "test 127.0.0.1:5000: login failed for account 'sc1'",
-        "test 127.0.0.1:5000: login for 'sc1' refused: locked out after too many failures"]
+        "test 127.0.0.1:5000: login for 'sc1' refused: locked out (test 127.0.0.1:5000 (sc1)) after too many "
+        "failures; 'sipgateway unlock test 127.0.0.1:5000' lifts it"]
     logged.clear()
     h.session.connection_lost()
     assert logged.lines() == [
         "test 127.0.0.1:5000: login failed: 9 more before the connection closed, counted, not logged one by one; "
         "the latest: login failed for account 'sc1'",
         "test 127.0.0.1:5000: login locked out: 489 more before the connection closed, counted, not logged one by "
-        "one; the latest: login for 'sc1' refused: locked out after too many failures"]
+        "one; the latest: login for 'sc1' refused: locked out (test 127.0.0.1:5000 (sc1)) after too many failures; "
+        "'sipgateway unlock test 127.0.0.1:5000' lifts it"]

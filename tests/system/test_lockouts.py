@@ -13,7 +13,7 @@ from tests.system.process import BIN, GatewayProcess, SIPClient, free_port
 
 DATE = "20240105    101500"
 LOGIN = "9300CNsc1|COpass1|CPMAIN|"
-WRONG = "9300CNsc1|COwrong|CPMAIN|"
+WRONG = "9300CNsc1|COnot-the-password|CPMAIN|"
 PIN_LOCKED = b"AFToo many wrong PINs: PIN entry is locked for this card; please see staff|"
 
 
@@ -82,7 +82,7 @@ def test_wrong_passwords_lock_out_only_that_device_until_unlocked(tmp_path: Path
         proc.stop()
     log = proc.log()
     assert "login locked out for address and account 127.0.0.1 (sc1) after 10 failed logins" in log
-    assert "pass1" not in log and "wrong" not in log
+    assert "pass1" not in log and "not-the-password" not in log
 
 
 def test_login_lockouts_and_pin_locks_survive_a_restart(tmp_path: Path) -> None:
