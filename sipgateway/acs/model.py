@@ -180,6 +180,8 @@ class ACSStatus:
     #: message codes this backend serves, e.g. {"23", "11", ...}
     supported: frozenset[str] = frozenset()
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,8 @@ class PatronStatus:
     email: str | None = None
     phone: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,8 @@ class CirculationResult:
     patron_valid: bool | None = None  # BL, sent on failure
     pin_valid: bool | None = None     # CQ, sent when a PIN was given
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,8 @@ class CheckinResult:
     hold_patron_id: str | None = None
     hold_patron_name: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,8 @@ class ItemInformation:
     destination_location: str | None = None
     call_number: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,6 +311,8 @@ class ItemStatusUpdateResult:
     title: str | None = None
     item_properties: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +328,8 @@ class HoldResult:
     item_id: str | None = None
     title: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +340,8 @@ class RenewAllResult:
     renewed: tuple[str, ...] = ()
     unrenewed: tuple[str, ...] = ()
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -335,6 +351,8 @@ class EndSessionResult:
     ended: bool
     patron_id: str
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -345,6 +363,8 @@ class FeePaidResult:
     patron_id: str
     transaction_id: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
