@@ -64,9 +64,13 @@ def _circulation_body(r: m.CirculationResult, ctx: ReplyContext) -> Body:
         "CK": r.media_type,
         "CH": f.opt(r.item_properties, enc),
         "BK": f.opt(r.transaction_id, enc),
-        "BL": None if r.patron_valid is None else f.yn(r.patron_valid),
-        "CQ": None if r.pin_valid is None else f.yn(r.pin_valid),
     }
+    if not r.ok:
+        # SIP2 lists no BL/CQ for 12 and 30; Evergreen adds them to a refusal (CQ when a PIN
+        # was given). Clients that rebuild the checksum from the fields they know (jsip2)
+        # reject them on a success, so a success never carries them.
+        fields["BL"] = None if r.patron_valid is None else f.yn(r.patron_valid)
+        fields["CQ"] = None if r.pin_valid is None else f.yn(r.pin_valid)
     f.add_messages(fields, r.messages, enc)
     f.add_extra(fields, r.extra, enc)
     return fixed, fields

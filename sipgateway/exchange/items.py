@@ -168,7 +168,8 @@ def _unparse_hold(req: rq.HoldRequest, ctx: RequestContext) -> Body:
 
 def _read_hold(msg: Message) -> m.HoldResult:
     return m.HoldResult(
-        ok=msg.fixed.get("ok") == "1", patron_id=f.text(msg, "AA"), available=f.flag(msg.fixed.get("available")) is True,
+        ok=msg.fixed.get("ok") == "1", patron_id=f.text(msg, "AA"),
+        available=f.flag(msg.fixed.get("available")) is True,
         expiration_date=f.date(msg.get("BW") or msg.fixed.get("expiration_date")),
         queue_position=f.integer(msg.get("BR")), pickup_location=msg.get("BS"), item_id=msg.get("AB"),
         title=msg.get("AJ"), messages=f.messages(msg),

@@ -97,7 +97,7 @@ RESULTS = {
                     renewal_ok=st.booleans(), magnetic_media=yn_u, desensitize=yn_u, due_date=dates,
                     fee_type=st.sampled_from(list(m.FeeType)), fee_amount=cents, currency=st.sampled_from(["USD"]),
                     security_inhibit=yn_u, media_type=media, item_properties=opt_word, transaction_id=opt_word,
-                    patron_valid=yn_u, pin_valid=yn_u, messages=msgs),
+                    messages=msgs),
     "65": st.builds(m.RenewAllResult, ok=st.booleans(), renewed=st.lists(word, max_size=3).map(tuple),
                     unrenewed=st.lists(word, max_size=3).map(tuple), messages=msgs),
     "09": st.builds(m.CheckinResult, ok=st.booleans(), item_id=word, permanent_location=word, title=opt_word,
