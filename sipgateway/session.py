@@ -1,6 +1,6 @@
 """The SIP2 session: one per connection, whatever the door.
 
-States (``State``): a new session is AWAITING_LOGIN (only a 93 is served) or, when its
+States (``State``, states.py): a new session is AWAITING_LOGIN (only a 93 is served) or, when its
 door names the account (a serial line's ``account=``, a TLS certificate), BINDING while
 that account is looked up.  A login makes it READY; a request in progress makes it BUSY;
 CLOSED ends it.  Input that arrives while BINDING or BUSY waits in one queue and is served
@@ -11,17 +11,17 @@ or a timeout there is none, so a late answer is dropped by construction.
 Doors hand the session lines (``line_received``: replies are written with the terminator)
 or parsed messages (``message_received``: the reply comes back as a Message); both go
 through the same login, lockout, ordering, timeouts and replay.  What each request code
-means is the request table's business (``sipgateway.exchange``).
+means is the request table's business (``sipgateway.exchange``); how a session logs in is
+login.py's, how its replies leave replies.py's.
 """
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,11 +30,14 @@ from sipgateway.audit import AUDIT_CODES
 from sipgateway.exchange import EXCHANGES, BadRequest, Exchange, Reply, ReplyContext
 from sipgateway.exchange.status import LOGIN
 from sipgateway.gateway import Gateway
+from sipgateway.login import LoginSteps
 from sipgateway.logmask import excerpt, mask
 from sipgateway.repeatlog import RepeatedLines
-from sipgateway.resend import REPLY_96, REPLY_96_ED, History, Received, wants_error_detection
-from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS, ListenerSettings
-from sipgateway.sip2 import ChecksumError, Message, SIP2Error, format_message, parse
+from sipgateway.replies import Received, ReplyWriter, request_bytes
+from sipgateway.settings import ListenerSettings
+from sipgateway.sip2 import ChecksumError, Message, SIP2Error, parse
+from sipgateway.states import WAITING, State
+from sipgateway.timers import ConnectionTimers
 
 #: requests waiting behind one in progress (or a binding); a real SC sends one at a time
 MAX_PENDING = 16
@@ -44,18 +47,6 @@ DEADLINE_SLACK = 0.1
 NOT_LOGGED_IN = "Please log in first (93)"
 ACS_FAILED = "The library system could not complete this request; please try again or ask staff"
 ACS_TIMEOUT = "The library system did not answer in time; please try again or ask staff"
-
-
-class State(enum.Enum):
-    AWAITING_LOGIN = "awaiting login"
-    BINDING = "binding an account"
-    READY = "ready"
-    BUSY = "busy"
-    CLOSED = "closed"
-
-
-#: states in which new input waits in the queue
-_WAITING = (State.BINDING, State.BUSY)
 
 
 class _Flight:
@@ -68,7 +59,7 @@ class _Flight:
         self.timer: Any = None
 
 
-class Session:
+class Session(LoginSteps):
     log = Logger()
 
     def __init__(self, gateway: Gateway, settings: ListenerSettings, write: Callable[[bytes], None],
@@ -76,7 +67,6 @@ class Session:
         self.gateway = gateway
         self.settings = settings
         self.acs = gateway.acs
-        self._write = write
         self._lose_connection = lose_connection
         self.peer = peer
         #: the client's address alone: failed logins are counted per address across listeners
@@ -85,24 +75,19 @@ class Session:
         self.account: m.Account | None = None
         self.bound_account: m.Account | None = None
         self.terminal: m.Terminal | None = None
-        self.encoding = settings.encoding or "utf-8"
-        self.error_detection = settings.error_detection or m.ErrorDetection.AUTO
-        self._eol = settings.terminator or b"\r"  # ends every reply, 96 and 97 included
+        #: how replies leave: the listener's character set, error detection and terminator
+        #: until a login, then the account's where the listener sets none
+        self.out = ReplyWriter(write, settings.encoding, settings.error_detection, settings.terminator)
         self._queue: deque[tuple[Received, Deferred | None]] = deque()
         self._flight: _Flight | None = None
         self._location = ""  # the CP of the 93 in flight
-        self.history = History()
         self._clock = gateway.reactor
-        self.idle_timeout = settings.idle_timeout
-        self._idle_call: Any = None
-        self._login_call: Any = None
         #: log lines the client can cause again and again, rate-limited (the doors' too)
         self.repeated = RepeatedLines(self._clock)
         #: the backend answers by each call's deadline: no timer here (IACS.answers_by_deadline)
         self._backend_deadline = bool(getattr(self.acs, "answers_by_deadline", False))
-        if settings.login_timeout > 0:
-            self._login_call = self._clock.callLater(settings.login_timeout, self._login_timed_out)
-        self._touch()
+        self.timers = ConnectionTimers(self._clock, settings.idle_timeout, settings.login_timeout,
+                                       self._idle_timed_out, self._login_timed_out)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -121,8 +106,8 @@ class Session:
             if reply_to is not None:
                 reply_to.errback(ConnectionError("the session is closed"))
             return
-        self._touch()
-        if self.state in _WAITING:
+        self.timers.touch()
+        if self.state in WAITING:
             if len(self._queue) >= MAX_PENDING:
                 self.log.warn("{peer}: more than {n} requests queued without waiting for replies; closing",
                               peer=self.who, n=MAX_PENDING)
@@ -134,33 +119,6 @@ class Session:
             return
         self._serve(received, reply_to)
 
-    def bind(self, name: str, why: str) -> None:
-        """Log in as the account the door names (``why``), without a 93; input waits."""
-        self.state = State.BINDING
-
-        def bound(account: m.Account | None) -> None:
-            if self.state is not State.BINDING:
-                return  # closed meanwhile
-            self.state = State.AWAITING_LOGIN
-            if account is None:
-                self.log.error("{peer}: {why} names SC account {name!r}, which does not exist; "
-                               "the device must log in with 93", peer=self.peer, why=why, name=name)
-            else:
-                self.bind_account(account)
-                self.log.info("{peer}: logged in as {name!r} ({why})", peer=self.peer, name=name, why=why)
-
-        def failed(failure: Failure) -> None:
-            self.log.failure("{peer}: looking up account {name!r} failed", failure, peer=self.peer, name=name)
-            if self.state is State.BINDING:
-                self.state = State.AWAITING_LOGIN
-
-        self.acs.account(name).addCallbacks(bound, failed).addCallback(lambda _: self._drain())
-
-    def bind_account(self, account: m.Account) -> None:
-        """Log the terminal in without a 93 (serial line, telnet login, TLS certificate)."""
-        self.bound_account = account
-        self._logged_in(account, "")
-
     def connection_lost(self) -> None:
         self.state = State.CLOSED
         self._flight = None  # a late ACS answer finds no request to answer
@@ -169,10 +127,7 @@ class Session:
             if reply_to is not None:
                 reply_to.errback(ConnectionError("the session is closed"))
         self.repeated.close()
-        for call in (self._idle_call, self._login_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._idle_call = self._login_call = None
+        self.timers.stop()
 
     def close(self) -> None:
         if self.state is not State.CLOSED:
@@ -187,24 +142,13 @@ class Session:
     def who(self) -> str:
         return f"{self.peer} ({self.account.name})" if self.account else self.peer
 
-    # --- timers -----------------------------------------------------------------------------
-
-    def _touch(self) -> None:
-        timeout = self.idle_timeout
-        if timeout <= 0:
-            return
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.reset(timeout)
-        else:
-            self._idle_call = self._clock.callLater(timeout, self._idle_timed_out)
+    # --- timers (ConnectionTimers calls these) ----------------------------------------------
 
     def _idle_timed_out(self) -> None:
-        self._idle_call = None
-        self.log.info("{peer}: idle for {s:.0f} s; closing", peer=self.who, s=self.idle_timeout)
+        self.log.info("{peer}: idle for {s:.0f} s; closing", peer=self.who, s=self.timers.idle_timeout)
         self.close()
 
     def _login_timed_out(self) -> None:
-        self._login_call = None
         if self.account is None:
             self.log.info("{peer}: not logged in after {s:.0f} s; closing", peer=self.who,
                           s=self.settings.login_timeout)
@@ -221,23 +165,23 @@ class Session:
         else:
             code = received.code
         if code == "97":
-            self._resend(received, reply_to)
+            if not self.out.resend(received, reply_to):
+                self.repeated.log(self.log.info, "97 before any reply", self.who,
+                                  "97 before any reply was sent; answered 96")
             return
-        replay = self.history.replay(received)
+        replay = self.out.history.replay(received)
         if replay is not None:
             self.repeated.log(self.log.info, "repeated request", self.who,
                               "repeated {code} request answered from the last reply, not run again", code=code)
-            self._deliver(replay, reply_to)
+            self.out.deliver(replay, reply_to)
             return
-        msg = self._parse(received, reply_to)
-        if msg is None:
+        msg = self._parse(received)
+        if isinstance(msg, str):
+            self._bad(received, reply_to, msg)
             return
-        exchange = EXCHANGES.get(msg.code)
-        if exchange is None:
-            self._bad(received, reply_to, f"message code {msg.code!r} is not a request this gateway serves")
-            return
+        exchange = EXCHANGES[msg.code]
         if self.gateway.trace:
-            self.log.debug("{peer} -> {line}", peer=self.who, line=mask(_raw(received)))
+            self.log.debug("{peer} -> {line}", peer=self.who, line=mask(request_bytes(received)))
         if self.account is None and exchange is not LOGIN:
             self.repeated.log(self.log.warn, "request before login", self.who,
                               "{code} before a successful login (93); refused", code=msg.code)
@@ -267,26 +211,22 @@ class Session:
             flight.timer = self._clock.callLater(self.gateway.acs_timeout, self._timed_out, flight)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(flight,), errbackArgs=(flight,))
 
-    def _parse(self, received: Received, reply_to: Deferred | None) -> Message | None:
-        """The request as a Message, checked for what the session needs of it; None after a 96."""
+    def _parse(self, received: Received) -> Message | str:
+        """The request as a Message the session can serve, or why it cannot (it gets 96)."""
         if isinstance(received, Message):
             msg = received
         else:
             try:
-                msg = parse(received, self.encoding)
-            except ChecksumError as e:
-                self._bad(received, reply_to, f"bad checksum: {e}")
-                return None
+                msg = parse(received, self.out.encoding)
             except SIP2Error as e:
-                self._bad(received, reply_to, str(e))
-                return None
+                return f"bad checksum: {e}" if isinstance(e, ChecksumError) else str(e)
         sequence = msg.fields.get("AY")
         if sequence is not None and not (isinstance(sequence, str) and sequence.isdigit() and sequence.isascii()):
-            self._bad(received, reply_to, f"sequence number AY{sequence!r} is not a number")  # AY10 is fine
-            return None
-        if self.error_detection is m.ErrorDetection.REQUIRED and "AZ" not in msg.fields and sequence is None:
-            self._bad(received, reply_to, "checksum required on this account/listener but the request has no AY/AZ")
-            return None
+            return f"sequence number AY{sequence!r} is not a number"  # AY10 is fine
+        if self.out.error_detection is m.ErrorDetection.REQUIRED and "AZ" not in msg.fields and sequence is None:
+            return "checksum required on this account/listener but the request has no AY/AZ"
+        if msg.code not in EXCHANGES:
+            return f"message code {msg.code!r} is not a request this gateway serves"
         return msg
 
     def _call(self, exchange: Exchange, request: Any) -> Deferred:
@@ -316,12 +256,10 @@ class Session:
         if exchange is LOGIN:
             result = self._login_answered(result)
         ctx = self._context(msg)
-        if exchange.memo:
-            key = (exchange.code, id(result), ctx, msg.fields.get("AY"), self._wants_ed(msg))
-            data = self.gateway.memo.get(key, result)
-            if data is None:
-                data = self._format(msg, self._build(exchange, result, ctx, msg))
-                self.gateway.memo.put(key, result, data)
+        if exchange.memo:  # keyed on all the reply's bytes depend on: the builder's arguments, AY, ED
+            key = (exchange.code, id(result), ctx, msg.fields.get("AY"), self.out.wants_ed(msg))
+            data = self.gateway.memo.get(key, result) or self.gateway.memo.put(
+                key, result, self._format(msg, self._build(exchange, result, ctx, msg)))
             self._emit(data, flight.received, flight.reply_to, False)
         else:
             self._send(flight.received, flight.reply_to, exchange, msg, self._build(exchange, result, ctx, msg))
@@ -368,38 +306,22 @@ class Session:
         self._drain()
 
     def _drain(self) -> None:
-        while self._queue and self.state not in _WAITING and self.state is not State.CLOSED:
+        while self._queue and self.state not in WAITING and self.state is not State.CLOSED:
             received, reply_to = self._queue.popleft()
             self._serve(received, reply_to)
 
     # --- replies ----------------------------------------------------------------------------
 
     def _context(self, msg: Message) -> ReplyContext:
-        account = self.account
-        return ReplyContext(
-            institution=msg.get("AO") or (account.institution if account else ""),
-            now=self.gateway.now(), encoding=self.encoding, language=msg.fixed.get("language", "000"),
-            library_name=account.library_name if account else "",
-            location=self.terminal.location if self.terminal else "")
-
-    def _wants_ed(self, msg: Message) -> bool:
-        """A reply carries AY/AZ exactly when the request's did (unless error detection is off)."""
-        return self.error_detection is not m.ErrorDetection.OFF and ("AZ" in msg.fields or "AY" in msg.fields)
+        return ReplyContext.answering(msg, self.account, self.terminal, self.gateway.now(), self.out.encoding)
 
     def _format(self, msg: Message, reply: Reply) -> bytes:
-        ed = self._wants_ed(msg)
-        sequence = msg.fields.get("AY") if ed else None
         try:
-            return format_message(*reply, sequence=sequence, error_detection=ed, encoding=self.encoding)
+            return self.out.format(msg, reply)
         except SIP2Error:
             self.log.failure("{peer}: could not format the {code} reply; failure reply sent instead",
                              peer=self.who, code=reply[0])
-        exchange = EXCHANGES[msg.code]
-        try:
-            return format_message(*exchange.failure(msg, self._context(msg), ACS_FAILED), sequence=sequence,
-                                  error_detection=ed, encoding=self.encoding)
-        except SIP2Error:
-            return REPLY_96_ED if ed else REPLY_96
+        return self.out.format_or_96(msg, EXCHANGES[msg.code].failure(msg, self._context(msg), ACS_FAILED))
 
     def _send(self, received: Received, reply_to: Deferred | None, exchange: Exchange, msg: Message, reply: Reply,
               *, audit_failed: bool = False) -> None:
@@ -408,86 +330,15 @@ class Session:
             self.gateway.audit.transaction(self.who, self.terminal, msg, None if audit_failed else reply)
 
     def _emit(self, data: bytes, received: Received, reply_to: Deferred | None, side_effect: bool) -> None:
-        self.history.sent(data, received, side_effect and data[-6:-4] == b"AZ")
         if self.gateway.trace:
             self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
-        self._deliver(data, reply_to)
-
-    def _deliver(self, data: bytes, reply_to: Deferred | None) -> None:
-        if reply_to is None:
-            self._write(data + self._eol)
-        else:
-            reply_to.callback(parse(data, self.encoding, verify=False))
-
-    def _resend(self, received: Received, reply_to: Deferred | None) -> None:
-        last = self.history.last_reply
-        if last is None:
-            self.repeated.log(self.log.info, "97 before any reply", self.who,
-                              "97 before any reply was sent; answered 96")
-            last = self.history.bad(received, wants_error_detection(received, self.error_detection))[0]
-        self._deliver(last, reply_to)
+        self.out.send(data, received, reply_to, side_effect)
 
     def _bad(self, received: Received, reply_to: Deferred | None, reason: str) -> None:
         """Answer 96: nothing is executed; the SC is expected to resend."""
-        reply, give_up = self.history.bad(received, wants_error_detection(received, self.error_detection))
         self.repeated.log(self.log.warn, "unusable request", self.who, "unusable request ({reason}): {line}",
-                          reason=reason, line=excerpt(_raw(received)))
-        self._deliver(reply, reply_to)
-        if give_up:
+                          reason=reason, line=excerpt(request_bytes(received)))
+        if self.out.bad(received, reply_to):
             self.log.warn("{peer}: the same unusable request {n} times in a row; closing", peer=self.who,
-                          n=self.history.bad_count)
+                          n=self.out.history.bad_count)
             self.close()
-
-    # --- login ------------------------------------------------------------------------------
-
-    def _login(self, request: Any) -> Deferred:
-        """The account the 93 logs in as, or None (refused: wrong, unknown, locked out)."""
-        if self.bound_account is not None and request.user != self.bound_account.name:
-            self.repeated.log(self.log.warn, "93 for another account", self.who,
-                              "93 for account {user!r} on a connection bound to {bound!r}; refused",
-                              user=request.user, bound=self.bound_account.name)
-            return succeed(None)
-        self._location = request.location
-        return self.gateway.authenticate(self.address, request.user, request.password, request.location,
-                                         self.who, self.repeated)
-
-    def _login_answered(self, account: m.Account | None) -> bool:
-        """The 93's answer, delivered to the login in flight: log in, or not."""
-        if account is None:
-            return False
-        self._logged_in(account, self._location)
-        self.log.info("{peer}: logged in as {user!r} (institution {inst!r})", peer=self.peer,
-                      user=account.name, inst=account.institution)
-        return True
-
-    def _logged_in(self, account: m.Account, location: str) -> None:
-        self.account = account
-        if self.state is State.AWAITING_LOGIN:
-            self.state = State.READY
-        extra = self.gateway.account_settings.get(account.name, DEFAULT_ACCOUNT_SETTINGS)
-        self._eol = self.settings.terminator or extra.terminator or b"\r"
-        self.terminal = m.Terminal(account=account.name, institution=account.institution,
-                                   location=location or account.terminal_location,
-                                   checked_in_ok=extra.checked_in_ok, address=self.address)
-        self.encoding = self.settings.encoding or account.encoding or "utf-8"
-        self.error_detection = self.settings.error_detection or account.error_detection
-        idle = self.gateway.idle_timeouts.get(account.name)
-        if idle is not None and idle != self.idle_timeout:
-            self.idle_timeout = idle
-            if self._idle_call is not None and self._idle_call.active():
-                self._idle_call.cancel()
-            self._idle_call = None
-            self._touch()
-        if self._login_call is not None and self._login_call.active():
-            self._login_call.cancel()
-        self._login_call = None
-
-
-def _raw(received: Received) -> bytes:
-    """The request's bytes for a log line (a message door's request, formatted)."""
-    if isinstance(received, bytes):
-        return received
-    try:
-        return format_message(received.code, received.fixed, dict(received.fields))
-    except SIP2Error:
-        return received.code.encode("ascii", "replace")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sipgateway.acs.model import Account, Terminal
 from sipgateway.sip2 import MESSAGES, Message
 
 #: (code, fixed fields, variable fields): what ``format_message`` takes
@@ -52,6 +53,15 @@ class ReplyContext:
     language: str = "000"
     library_name: str = ""
     location: str = ""
+
+    @classmethod
+    def answering(cls, msg: Message, account: Account | None, terminal: Terminal | None, now: datetime,
+                  encoding: str) -> ReplyContext:
+        """The context of the reply to ``msg`` from a session logged in as ``account``."""
+        return cls(institution=msg.get("AO") or (account.institution if account else ""), now=now,
+                   encoding=encoding, language=msg.fixed.get("language", "000"),
+                   library_name=account.library_name if account else "",
+                   location=terminal.location if terminal else "")
 
 
 @dataclass(frozen=True, slots=True)
