@@ -22,7 +22,7 @@ from sipgateway.logmask import printable
 
 if TYPE_CHECKING:
     from sipgateway.acs.model import Terminal
-    from sipgateway.replies import Reply
+    from sipgateway.exchange import Reply
     from sipgateway.sip2 import Message
 
 #: requests with side effects: each gets one audit line

@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS
 from sipgateway.attempts import PIN_PATRON, PIN_TERMINAL, AttemptStore, Key, Limit, Record, patron_subject
 
@@ -290,7 +291,7 @@ class PinGuardedACS:
         def shown(s: m.PatronStatus) -> m.PatronStatus:
             return cls(patron_id=s.patron_id, name=s.name, valid=s.valid, pin_valid=False, flags=s.flags,
                        language=s.language, messages=_screen(PIN_LOCKED), **extra)
-        return self.acs.patron_status(terminal, patron_id, None).addCallback(shown)
+        return self.acs.patron_status(terminal, rq.PatronStatusRequest(patron_id)).addCallback(shown)
 
     def _pin_first(self, terminal: m.Terminal, patron_id: str, pin: str, then: Callable[[], Deferred],
                    wrong: Callable[[m.Messages], Any]) -> Deferred:
@@ -299,81 +300,66 @@ class PinGuardedACS:
             if status.pin_valid is False:
                 return wrong(status.messages), False
             return then().addCallback(lambda result: (result, status.pin_valid))
-        return self.acs.patron_status(terminal, patron_id, pin).addCallback(checked)
+        return self.acs.patron_status(terminal, rq.PatronStatusRequest(patron_id, pin)).addCallback(checked)
 
     # --- the requests that check a PIN ----------------------------------------------------------
 
-    def patron_status(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        if patron_pin is None:
-            return self.acs.patron_status(terminal, patron_id, None)
-        return self.guard.run(terminal, patron_id,
-                              lambda: self.acs.patron_status(terminal, patron_id, patron_pin),
-                              lambda: self._locked_status(terminal, patron_id, m.PatronStatus))
+    def patron_status(self, terminal: m.Terminal, request: rq.PatronStatusRequest) -> Deferred:
+        if request.patron_pin is None:
+            return self.acs.patron_status(terminal, request)
+        return self.guard.run(terminal, request.patron_id, lambda: self.acs.patron_status(terminal, request),
+                              lambda: self._locked_status(terminal, request.patron_id, m.PatronStatus))
 
-    def patron_information(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
-                           item_list: m.ItemList | None, start: int | None, end: int | None) -> Deferred:
-        def ask() -> Deferred:
-            return self.acs.patron_information(terminal, patron_id, patron_pin, item_list, start, end)
-        if patron_pin is None:
-            return ask()
-        return self.guard.run(terminal, patron_id, ask,
-                              lambda: self._locked_status(terminal, patron_id, m.PatronInformation,
-                                                          item_list=item_list))
+    def patron_information(self, terminal: m.Terminal, request: rq.PatronInformationRequest) -> Deferred:
+        if request.patron_pin is None:
+            return self.acs.patron_information(terminal, request)
+        return self.guard.run(terminal, request.patron_id, lambda: self.acs.patron_information(terminal, request),
+                              lambda: self._locked_status(terminal, request.patron_id, m.PatronInformation,
+                                                          item_list=request.item_list))
 
-    def patron_enable(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        if patron_pin is None:
-            return self.acs.patron_enable(terminal, patron_id, None)
-        return self.guard.run(terminal, patron_id,
-                              lambda: self.acs.patron_enable(terminal, patron_id, patron_pin),
-                              lambda: self._locked_status(terminal, patron_id, m.PatronStatus))
+    def patron_enable(self, terminal: m.Terminal, request: rq.PatronEnableRequest) -> Deferred:
+        if request.patron_pin is None:
+            return self.acs.patron_enable(terminal, request)
+        return self.guard.run(terminal, request.patron_id, lambda: self.acs.patron_enable(terminal, request),
+                              lambda: self._locked_status(terminal, request.patron_id, m.PatronStatus))
 
     def _circulation(self, ask: Callable[[], Deferred], terminal: m.Terminal,
-                     request: m.CheckoutRequest) -> Deferred:
+                     request: rq.CheckoutRequest) -> Deferred:
         if request.patron_pin is None:
             return ask()
         return self.guard.run(terminal, request.patron_id, ask, lambda: succeed(
             m.CirculationResult(ok=False, patron_id=request.patron_id, item_id=request.item_id, pin_valid=False,
                                 messages=_screen(PIN_LOCKED))))
 
-    def checkout(self, terminal: m.Terminal, request: m.CheckoutRequest) -> Deferred:
+    def checkout(self, terminal: m.Terminal, request: rq.CheckoutRequest) -> Deferred:
         return self._circulation(lambda: self.acs.checkout(terminal, request), terminal, request)
 
-    def renew(self, terminal: m.Terminal, request: m.CheckoutRequest) -> Deferred:
+    def renew(self, terminal: m.Terminal, request: rq.CheckoutRequest) -> Deferred:
         return self._circulation(lambda: self.acs.renew(terminal, request), terminal, request)
 
-    def renew_all(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
-                  fee_acknowledged: bool) -> Deferred:
-        def ask() -> Deferred:
-            return self.acs.renew_all(terminal, patron_id, patron_pin, fee_acknowledged)
-        if patron_pin is None:
+    def _pin_checked_first(self, terminal: m.Terminal, patron_id: str, pin: str | None, ask: Callable[[], Deferred],
+                           refused: Callable[[m.Messages], Any]) -> Deferred:
+        """A request whose answer says nothing of the PIN (65, 15, 37): a 23 checks it first."""
+        if pin is None:
             return ask()
-
-        def refused(messages: m.Messages) -> m.RenewAllResult:
-            return m.RenewAllResult(ok=False, messages=messages)
-        return self.guard.run(terminal, patron_id,
-                              lambda: self._pin_first(terminal, patron_id, patron_pin, ask, refused),
+        return self.guard.run(terminal, patron_id, lambda: self._pin_first(terminal, patron_id, pin, ask, refused),
                               lambda: refused(_screen(PIN_LOCKED)), _as_is)
 
-    def hold(self, terminal: m.Terminal, request: m.HoldRequest) -> Deferred:
-        if request.patron_pin is None:
-            return self.acs.hold(terminal, request)
+    def renew_all(self, terminal: m.Terminal, request: rq.RenewAllRequest) -> Deferred:
+        return self._pin_checked_first(terminal, request.patron_id, request.patron_pin,
+                                       lambda: self.acs.renew_all(terminal, request),
+                                       lambda messages: m.RenewAllResult(ok=False, messages=messages))
 
-        def refused(messages: m.Messages) -> m.HoldResult:
-            return m.HoldResult(ok=False, patron_id=request.patron_id, item_id=request.item_id,
-                                title=request.title_id, messages=messages)
-        return self.guard.run(terminal, request.patron_id,
-                              lambda: self._pin_first(terminal, request.patron_id, request.patron_pin,
-                                                      lambda: self.acs.hold(terminal, request), refused),
-                              lambda: refused(_screen(PIN_LOCKED)), _as_is)
+    def hold(self, terminal: m.Terminal, request: rq.HoldRequest) -> Deferred:
+        return self._pin_checked_first(terminal, request.patron_id, request.patron_pin,
+                                       lambda: self.acs.hold(terminal, request),
+                                       lambda messages: m.HoldResult(ok=False, patron_id=request.patron_id,
+                                                                     item_id=request.item_id,
+                                                                     title=request.title_id, messages=messages))
 
-    def fee_paid(self, terminal: m.Terminal, payment: m.FeePayment) -> Deferred:
-        if payment.patron_pin is None:
-            return self.acs.fee_paid(terminal, payment)
-
-        def refused(messages: m.Messages) -> m.FeePaidResult:
-            return m.FeePaidResult(accepted=False, patron_id=payment.patron_id,
-                                   transaction_id=payment.transaction_id, messages=messages)
-        return self.guard.run(terminal, payment.patron_id,
-                              lambda: self._pin_first(terminal, payment.patron_id, payment.patron_pin,
-                                                      lambda: self.acs.fee_paid(terminal, payment), refused),
-                              lambda: refused(_screen(PIN_LOCKED)), _as_is)
+    def fee_paid(self, terminal: m.Terminal, request: rq.FeePayment) -> Deferred:
+        return self._pin_checked_first(terminal, request.patron_id, request.patron_pin,
+                                       lambda: self.acs.fee_paid(terminal, request),
+                                       lambda messages: m.FeePaidResult(accepted=False, patron_id=request.patron_id,
+                                                                        transaction_id=request.transaction_id,
+                                                                        messages=messages))

@@ -1,10 +1,14 @@
 """Formatted replies remembered for the rest of the current second.
 
-A reply is a pure function of the ACS's answer, the request's AO/language/AY, the
-session's account and settings, and the date to the second.  Backends that cache their
-read answers (the SQLite ACS does) hand back the same answer object for the same
-question, so a status poll or a repeated item lookup within a second can skip building
-and formatting the reply again.  Only answers to requests without side effects are kept.
+A reply's bytes are a pure function of its builder's arguments (the ACS's answer and the
+``ReplyContext``, which holds the date to the second), the request's AY and whether the
+reply carries AY/AZ: the session keys each remembered reply on exactly those, so there is
+nothing else a stale entry could differ in.  Backends that cache their read answers (the
+SQLite ACS does) hand back the same answer object for the same question, so a status poll
+or a repeated item lookup within a second skips building and formatting the reply again.
+The answer is keyed by identity (answers are frozen values) and kept with the entry, so its
+``id`` cannot be reused while the entry lives.  Only answers to requests without side
+effects are kept; everything is dropped when the second changes.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ class ReplyMemo:
             self._entries.clear()
             return None
         entry = self._entries.get(key)
-        # the key holds the answer's id(); the answer itself proves the id was not reused
         return entry[1] if entry is not None and entry[0] is answer else None
 
-    def put(self, key: Hashable, answer: object, data: bytes) -> None:
+    def put(self, key: Hashable, answer: object, data: bytes) -> bytes:
+        """Remember ``data``; returns it."""
         if len(self._entries) >= self.size:
             self._entries.clear()
         self._entries[key] = (answer, data)
+        return data

@@ -56,7 +56,7 @@ class FakeACS:
         entry = self.accounts.get(name)
         return succeed(entry[1] if entry else None)
 
-    def status(self, terminal):
+    def status(self, terminal, request):
         return self._answer("status", m.ACSStatus(supported=self.supported), terminal)
 
     def _patron(self, patron_id, pin, cls=m.PatronStatus, **extra):
@@ -67,21 +67,26 @@ class FakeACS:
             flags=frozenset() if known else m.UNKNOWN_PATRON_FLAGS,
             currency="USD" if known else None, fee_amount=Decimal("0.00") if known else None, **extra)
 
-    def patron_status(self, terminal, patron_id, patron_pin):
+    def patron_status(self, terminal, request):
+        patron_id, patron_pin = request.patron_id, request.patron_pin
         return self._answer("patron_status", self._patron(patron_id, patron_pin), patron_id, patron_pin)
 
-    def patron_information(self, terminal, patron_id, patron_pin, item_list, start, end):
+    def patron_information(self, terminal, request):
+        r = request
+        patron_id, patron_pin, item_list, start, end = r.patron_id, r.patron_pin, r.item_list, r.start, r.end
         items = ("200001", "200002") if item_list is m.ItemList.CHARGED else ()
         value = self._patron(patron_id, patron_pin, m.PatronInformation, charged_count=2, item_list=item_list,
                              items=items)
         return self._answer("patron_information", value, patron_id, patron_pin, item_list, start, end)
 
-    def block_patron(self, terminal, patron_id, message, card_retained):
+    def block_patron(self, terminal, request):
+        patron_id, message, card_retained = request.patron_id, request.message, request.card_retained
         value = m.PatronStatus(patron_id=patron_id, name="Ada Lovelace", valid=True,
                                flags=m.UNKNOWN_PATRON_FLAGS, messages=m.Messages(screen=(message,)))
         return self._answer("block_patron", value, patron_id, message, card_retained)
 
-    def patron_enable(self, terminal, patron_id, patron_pin):
+    def patron_enable(self, terminal, request):
+        patron_id, patron_pin = request.patron_id, request.patron_pin
         return self._answer("patron_enable", self._patron(patron_id, patron_pin), patron_id)
 
     def checkout(self, terminal, request):
@@ -96,7 +101,8 @@ class FakeACS:
                                     due_date=DUE)
         return self._answer("renew", value, request)
 
-    def renew_all(self, terminal, patron_id, patron_pin, fee_acknowledged):
+    def renew_all(self, terminal, request):
+        patron_id = request.patron_id
         value = m.RenewAllResult(ok=True, renewed=("200001",), unrenewed=("200002",))
         return self._answer("renew_all", value, patron_id)
 
@@ -105,12 +111,14 @@ class FakeACS:
                                 resensitize=True, magnetic_media=False, sort_bin="05")
         return self._answer("checkin", value, request)
 
-    def item_information(self, terminal, item_id):
+    def item_information(self, terminal, request):
+        item_id = request.item_id
         value = m.ItemInformation(item_id=item_id, circulation_status=m.CirculationStatus.AVAILABLE,
                                   title="Dune", media_type="001")
         return self._answer("item_information", value, item_id)
 
-    def item_status_update(self, terminal, item_id, item_properties):
+    def item_status_update(self, terminal, request):
+        item_id, item_properties = request.item_id, request.item_properties
         value = m.ItemStatusUpdateResult(ok=True, item_id=item_id, title="Dune", item_properties=item_properties)
         return self._answer("item_status_update", value, item_id, item_properties)
 
@@ -119,7 +127,8 @@ class FakeACS:
                              item_id=request.item_id)
         return self._answer("hold", value, request)
 
-    def end_session(self, terminal, patron_id, patron_pin):
+    def end_session(self, terminal, request):
+        patron_id = request.patron_id
         return self._answer("end_session", m.EndSessionResult(ended=True, patron_id=patron_id), patron_id)
 
     def fee_paid(self, terminal, payment):

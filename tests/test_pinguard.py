@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS
 from sipgateway.attempts import PIN_PATRON, PIN_TERMINAL
 from sipgateway.gateway import Gateway
@@ -205,7 +206,8 @@ def test_guesses_sent_at_once_still_meet_the_limit() -> None:
     backend.manual = True
     guarded = PinGuardedACS(backend, PinGuard(clock, MemoryAttempts()))
     # from 200 terminals, so that only the patron's count can stop them
-    answers = [guarded.patron_status(replace(KIOSK, address=f"10.0.{n}.1"), "100001", f"{9000 + n}")
+    answers = [guarded.patron_status(replace(KIOSK, address=f"10.0.{n}.1"),
+                                     rq.PatronStatusRequest("100001", f"{9000 + n}"))
                for n in range(200)]
     while backend.pending:  # the backend answers one call at a time, as slowly as it likes
         backend.fire()
@@ -221,7 +223,7 @@ def test_right_pins_of_one_terminal_go_out_side_by_side() -> None:
     backend = FakeACS()
     backend.manual = True
     guarded = PinGuardedACS(backend, PinGuard(clock, MemoryAttempts()))
-    answers = [guarded.patron_status(KIOSK, f"2000{n:02}", "1234") for n in range(25)]
+    answers = [guarded.patron_status(KIOSK, rq.PatronStatusRequest(f"2000{n:02}", "1234")) for n in range(25)]
     assert len(backend.pending) == 25  # 25 patrons, no failures recorded: nobody waits
     while backend.pending:
         backend.fire()
@@ -233,8 +235,8 @@ def test_a_check_that_never_comes_back_gives_its_slot_back_after_the_hold_limit(
     backend = FakeACS()
     backend.manual = True
     guarded = PinGuardedACS(backend, PinGuard(clock, MemoryAttempts(), max_failures=1, hold_limit=30))
-    guarded.patron_status(KIOSK, "100001", "1234")     # lost in the backend
-    second = guarded.patron_status(KIOSK, "100001", "1234")
+    guarded.patron_status(KIOSK, rq.PatronStatusRequest("100001", "1234"))     # lost in the backend
+    second = guarded.patron_status(KIOSK, rq.PatronStatusRequest("100001", "1234"))
     assert len(backend.calls) == 1 and not second.called  # the one slot is out
     clock.advance(30)
     assert len(backend.calls) == 2
@@ -249,8 +251,9 @@ def test_a_long_queue_of_refusals_is_woken_without_nesting() -> None:
     backend.manual = True
     store = MemoryAttempts()
     guarded = PinGuardedACS(backend, PinGuard(clock, store, max_failures=1))
-    first = guarded.patron_status(KIOSK, "100001", "0000")   # the one slot: a wrong PIN, out
-    rest = [guarded.patron_status(KIOSK, "100001", "1234") for _ in range(sys.getrecursionlimit() * 2)]
+    first = guarded.patron_status(KIOSK, rq.PatronStatusRequest("100001", "0000"))  # the one slot: a wrong PIN, out
+    rest = [guarded.patron_status(KIOSK, rq.PatronStatusRequest("100001", "1234"))
+            for _ in range(sys.getrecursionlimit() * 2)]
     backend.manual = False  # the refusals' own lookups answer at once
     backend.fire()
     assert first.result.pin_valid is False

@@ -310,9 +310,9 @@ def test_reply_memo_is_bounded_and_checks_identity() -> None:
 
 
 def test_long_screen_messages_are_split_and_cleaned() -> None:
-    from sipgateway import replies
+    from sipgateway.exchange.fields import texts
 
     text = "a|b\r" + "x" * 600
-    parts = replies.texts([text, ""], "utf-8")
+    parts = texts([text, ""], "utf-8")
     assert [len(p) for p in parts] == [255, 255, 94, 0]
     assert parts[0].startswith("a b ") and "".join(parts) == "a b " + "x" * 600

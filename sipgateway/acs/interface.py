@@ -1,10 +1,17 @@
-"""IACS: the one interface between the SIP session and a library system.
+"""The interfaces between the SIP session and a library system.
 
-Every method returns a ``Deferred`` that fires with one of the plain values of
-``sipgateway.acs.model`` (never a SIP message).  Expected refusals (unknown
-patron, wrong PIN, item out to someone else) are *results* with ``ok=False``
-and screen messages; a raised exception or failed Deferred means the backend
-itself is broken, and the session answers with a generic failure reply.
+``IAccounts`` is who may log in: SC accounts, checked by password (93, telnet) or looked
+up by name (a serial line's ``account=``, a TLS certificate's account).  ``IACS`` is
+circulation: one method per request code, named by the request table
+(``sipgateway.exchange``), each taking the terminal and the request's model value
+(``sipgateway.acs.requests``) and returning a ``Deferred`` that fires with a plain value of
+``sipgateway.acs.model`` (never a SIP message).  A backend that cannot list accounts (a
+library system reached over SIP2) implements ``IACS`` only and leaves accounts to the
+gateway's own store.
+
+Expected refusals (unknown patron, wrong PIN, item out to someone else) are *results* with
+``ok=False`` and screen messages; a raised exception or failed Deferred means the backend
+itself is broken, and the session answers with the request's failure reply.
 
 Deadlines: the terminal passed to a call carries the time by which the gateway must answer
 (``Terminal.deadline``).  A backend that declares ``answers_by_deadline = True`` promises to
@@ -21,64 +28,65 @@ from __future__ import annotations
 from zope.interface import Attribute, Interface
 
 
+class IAccounts(Interface):
+    def authenticate(username: str, password: str, location: str):
+        """Check SC login credentials (93, telnet).  Fires with an ``Account`` or ``None``."""
+
+    def account(name: str):
+        """Look up an SC account without a password (serial lines, TLS client
+        certificates bound to an account).  Fires with an ``Account`` or ``None``."""
+
+
 class IACS(Interface):
     supported = Attribute("frozenset of request codes this backend serves, e.g. {'23', '11'}")
     answers_by_deadline = Attribute("True when every call is answered by its terminal's deadline, except a "
                                     "write already being applied, answered when its outcome is known "
                                     "(optional; absent means False)")
 
-    def authenticate(username: str, password: str, location: str):
-        """Check SC login credentials (93).  Fires with an ``Account`` or ``None``."""
+    def status(terminal, request):
+        """SC status (99, a ``StatusRequest``).  Fires with ``ACSStatus``."""
 
-    def account(name: str):
-        """Look up an SC account without a password (serial lines, TLS client
-        certificates bound to an account).  Fires with an ``Account`` or ``None``."""
+    def patron_status(terminal, request):
+        """Patron status (23, a ``PatronStatusRequest``).  Fires with ``PatronStatus``."""
 
-    def status(terminal):
-        """SC status (99).  Fires with ``ACSStatus``."""
+    def patron_information(terminal, request):
+        """Patron information (63, a ``PatronInformationRequest``; its item list already cut to
+        start..end, 1-based inclusive).  Fires with ``PatronInformation``."""
 
-    def patron_status(terminal, patron_id: str, patron_pin: str | None):
-        """Patron status (23).  Fires with ``PatronStatus``."""
+    def block_patron(terminal, request):
+        """Block patron (01, a ``BlockPatronRequest``).  Fires with the patron's new ``PatronStatus``."""
 
-    def patron_information(terminal, patron_id: str, patron_pin: str | None,
-                           item_list, start: int | None, end: int | None):
-        """Patron information (63).  ``item_list`` is an ``ItemList`` or None;
-        ``start``/``end`` are 1-based inclusive.  Fires with ``PatronInformation``."""
-
-    def block_patron(terminal, patron_id: str, message: str, card_retained: bool):
-        """Block patron (01).  Fires with the patron's new ``PatronStatus``."""
-
-    def patron_enable(terminal, patron_id: str, patron_pin: str | None):
-        """Patron enable (25).  Fires with ``PatronStatus``."""
+    def patron_enable(terminal, request):
+        """Patron enable (25, a ``PatronEnableRequest``).  Fires with ``PatronStatus``."""
 
     def checkout(terminal, request):
-        """Checkout (11) of a ``CheckoutRequest``.  Fires with ``CirculationResult``."""
+        """Checkout (11, a ``CheckoutRequest``).  Fires with ``CirculationResult``."""
 
     def renew(terminal, request):
-        """Renew (29) of a ``CheckoutRequest``.  Fires with ``CirculationResult``."""
+        """Renew (29, a ``CheckoutRequest``).  Fires with ``CirculationResult``."""
 
-    def renew_all(terminal, patron_id: str, patron_pin: str | None, fee_acknowledged: bool):
-        """Renew all (65).  Fires with ``RenewAllResult``."""
+    def renew_all(terminal, request):
+        """Renew all (65, a ``RenewAllRequest``).  Fires with ``RenewAllResult``."""
 
     def checkin(terminal, request):
-        """Checkin (09) of a ``CheckinRequest``.  Fires with ``CheckinResult``.  An item
-        that was not on loan is checked in all the same; ``terminal.checked_in_ok`` says
-        whether that is answered ok, or not ok with an alert and a screen message."""
+        """Checkin (09, a ``CheckinRequest``).  Fires with ``CheckinResult``.  A checkin of an
+        item that was not on loan answers ok or not ok with an alert by the terminal's
+        ``checked_in_ok`` (the account's setting); the checkin is done either way."""
 
-    def item_information(terminal, item_id: str):
-        """Item information (17).  Fires with ``ItemInformation``."""
+    def item_information(terminal, request):
+        """Item information (17, an ``ItemInformationRequest``).  Fires with ``ItemInformation``."""
 
-    def item_status_update(terminal, item_id: str, item_properties: str):
-        """Item status update (19).  Fires with ``ItemStatusUpdateResult``."""
+    def item_status_update(terminal, request):
+        """Item status update (19, an ``ItemStatusUpdateRequest``).  Fires with ``ItemStatusUpdateResult``."""
 
     def hold(terminal, request):
-        """Hold (15) of a ``HoldRequest``.  Fires with ``HoldResult``."""
+        """Hold (15, a ``HoldRequest``).  Fires with ``HoldResult``."""
 
-    def end_session(terminal, patron_id: str, patron_pin: str | None):
-        """End patron session (35).  Fires with ``EndSessionResult``."""
+    def end_session(terminal, request):
+        """End patron session (35, an ``EndSessionRequest``).  Fires with ``EndSessionResult``."""
 
-    def fee_paid(terminal, payment):
-        """Fee paid (37) of a ``FeePayment``.  Fires with ``FeePaidResult``."""
+    def fee_paid(terminal, request):
+        """Fee paid (37, a ``FeePayment``).  Fires with ``FeePaidResult``."""
 
     def close():
-        """Release resources (threads, connections).  Fires when done."""
+        """Release resources (processes, connections).  Fires when done."""

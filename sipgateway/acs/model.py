@@ -180,6 +180,8 @@ class ACSStatus:
     #: message codes this backend serves, e.g. {"23", "11", ...}
     supported: frozenset[str] = frozenset()
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,8 @@ class PatronStatus:
     email: str | None = None
     phone: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,8 @@ class CirculationResult:
     patron_valid: bool | None = None  # BL, sent on failure
     pin_valid: bool | None = None     # CQ, sent when a PIN was given
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,8 @@ class CheckinResult:
     hold_patron_id: str | None = None
     hold_patron_name: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,8 @@ class ItemInformation:
     destination_location: str | None = None
     call_number: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,6 +311,8 @@ class ItemStatusUpdateResult:
     title: str | None = None
     item_properties: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +328,8 @@ class HoldResult:
     item_id: str | None = None
     title: str | None = None
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +340,8 @@ class RenewAllResult:
     renewed: tuple[str, ...] = ()
     unrenewed: tuple[str, ...] = ()
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -335,6 +351,8 @@ class EndSessionResult:
     ended: bool
     patron_id: str
     messages: Messages = Messages()
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -345,56 +363,5 @@ class FeePaidResult:
     patron_id: str
     transaction_id: str | None = None
     messages: Messages = Messages()
-
-
-@dataclass(frozen=True)
-class CheckoutRequest:
-    """Everything a checkout (or renewal) asks for, as plain values."""
-
-    patron_id: str
-    item_id: str
-    patron_pin: str | None = None
-    no_block: bool = False
-    nb_due_date: datetime | None = None
-    renewal_policy: bool = False       # SC allows renewal if already out to this patron
-    fee_acknowledged: bool = False
-    cancel: bool = False
-    item_properties: str | None = None
-    title_id: str | None = None         # renew by title (29 with AJ and no AB)
-    third_party: bool = False           # 29: renew even if charged to someone else
-
-
-@dataclass(frozen=True)
-class CheckinRequest:
-    item_id: str
-    return_date: datetime | None = None
-    current_location: str = ""
-    no_block: bool = False
-    cancel: bool = False
-    item_properties: str | None = None
-
-
-@dataclass(frozen=True)
-class HoldRequest:
-    mode: HoldMode
-    patron_id: str
-    patron_pin: str | None = None
-    item_id: str | None = None
-    title_id: str | None = None
-    pickup_location: str | None = None
-    expiration_date: datetime | None = None
-    hold_type: int | None = None
-    fee_acknowledged: bool = False
-
-
-@dataclass(frozen=True)
-class FeePayment:
-    patron_id: str
-    amount: Decimal
-    currency: str
-    fee_type: FeeType | int
-    payment_type: int
-    patron_pin: str | None = None
-    fee_id: str | None = None
-    transaction_id: str | None = None
-
+    #: fields the model does not name (vendor tags from a library system), carried into the reply
+    extra: tuple[tuple[str, str], ...] = ()

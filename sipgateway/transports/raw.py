@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from sipgateway.gateway import Gateway
-from sipgateway.session import MAX_PENDING, Session
+from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
 from sipgateway.transports.framing import LineSplitter
 from sipgateway.transports.limits import peer_host
@@ -32,8 +32,6 @@ class SIPProtocol(Protocol):
         self.session: Session | None = None
         self.peer = ""
         self._tls_checked = False
-        #: lines that arrived while the listener's or certificate's account was being looked up
-        self._held: list[bytes] | None = None
 
     def connectionMade(self) -> None:
         self.peer = f"{self.settings.name} {describe_peer(self.transport.getPeer())}"
@@ -45,34 +43,7 @@ class SIPProtocol(Protocol):
         # and the transport's buffer fills, stop reading from it (see pauseProducing).
         self.transport.registerProducer(self, True)
         if self.settings.account:
-            self._bind(self.settings.account, "listener setting 'account'")
-
-    def _bind(self, name: str, why: str) -> None:
-        session = self.session
-
-        def bound(account) -> None:
-            if session is None or session.closed:
-                return
-            if account is None:
-                self.log.error("{peer}: {why} names SC account {name!r}, which does not exist; "
-                               "the device must log in with 93", peer=self.peer, why=why, name=name)
-                return
-            session.bind_account(account)
-            self.log.info("{peer}: logged in as {name!r} ({why})", peer=self.peer, name=name, why=why)
-
-        def release(_: object) -> None:
-            # The device may have spoken already; its lines wait for the account, in order.
-            held, self._held = self._held, None
-            if held and session is not None:
-                for line in held:
-                    session.line_received(line)
-
-        self._held = []
-        d = self.gateway.acs.account(name)
-        d.addCallback(bound)
-        d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f,
-                                                peer=self.peer, name=name))
-        d.addCallback(release)
+            self.session.bind(self.settings.account, "listener setting 'account'")
 
     def _check_tls(self) -> None:
         self._tls_checked = True
@@ -87,7 +58,7 @@ class SIPProtocol(Protocol):
         self.log.info("{peer}: TLS established", peer=self.peer)
         account = self.settings.cert_accounts.get(subject) if subject else None
         if account and not self.settings.account:
-            self._bind(account, f"client certificate {subject}")
+            self.session.bind(account, f"client certificate {subject}")
 
     def dataReceived(self, data: bytes) -> None:
         if not self._tls_checked:
@@ -97,13 +68,6 @@ class SIPProtocol(Protocol):
             self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
                           peer=self.peer, n=self.settings.max_line)
             self.session.close()
-            return
-        if self._held is not None:
-            if len(self._held) + len(lines) > MAX_PENDING:
-                self.log.warn("{peer}: too many requests before its account was ready; closing", peer=self.peer)
-                self.session.close()
-                return
-            self._held.extend(lines)
             return
         session = self.session
         for line in lines:

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS
 
 T0 = datetime(2024, 1, 5, 10, 15, 0)
@@ -101,18 +102,18 @@ class Library:
 
     def checkout(self, patron: str, item: str, pin: str | None = None, terminal: m.Terminal = MAIN,
                  **kw) -> m.CirculationResult:
-        return fired(self.acs.checkout(terminal, m.CheckoutRequest(patron_id=patron, item_id=item,
+        return fired(self.acs.checkout(terminal, rq.CheckoutRequest(patron_id=patron, item_id=item,
                                                                     patron_pin=pin, **kw)))
 
     def renew(self, patron: str, item: str, pin: str | None = None, **kw) -> m.CirculationResult:
-        return fired(self.acs.renew(MAIN, m.CheckoutRequest(patron_id=patron, item_id=item, patron_pin=pin, **kw)))
+        return fired(self.acs.renew(MAIN, rq.CheckoutRequest(patron_id=patron, item_id=item, patron_pin=pin, **kw)))
 
     def checkin(self, item: str, terminal: m.Terminal = MAIN, **kw) -> m.CheckinResult:
-        return fired(self.acs.checkin(terminal, m.CheckinRequest(item_id=item, **kw)))
+        return fired(self.acs.checkin(terminal, rq.CheckinRequest(item_id=item, **kw)))
 
     def hold(self, mode: str, patron: str, pin: str | None = None, terminal: m.Terminal = MAIN,
              **kw) -> m.HoldResult:
-        return fired(self.acs.hold(terminal, m.HoldRequest(mode=m.HoldMode(mode), patron_id=patron,
+        return fired(self.acs.hold(terminal, rq.HoldRequest(mode=m.HoldMode(mode), patron_id=patron,
                                                            patron_pin=pin, **kw)))
 
     def add_item(self, barcode: str, title: str, media: str = "001", location: str = "MAIN") -> None:

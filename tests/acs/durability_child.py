@@ -9,6 +9,7 @@ import sys
 from twisted.internet import reactor
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import open_sqlite_acs
 
 TERMINAL = m.Terminal(account="sc1", institution="MAIN", location="MAIN")
@@ -23,7 +24,7 @@ def main(path: str, items: list[str]) -> None:
     def start() -> None:
         acs.start()
         for item in items:
-            request = m.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234")
+            request = rq.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234")
             acs.checkout(TERMINAL, request).addCallback(report)
         print("started", flush=True)
 

@@ -11,11 +11,12 @@ import os
 from pathlib import Path
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import loans
 from sipgateway.acs.sqlite.context import Tx
 
 
-def gated_checkout(tx: Tx, request: m.CheckoutRequest, gate: str) -> m.CirculationResult:
+def gated_checkout(tx: Tx, request: rq.CheckoutRequest, gate: str) -> m.CirculationResult:
     assert tx.conn.in_transaction
     Path(gate + ".started").touch()
     fd = os.open(gate, os.O_RDONLY)   # blocks until the test opens the FIFO to write

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite.checkin import NOT_ON_LOAN
 from tests.acs.conftest import LPL, MAIN, Library, fired
 
@@ -48,7 +49,7 @@ def test_overdue_fine_is_charged_per_day(lib: Library, now) -> None:
     fee = lib.row("SELECT * FROM fees WHERE patron_id = (SELECT id FROM patrons WHERE barcode = '100001')")
     assert fee["amount_cents"] == 75 and fee["fee_type"] == int(m.FeeType.OVERDUE) and fee["paid_cents"] == 0
     assert lib.value("SELECT fine_fee_id FROM loans WHERE id = ?", fee["loan_id"]) == fee["id"]
-    status = fired(lib.acs.patron_status(MAIN, "100001", "1234"))
+    status = fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234")))
     assert status.fee_amount == Decimal("0.75")
 
 
@@ -85,7 +86,7 @@ def test_checkin_traps_the_oldest_waiting_hold_for_the_hold_shelf(lib: Library, 
         "AND h.item_id = (SELECT id FROM items WHERE barcode = '200001')")}
     assert holds["miker"]["status"] == "on_shelf" and holds["miker"]["shelf_expires_at"] == "2024-01-12 23:59:59"
     assert holds["djfiander"]["status"] == "waiting"
-    info = fired(lib.acs.item_information(MAIN, "200001"))
+    info = fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest("200001")))
     assert info.circulation_status is m.CirculationStatus.ON_HOLD_SHELF
     assert info.hold_pickup_date == datetime(2024, 1, 12, 23, 59, 59) and info.hold_queue_length == 2
 
@@ -112,7 +113,7 @@ def test_remote_hold_sends_the_item_in_transit(lib: Library) -> None:
     assert lib.item_status("200001") == "in_transit"
     assert lib.value("SELECT destination_location FROM items WHERE barcode = '200001'") == "LPL"
     assert lib.value("SELECT status FROM holds WHERE pickup_location = 'LPL'") == "in_transit"
-    info = fired(lib.acs.item_information(MAIN, "200001"))
+    info = fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest("200001")))
     assert info.circulation_status is m.CirculationStatus.IN_TRANSIT and info.destination_location == "LPL"
     # arriving at the pickup library, it goes on the hold shelf there
     r = lib.checkin("200001", terminal=LPL)

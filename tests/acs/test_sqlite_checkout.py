@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from tests.acs.conftest import LPL, MAIN, Library, fired
 
 DUE_21 = datetime(2024, 1, 26, 23, 59, 59)   # T0 + 21 days, end of day
@@ -259,7 +259,7 @@ def test_renew_refusals(lib: Library) -> None:
 
 def test_renew_by_title(lib: Library) -> None:
     assert lib.checkout("100001", "660").ok
-    r = fired(lib.acs.renew(MAIN, m.CheckoutRequest(patron_id="100001", item_id="",
+    r = fired(lib.acs.renew(MAIN, rq.CheckoutRequest(patron_id="100001", item_id="",
                                                     title_id="harry potter y el cáliz de fuego")))
     assert r.ok and r.item_id == "660"
     assert lib.open_loan("660")["renewals"] == 1
@@ -269,7 +269,7 @@ def test_renew_all_lists_renewed_and_unrenewed(lib: Library) -> None:
     for item in ("200001", "200002", "660"):
         assert lib.checkout("100001", item).ok
     assert lib.hold("+", "miker", item_id="200002").ok
-    r = fired(lib.acs.renew_all(LPL, "100001", "1234", False))
+    r = fired(lib.acs.renew_all(LPL, rq.RenewAllRequest("100001", "1234", False)))
     assert r.ok and set(r.renewed) == {"200001", "660"} and r.unrenewed == ("200002",)
     renewals = dict(lib.rows("SELECT i.barcode, l.renewals FROM loans l JOIN items i ON i.id = l.item_id "
                               "WHERE l.returned_at IS NULL"))
@@ -279,9 +279,9 @@ def test_renew_all_lists_renewed_and_unrenewed(lib: Library) -> None:
 
 def test_renew_all_refused_for_a_blocked_patron_or_a_wrong_pin(lib: Library) -> None:
     assert lib.checkout("100001", "200001").ok
-    assert fired(lib.acs.renew_all(MAIN, "100001", "0000", False)).ok is False
+    assert fired(lib.acs.renew_all(MAIN, rq.RenewAllRequest("100001", "0000", False))).ok is False
     lib.db.execute("UPDATE patrons SET blocked = 1 WHERE barcode = '100001'")
-    r = fired(lib.acs.renew_all(MAIN, "100001", "1234", False))
+    r = fired(lib.acs.renew_all(MAIN, rq.RenewAllRequest("100001", "1234", False)))
     assert not r.ok and r.unrenewed == ("200001",)
     assert lib.open_loan("200001")["renewals"] == 0
-    assert fired(lib.acs.renew_all(MAIN, "nobody", None, False)).ok is False
+    assert fired(lib.acs.renew_all(MAIN, rq.RenewAllRequest("nobody", None, False))).ok is False

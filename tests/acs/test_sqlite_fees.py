@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from tests.acs.conftest import MAIN, Library, fired
 
 
 def pay(lib: Library, amount: str, patron: str = "100002", currency: str = "USD", **kw) -> m.FeePaidResult:
-    return fired(lib.acs.fee_paid(MAIN, m.FeePayment(patron_id=patron, amount=Decimal(amount), currency=currency,
+    return fired(lib.acs.fee_paid(MAIN, rq.FeePayment(patron_id=patron, amount=Decimal(amount), currency=currency,
                                                      fee_type=m.FeeType.OTHER, payment_type=0, **kw)))
 
 
@@ -30,7 +31,7 @@ def test_payment_reduces_the_balance_and_is_recorded(lib: Library) -> None:
     assert (p["amount_cents"], p["currency"], p["payment_type"], p["transaction_id"], p["account"]) == \
         (100, "USD", 0, "POS-1", "sc1")
     assert lib.value("SELECT amount_cents FROM payment_allocations WHERE payment_id = ?", p["id"]) == 100
-    status = fired(lib.acs.patron_status(MAIN, "100002", "1234"))
+    status = fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest("100002", "1234")))
     assert status.fee_amount == Decimal("11.50")
 
 
@@ -59,7 +60,7 @@ def test_several_fee_ids_joined_by_plus(lib: Library) -> None:
 
 def test_fully_paid_patron_has_no_fine_flags(lib: Library) -> None:
     assert pay(lib, "12.50").accepted and balance(lib) == 0
-    s = fired(lib.acs.patron_status(MAIN, "100002", "1234"))
+    s = fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest("100002", "1234")))
     assert m.PatronFlag.EXCESSIVE_FEES not in s.flags and s.fee_amount == Decimal("0.00")
 
 
@@ -107,6 +108,6 @@ def test_other_currency_configured(tmp_path, now) -> None:
     try:
         assert pay(lib, "1", currency="EUR").accepted
         assert not pay(lib, "1", currency="USD").accepted
-        assert fired(lib.acs.patron_status(MAIN, "100002", "1234")).currency == "EUR"
+        assert fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest("100002", "1234"))).currency == "EUR"
     finally:
         lib.acs.close()

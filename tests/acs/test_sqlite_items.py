@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from tests.acs.conftest import MAIN, Library, fired
 
 
 def item(lib: Library, barcode: str) -> m.ItemInformation:
-    return fired(lib.acs.item_information(MAIN, barcode))
+    return fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest(barcode)))
 
 
 def test_available_item(lib: Library) -> None:
@@ -41,7 +42,7 @@ def test_item_information_writes_nothing(lib: Library) -> None:
 
 
 def test_item_status_update_stores_the_properties(lib: Library) -> None:
-    r = fired(lib.acs.item_status_update(MAIN, "200002", "damaged cover"))
+    r = fired(lib.acs.item_status_update(MAIN, rq.ItemStatusUpdateRequest("200002", "damaged cover")))
     assert r.ok and r.item_properties == "damaged cover" and r.title == "The Difference Engine"
     assert lib.value("SELECT properties FROM items WHERE barcode = '200002'") == "damaged cover"
     assert item(lib, "200002").item_properties == "damaged cover"
@@ -49,5 +50,5 @@ def test_item_status_update_stores_the_properties(lib: Library) -> None:
 
 
 def test_item_status_update_of_an_unknown_item(lib: Library) -> None:
-    r = fired(lib.acs.item_status_update(MAIN, "nope", "x"))
+    r = fired(lib.acs.item_status_update(MAIN, rq.ItemStatusUpdateRequest("nope", "x")))
     assert not r.ok and r.messages.screen

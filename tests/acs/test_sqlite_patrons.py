@@ -6,18 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from tests.acs.conftest import MAIN, Library, fired
 
 F = m.PatronFlag
 
 
 def status(lib: Library, patron: str, pin: str | None = None) -> m.PatronStatus:
-    return fired(lib.acs.patron_status(MAIN, patron, pin))
+    return fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest(patron, pin)))
 
 
 def info(lib: Library, patron: str, pin: str | None = "1234", which: m.ItemList | None = None,
          start: int | None = None, end: int | None = None) -> m.PatronInformation:
-    return fired(lib.acs.patron_information(MAIN, patron, pin, which, start, end))
+    return fired(lib.acs.patron_information(MAIN, rq.PatronInformationRequest(patron, pin, which, start, end)))
 
 
 def test_patron_in_good_standing(lib: Library) -> None:
@@ -116,7 +117,7 @@ def test_patron_information_unknown_or_wrong_pin(lib: Library) -> None:
 
 
 def test_block_patron_sets_the_block(lib: Library) -> None:
-    s = fired(lib.acs.block_patron(MAIN, "djfiander", "Card retained: see staff", True))
+    s = fired(lib.acs.block_patron(MAIN, rq.BlockPatronRequest("djfiander", "Card retained: see staff", True)))
     assert s.valid and {F.CHARGE_DENIED, F.RENEWAL_DENIED, F.RECALL_DENIED, F.HOLD_DENIED} <= s.flags
     assert s.messages.screen[0] == "Card retained: see staff" and "retained" in s.messages.screen[-1]
     row = lib.row("SELECT * FROM patrons WHERE barcode = 'djfiander'")
@@ -126,38 +127,38 @@ def test_block_patron_sets_the_block(lib: Library) -> None:
 
 
 def test_block_with_no_message_gets_a_default(lib: Library) -> None:
-    fired(lib.acs.block_patron(MAIN, "miker", "", False))
+    fired(lib.acs.block_patron(MAIN, rq.BlockPatronRequest("miker", "", False)))
     assert lib.value("SELECT block_message FROM patrons WHERE barcode = 'miker'")
 
 
 def test_block_unknown_patron(lib: Library) -> None:
-    s = fired(lib.acs.block_patron(MAIN, "nobody", "x", False))
+    s = fired(lib.acs.block_patron(MAIN, rq.BlockPatronRequest("nobody", "x", False)))
     assert not s.valid and lib.log()[-1]["ok"] == 0
 
 
 def test_patron_enable_clears_the_block(lib: Library) -> None:
-    fired(lib.acs.block_patron(MAIN, "djfiander", "blocked", False))
-    s = fired(lib.acs.patron_enable(MAIN, "djfiander", "6789"))
+    fired(lib.acs.block_patron(MAIN, rq.BlockPatronRequest("djfiander", "blocked", False)))
+    s = fired(lib.acs.patron_enable(MAIN, rq.PatronEnableRequest("djfiander", "6789")))
     assert s.valid and s.pin_valid and F.CHARGE_DENIED not in s.flags
     assert lib.value("SELECT blocked FROM patrons WHERE barcode = 'djfiander'") == 0
     assert lib.checkout("djfiander", "200001").ok
 
 
 def test_patron_enable_with_a_wrong_pin_changes_nothing(lib: Library) -> None:
-    s = fired(lib.acs.patron_enable(MAIN, "100002", "0000"))
+    s = fired(lib.acs.patron_enable(MAIN, rq.PatronEnableRequest("100002", "0000")))
     assert s.pin_valid is False
     assert lib.value("SELECT blocked FROM patrons WHERE barcode = '100002'") == 1
-    assert not fired(lib.acs.patron_enable(MAIN, "nobody", None)).valid
+    assert not fired(lib.acs.patron_enable(MAIN, rq.PatronEnableRequest("nobody", None))).valid
 
 
 def test_patron_enable_leaves_fines_in_force(lib: Library) -> None:
-    s = fired(lib.acs.patron_enable(MAIN, "100002", "1234"))
+    s = fired(lib.acs.patron_enable(MAIN, rq.PatronEnableRequest("100002", "1234")))
     assert F.EXCESSIVE_FEES in s.flags and F.CHARGE_DENIED in s.flags
 
 
 def test_end_session_always_ends(lib: Library) -> None:
     for patron, pin in (("100001", "1234"), ("nobody", None), ("100001", "wrong")):
-        r = fired(lib.acs.end_session(MAIN, patron, pin))
+        r = fired(lib.acs.end_session(MAIN, rq.EndSessionRequest(patron, pin)))
         assert r.ended and r.patron_id == patron
 
 

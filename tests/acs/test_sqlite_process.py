@@ -15,6 +15,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import formatEvent, globalLogPublisher
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.model import ACSTimeout
 from sipgateway.acs.sqlite import SQLiteACS, loans
 from sipgateway.acs.sqlite.context import Call
@@ -70,7 +71,7 @@ def open_loans(acs: SQLiteACS) -> set[str]:
 
 
 def checkout(acs: SQLiteACS, item: str, patron: str = "100001", pin: str | None = "1234") -> Deferred:
-    return acs.checkout(MAIN, m.CheckoutRequest(patron_id=patron, item_id=item, patron_pin=pin))
+    return acs.checkout(MAIN, rq.CheckoutRequest(patron_id=patron, item_id=item, patron_pin=pin))
 
 
 def test_a_write_is_answered_after_its_commit_in_the_database_process(acs: SQLiteACS, children: Children) -> None:
@@ -95,14 +96,14 @@ def test_the_calls_of_one_turn_are_one_batch_with_one_commit(acs: SQLiteACS, chi
 
 def test_a_pin_verified_in_the_database_process_is_known_to_quick_reads(acs: SQLiteACS,
                                                                         children: Children) -> None:
-    first = acs.patron_status(MAIN, "100001", "1234")
+    first = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234"))
     assert not first.called               # checking a PIN the first time hashes: not in the reactor
     children.pump_until(lambda: first.called)
     assert fired(first).pin_valid is True
     acs.cache.clear()
-    again = acs.patron_status(MAIN, "100001", "1234")
+    again = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234"))
     assert again.called and fired(again).pin_valid is True  # answered at once, here
-    wrong = acs.patron_status(MAIN, "100001", "9999")
+    wrong = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "9999"))
     assert not wrong.called               # a wrong PIN is never cached: it costs a hash every time
     children.pump_until(lambda: wrong.called)
     assert fired(wrong).pin_valid is False
@@ -133,7 +134,7 @@ def test_a_dead_database_process_fails_its_calls_and_is_started_again(
     with pytest.raises(ACSUnavailable, match="checkout: the database process is not running"):
         fired(lost)
     assert acs.runner.failing
-    status = fired(acs.status(MAIN))
+    status = fired(acs.status(MAIN, rq.StatusRequest()))
     assert status.online is False and status.checkout_ok is False
     assert any("database process stopped unexpectedly" in line for line in logged)
     children.clock.advance(1.0)           # the first restart waits one second
@@ -231,7 +232,7 @@ def test_garbage_from_the_database_process_stops_it_and_fails_its_calls(
 def checkout_by(acs: SQLiteACS, children: Children, item: str, seconds: float) -> Deferred:
     """A checkout whose deadline is ``seconds`` from now (the session sets it so)."""
     terminal = MAIN.until(children.clock.seconds() + seconds)
-    return acs.checkout(terminal, m.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234"))
+    return acs.checkout(terminal, rq.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234"))
 
 
 def heartbeat_overdue(children: Children) -> None:
@@ -260,7 +261,7 @@ def test_a_write_sent_to_a_stopped_process_is_held_then_not_applied_when_it_resu
         # its deadline passes (on both clocks): the write is held, not failed
         children.pump_until(lambda: acs.runner.failing, "the deadline")
         assert not d.called
-        assert fired(acs.status(MAIN)).online is False
+        assert fired(acs.status(MAIN, rq.StatusRequest())).online is False
         with pytest.raises(ACSUnavailable, match="does not answer"):
             fired(checkout(acs, "200002"))             # new writes fail at once, not sent
     finally:
@@ -269,7 +270,7 @@ def test_a_write_sent_to_a_stopped_process_is_held_then_not_applied_when_it_resu
     with pytest.raises(ACSTimeout, match="deadline passed before its transaction started; nothing was changed"):
         fired(d)
     assert open_loans(acs) == set()
-    assert not acs.runner.failing and fired(acs.status(MAIN)).online is True
+    assert not acs.runner.failing and fired(acs.status(MAIN, rq.StatusRequest())).online is True
     again = checkout(acs, "200001")
     children.pump_until(lambda: again.called)
     assert fired(again).ok and open_loans(acs) == {"200001"}
@@ -302,17 +303,17 @@ def test_a_stopped_process_holding_writes_is_killed_and_the_database_says_they_d
 
 def test_a_stopped_process_makes_98_offline_and_fails_writes_at_once_until_it_answers(
         acs: SQLiteACS, children: Children) -> None:
-    assert fired(acs.status(MAIN)).online is True
+    assert fired(acs.status(MAIN, rq.StatusRequest())).online is True
     children.current.signalProcess("STOP")
     try:
         heartbeat_overdue(children)
-        assert acs.runner.failing and fired(acs.status(MAIN)).online is False
+        assert acs.runner.failing and fired(acs.status(MAIN, rq.StatusRequest())).online is False
         with pytest.raises(ACSUnavailable, match="the database process does not answer"):
             fired(checkout(acs, "200001"))
     finally:
         children.current.signalProcess("CONT")
     children.pump_until(lambda: not acs.runner.failing, "the heartbeat answer")
-    assert fired(acs.status(MAIN)).online is True
+    assert fired(acs.status(MAIN, rq.StatusRequest())).online is True
     d = checkout(acs, "200001")
     children.pump_until(lambda: d.called)
     assert fired(d).ok
@@ -321,7 +322,7 @@ def test_a_stopped_process_makes_98_offline_and_fails_writes_at_once_until_it_an
 def test_a_busy_process_answers_heartbeats_and_a_write_inside_its_transaction_at_its_deadline_commits_ok(
         acs: SQLiteACS, children: Children, tmp_path: Path) -> None:
     gate = Gate(tmp_path)
-    request = m.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234")
+    request = rq.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234")
     deadline = children.clock.seconds() + 5.0
     d = acs.runner.submit("checkout", Call(gated_checkout, (request, gate.path), MAIN, acs.ctx.clock(), acs.ctx,
                                            deadline))
@@ -361,7 +362,7 @@ def test_a_read_past_its_deadline_fails_and_its_late_answer_is_dropped(acs: SQLi
     children.current.signalProcess("STOP")
     try:
         terminal = MAIN.until(children.clock.seconds() + 0.3)
-        d = acs.patron_status(terminal, "100001", "1234")  # checking a PIN goes to the process
+        d = acs.patron_status(terminal, rq.PatronStatusRequest("100001", "1234"))  # checking a PIN goes to the process
         children.clock.advance(0)
         children.pump_until(lambda: d.called, "the deadline")
     finally:
@@ -423,9 +424,9 @@ def test_a_deleted_database_file_fails_writes_and_reads_says_offline_and_is_logg
         children.pump_until(lambda: d.called)
         with pytest.raises(ACSUnavailable, match="was deleted; nothing was changed"):
             fired(d)
-        assert acs.runner.failing and fired(acs.status(MAIN)).online is False
+        assert acs.runner.failing and fired(acs.status(MAIN, rq.StatusRequest())).online is False
         with pytest.raises(ACSUnavailable, match="was deleted"):
-            fired(acs.item_information(MAIN, "200001"))   # not read from the removed file
+            fired(acs.item_information(MAIN, rq.ItemInformationRequest("200001")))   # not read from the removed file
         critical = [e for e in events if e.get("log_level") == LogLevel.critical]
         assert len(critical) == 1
         text = formatEvent(critical[0])
@@ -455,7 +456,7 @@ def test_a_database_file_moved_away_and_back_is_noticed_by_the_heartbeat_and_ser
 def test_a_write_committed_into_a_file_deleted_meanwhile_is_not_acknowledged(
         acs: SQLiteACS, children: Children, tmp_path: Path) -> None:
     gate = Gate(tmp_path)
-    request = m.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234")
+    request = rq.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234")
     d = acs.runner.submit("checkout", Call(gated_checkout, (request, gate.path), MAIN, acs.ctx.clock(), acs.ctx,
                                            children.clock.seconds() + 30))
     children.pump_until(lambda: gate.entered, "the job to start")

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite.readcache import ReadCache
 from tests.acs.conftest import MAIN, fired
 
 
 def status(lib, pin="1234"):
-    return fired(lib.acs.patron_status(MAIN, "100001", pin))
+    return fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest("100001", pin)))
 
 
 def test_repeated_reads_hit_until_a_write(lib) -> None:
     cache = lib.acs.cache
-    first = fired(lib.acs.item_information(MAIN, "200001"))
+    first = fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest("200001")))
     assert first.circulation_status is m.CirculationStatus.AVAILABLE
     hits = cache.hits
-    assert fired(lib.acs.item_information(MAIN, "200001")) is first
+    assert fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest("200001"))) is first
     assert cache.hits == hits + 1
     assert lib.checkout("100001", "200001").ok  # any write empties the cache
     assert len(cache) == 0
-    assert fired(lib.acs.item_information(MAIN, "200001")).circulation_status is m.CirculationStatus.CHARGED
+    info = fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest("200001")))
+    assert info.circulation_status is m.CirculationStatus.CHARGED
 
 
 def test_answers_expire_with_the_library_clock(lib, now) -> None:

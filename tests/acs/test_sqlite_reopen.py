@@ -16,7 +16,7 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
 
-from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.schema import DatabaseNotWritable, connect, migrate, open_for_writing
@@ -89,7 +89,7 @@ def logged() -> Iterator[list[str]]:
 
 
 def checkout(acs: SQLiteACS, item: str) -> Deferred:
-    return acs.checkout(MAIN, m.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234"))
+    return acs.checkout(MAIN, rq.CheckoutRequest(patron_id="100001", item_id=item, patron_pin="1234"))
 
 
 def open_loans(path: Path) -> set[str]:
@@ -140,7 +140,7 @@ def test_read_only_then_writable_again_recovers_by_itself(
             children.pump_until(lambda a=attempt: a.called)
             with pytest.raises(ACSUnavailable):   # a clean failure reply, not a hang
                 fired(attempt)
-            assert fired(acs.status(MAIN)).online is False
+            assert fired(acs.status(MAIN, rq.StatusRequest())).online is False
         assert len(children.started) == 1 + len(waits)
         refusals = [line for line in logged if "is read-only for uid" in line]
         assert len(refusals) == len(waits), refusals   # one line per attempt, not per request
@@ -151,7 +151,7 @@ def test_read_only_then_writable_again_recovers_by_itself(
         again = checkout(acs, "200002")
         children.pump_until(lambda: again.called)
         assert fired(again).ok and not acs.runner.failing
-        assert fired(acs.status(MAIN)).online is True
+        assert fired(acs.status(MAIN, rq.StatusRequest())).online is True
         assert len(children.started) == 2 + len(waits)
         assert open_loans(database) == {"200001", "200002"}
     finally:

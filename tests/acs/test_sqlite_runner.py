@@ -11,6 +11,7 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS, open_sqlite_acs
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.runner import Job, ThreadedRunner, run_batch
@@ -204,13 +205,14 @@ def test_threaded_acs_end_to_end(tmp_path: Path) -> None:
     path = str(tmp_path / "lib.sqlite3")
     acs = SQLiteACS(path, reactor, hash_iterations=FAST, runner=ThreadedRunner(path, reactor))
     assert acs.is_new and acs.seed_demo()
-    out = acs.checkout(MAIN, m.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234"))
+    out = acs.checkout(MAIN, rq.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234"))
     # a read does not wait for writes still in the database thread: it sees what is committed
-    before = acs.item_information(MAIN, "200001")
+    before = acs.item_information(MAIN, rq.ItemInformationRequest("200001"))
     assert fired(before).circulation_status is m.CirculationStatus.AVAILABLE
     reactor.run_calls(wait=WAIT, expect=1)
     assert fired(out).ok
-    info = acs.item_information(MAIN, "200001")  # read in the reactor thread, after the commit
+    # read in the reactor thread, after the commit
+    info = acs.item_information(MAIN, rq.ItemInformationRequest("200001"))
     assert fired(info).circulation_status is m.CirculationStatus.CHARGED
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM loans WHERE returned_at IS NULL").fetchone()[0] == 1
@@ -228,11 +230,11 @@ def test_reads_run_inline_but_slow_ones_move_to_the_database_thread(tmp_path: Pa
     acs.seed_demo()
     reader = acs.runner._reader
     # a cached PIN check runs inline; an uncached one would hash: it goes to the worker
-    first = acs.patron_status(MAIN, "100001", "1234")
+    first = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234"))
     assert not first.called and reader.moved == 1
     reactor.run_calls(wait=WAIT, expect=1)
     assert fired(first).pin_valid is True
-    again = acs.patron_status(MAIN, "100001", "1234")
+    again = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234"))
     assert fired(again).pin_valid is True and reader.moved == 1
     # a query over the budget is interrupted and handed to the database thread
     slow = acs.runner.submit("slow", lambda conn: conn.execute(

@@ -10,6 +10,7 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.sqlite import SQLiteACS, database_path, open_sqlite_acs
 from sipgateway.acs.sqlite.errors import ACSUnavailable
@@ -153,25 +154,26 @@ def test_demo_fixtures(lib: Library) -> None:
     assert names["100001"] == "Ada Lovelace" and names["djfiander"] == "David J. Fiander"
     assert names["miker"] == "Mike Rylander"
     for patron, pin in (("100001", "1234"), ("100002", "1234"), ("djfiander", "6789"), ("miker", "6789")):
-        assert fired(lib.acs.patron_status(MAIN, patron, pin)).pin_valid is True
-    assert fired(lib.acs.patron_status(MAIN, "100002", None)).flags >= {m.PatronFlag.CHARGE_DENIED}
+        assert fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest(patron, pin))).pin_valid is True
+    blocked = fired(lib.acs.patron_status(MAIN, rq.PatronStatusRequest("100002", None)))
+    assert blocked.flags >= {m.PatronFlag.CHARGE_DENIED}
     assert lib.rows(INCONSISTENT_ITEMS_SQL) == []
 
 
 def test_status_and_supported_codes(lib: Library) -> None:
     verifyObject(IACS, lib.acs)
     assert len(lib.acs.supported) == 16
-    s = fired(lib.acs.status(MAIN))
+    s = fired(lib.acs.status(MAIN, rq.StatusRequest()))
     assert s.online and s.checkout_ok and s.checkin_ok and s.offline_ok and s.supported == lib.acs.supported
     assert (s.institution, s.library_name) == ("MAIN", "Main Library")
 
 
 def test_status_reports_offline_when_the_database_is_gone(lib: Library) -> None:
     lib.acs.runner.close()
-    s = fired(lib.acs.status(MAIN))
+    s = fired(lib.acs.status(MAIN, rq.StatusRequest()))
     assert not s.online and not s.checkout_ok
     with pytest.raises(ACSUnavailable, match="closed"):
-        fired(lib.acs.checkout(MAIN, m.CheckoutRequest(patron_id="100001", item_id="200001")))
+        fired(lib.acs.checkout(MAIN, rq.CheckoutRequest(patron_id="100001", item_id="200001")))
 
 
 def test_bad_currency_is_refused() -> None:

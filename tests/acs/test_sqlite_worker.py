@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS, items, loans, outcomes
 from sipgateway.acs.sqlite.errors import DeadlinePassed
 from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Setup
@@ -60,7 +61,7 @@ def job(number: int, fn, args: tuple, write: bool = True, deadline: float | None
 
 
 def checkout(number: int, item: str, deadline: float | None = None) -> JobSpec:
-    return job(number, loans.checkout, (m.CheckoutRequest(patron_id="100001", item_id=item),), deadline=deadline)
+    return job(number, loans.checkout, (rq.CheckoutRequest(patron_id="100001", item_id=item),), deadline=deadline)
 
 
 def records(w: Worker) -> list[tuple]:

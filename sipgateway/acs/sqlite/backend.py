@@ -13,7 +13,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipgateway.acs import model as m
-from sipgateway.acs.interface import IACS
+from sipgateway.acs import requests as rq
+from sipgateway.acs.interface import IACS, IAccounts
 from sipgateway.acs.sqlite import accounts, checkin, fees, fixtures, holds, items, loans, patrons
 from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
 from sipgateway.acs.sqlite.context import Call, Context, Tx
@@ -50,7 +51,7 @@ def database_path(url_or_path: str) -> str:
     return path
 
 
-@implementer(IACS)
+@implementer(IACS, IAccounts)
 class SQLiteACS:
     """The embedded library system.  Every IACS call is one job (one transaction) of the
     runner: by default a database process with group commit (dbprocess.py), started by
@@ -79,8 +80,6 @@ class SQLiteACS:
         self.runner = runner
         #: recent read answers; every write empties it (see readcache.py)
         self.cache = ReadCache(ttl=read_cache_ttl, clock=lambda: now().timestamp())  # the library's own time
-        #: 98 answers by (account, institution, location); emptied when accounts change
-        self._status: dict[tuple[str, str, str], m.ACSStatus] = {}
         #: True when ``open_sqlite_acs`` seeded the demo fixtures into it
         self.seeded = False
         self._logins = Flights()
@@ -162,11 +161,11 @@ class SQLiteACS:
                        error_detection: str = "auto", library_name: str = "", terminal_location: str = "",
                        enabled: bool = True) -> m.Account:
         """Create or update an SC account declared in the configuration (synchronous)."""
-        self._status.clear()
+        self.cache.clear()
         return self.run_sync("ensure_account", lambda tx: accounts.ensure(
             tx, name, password, institution, encoding, error_detection, library_name, terminal_location, enabled))
 
-    # --- IACS ---------------------------------------------------------------------------
+    # --- IAccounts ---------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, location: str) -> Deferred:
         # a login storm: identical logins share one job (and one password hash), see flights.py
@@ -177,25 +176,20 @@ class SQLiteACS:
     def account(self, name: str) -> Deferred:
         return self._read("account", None, accounts.lookup, name)
 
-    def status(self, terminal: m.Terminal) -> Deferred:
-        # Many SCs ask before every transaction: answer from memory while the database works.
+    # --- IACS ---------------------------------------------------------------------------
+
+    def status(self, terminal: m.Terminal, request: rq.StatusRequest) -> Deferred:
+        # Many SCs ask before every transaction: answered from the read cache while the
+        # database works, and offline at once while it does not
         if self.runner.failing:
             return succeed(self._offline(terminal))
-        key = (terminal.account, terminal.institution, terminal.location)
-        status = self._status.get(key)
-        if status is not None:
-            return succeed(status)
-
-        def remember(status: m.ACSStatus) -> m.ACSStatus:
-            if len(self._status) < 4096:
-                self._status[key] = status
-            return status
 
         def offline(failure: Failure) -> m.ACSStatus:
             failure.trap(ACSUnavailable)
             return self._offline(terminal)
 
-        return self._read("status", terminal, accounts.status, self.supported).addCallbacks(remember, offline)
+        return self._cached_read(("99", terminal), "status", terminal, accounts.status,
+                                 self.supported).addErrback(offline)
 
     def _offline(self, terminal: m.Terminal) -> m.ACSStatus:
         return m.ACSStatus(online=False, checkin_ok=False, checkout_ok=False, renewal_ok=False,
@@ -203,50 +197,52 @@ class SQLiteACS:
                            institution=terminal.institution, supported=self.supported,
                            messages=m.Messages(screen=("The library system is offline",)))
 
-    def patron_status(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        key = ("23", terminal, patron_id, self._pin_key(patron_id, patron_pin))
-        return self._cached_read(key, "patron_status", terminal, patrons.patron_status, patron_id, patron_pin)
+    def patron_status(self, terminal: m.Terminal, request: rq.PatronStatusRequest) -> Deferred:
+        patron, pin = request.patron_id, request.patron_pin
+        return self._cached_read(("23", terminal, patron, self._pin_key(patron, pin)), "patron_status", terminal,
+                                 patrons.patron_status, patron, pin)
 
-    def patron_information(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
-                           item_list: m.ItemList | None, start: int | None, end: int | None) -> Deferred:
-        key = ("63", terminal, patron_id, self._pin_key(patron_id, patron_pin), item_list, start, end)
+    def patron_information(self, terminal: m.Terminal, request: rq.PatronInformationRequest) -> Deferred:
+        r = request
+        key = ("63", terminal, r.patron_id, self._pin_key(r.patron_id, r.patron_pin), r.item_list, r.start, r.end)
         return self._cached_read(key, "patron_information", terminal, patrons.patron_information,
-                                 patron_id, patron_pin, item_list, start, end)
+                                 r.patron_id, r.patron_pin, r.item_list, r.start, r.end)
 
-    def block_patron(self, terminal: m.Terminal, patron_id: str, message: str, card_retained: bool) -> Deferred:
-        return self._write("block_patron", terminal, patrons.block, patron_id, message, card_retained)
+    def block_patron(self, terminal: m.Terminal, request: rq.BlockPatronRequest) -> Deferred:
+        return self._write("block_patron", terminal, patrons.block, request.patron_id, request.message,
+                           request.card_retained)
 
-    def patron_enable(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        return self._write("patron_enable", terminal, patrons.enable, patron_id, patron_pin)
+    def patron_enable(self, terminal: m.Terminal, request: rq.PatronEnableRequest) -> Deferred:
+        return self._write("patron_enable", terminal, patrons.enable, request.patron_id, request.patron_pin)
 
-    def checkout(self, terminal: m.Terminal, request: m.CheckoutRequest) -> Deferred:
+    def checkout(self, terminal: m.Terminal, request: rq.CheckoutRequest) -> Deferred:
         return self._write("checkout", terminal, loans.checkout, request)
 
-    def renew(self, terminal: m.Terminal, request: m.CheckoutRequest) -> Deferred:
+    def renew(self, terminal: m.Terminal, request: rq.CheckoutRequest) -> Deferred:
         return self._write("renew", terminal, loans.renew, request)
 
-    def renew_all(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None,
-                  fee_acknowledged: bool) -> Deferred:
-        return self._write("renew_all", terminal, loans.renew_all, patron_id, patron_pin)
+    def renew_all(self, terminal: m.Terminal, request: rq.RenewAllRequest) -> Deferred:
+        return self._write("renew_all", terminal, loans.renew_all, request.patron_id, request.patron_pin)
 
-    def checkin(self, terminal: m.Terminal, request: m.CheckinRequest) -> Deferred:
+    def checkin(self, terminal: m.Terminal, request: rq.CheckinRequest) -> Deferred:
         return self._write("checkin", terminal, checkin.checkin, request)
 
-    def item_information(self, terminal: m.Terminal, item_id: str) -> Deferred:
-        return self._cached_read(("17", terminal, item_id), "item_information", terminal, items.information,
-                                 item_id)
+    def item_information(self, terminal: m.Terminal, request: rq.ItemInformationRequest) -> Deferred:
+        return self._cached_read(("17", terminal, request.item_id), "item_information", terminal,
+                                 items.information, request.item_id)
 
-    def item_status_update(self, terminal: m.Terminal, item_id: str, item_properties: str) -> Deferred:
-        return self._write("item_status_update", terminal, items.status_update, item_id, item_properties)
+    def item_status_update(self, terminal: m.Terminal, request: rq.ItemStatusUpdateRequest) -> Deferred:
+        return self._write("item_status_update", terminal, items.status_update, request.item_id,
+                           request.item_properties)
 
-    def hold(self, terminal: m.Terminal, request: m.HoldRequest) -> Deferred:
+    def hold(self, terminal: m.Terminal, request: rq.HoldRequest) -> Deferred:
         return self._write("hold", terminal, holds.hold, request)
 
-    def end_session(self, terminal: m.Terminal, patron_id: str, patron_pin: str | None) -> Deferred:
-        return self._read("end_session", terminal, patrons.end_session, patron_id)
+    def end_session(self, terminal: m.Terminal, request: rq.EndSessionRequest) -> Deferred:
+        return self._read("end_session", terminal, patrons.end_session, request.patron_id)
 
-    def fee_paid(self, terminal: m.Terminal, payment: m.FeePayment) -> Deferred:
-        return self._write("fee_paid", terminal, fees.fee_paid, payment)
+    def fee_paid(self, terminal: m.Terminal, request: rq.FeePayment) -> Deferred:
+        return self._write("fee_paid", terminal, fees.fee_paid, request)
 
     def attempt_store(self) -> SQLiteAttempts:
         """The failed-login and wrong-PIN counters, in this database (sipgateway/attempts.py)."""

@@ -17,6 +17,7 @@ import tempfile
 import time
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite.backend import SQLiteACS
 from sipgateway.acs.sqlite.context import Tx
 from sipgateway.acs.sqlite.credentials import hash_secret
@@ -59,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             return
         t0 = time.perf_counter()
         if out:
-            d = acs.checkout(terminal, m.CheckoutRequest(patron_id=f"P{n:06d}", item_id=f"I{n:06d}",
+            d = acs.checkout(terminal, rq.CheckoutRequest(patron_id=f"P{n:06d}", item_id=f"I{n:06d}",
                                                          patron_pin="1234" if args.pin else None))
         else:
-            d = acs.checkin(terminal, m.CheckinRequest(item_id=f"I{n:06d}", current_location="MAIN"))
+            d = acs.checkin(terminal, rq.CheckinRequest(item_id=f"I{n:06d}", current_location="MAIN"))
 
         def answered(result) -> None:
             latencies.append(time.perf_counter() - t0)

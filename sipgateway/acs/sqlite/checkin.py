@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import replace
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import items
 from sipgateway.acs.sqlite.context import Tx, local, parse_stamp, show_money, stamp
 
@@ -28,7 +29,7 @@ def _base(item: sqlite3.Row, **extra) -> m.CheckinResult:
     return m.CheckinResult(**{**fields, **extra})
 
 
-def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
+def checkin(tx: Tx, req: rq.CheckinRequest) -> m.CheckinResult:
     op = "checkin"
     item, loan = items.find_with_loan(tx, req.item_id)
     if item is None:
@@ -73,7 +74,7 @@ def checkin(tx: Tx, req: m.CheckinRequest) -> m.CheckinResult:
     return result
 
 
-def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row, borrower: str | None,
+def _route(tx: Tx, req: rq.CheckinRequest, item: sqlite3.Row, borrower: str | None,
            notes: list[str]) -> tuple[m.CheckinResult, sqlite3.Row | None]:
     """Send the copy where it goes next.  The answer's screen shows ``notes`` (about the
     loan just closed), then what to do with the copy."""
@@ -117,7 +118,7 @@ def _route(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row, borrower: str | Non
     return answer(), None
 
 
-def _cancel_checkin(tx: Tx, req: m.CheckinRequest, item: sqlite3.Row) -> m.CheckinResult:
+def _cancel_checkin(tx: Tx, req: rq.CheckinRequest, item: sqlite3.Row) -> m.CheckinResult:
     """BI=Y: undo the last checkin of this copy (the terminal could not resensitize it):
     the loan is open again, its unpaid fine is dropped, a hold it trapped waits again."""
     op = "checkin_cancel"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import patrons
 from sipgateway.acs.sqlite.context import Tx, show_money, to_cents
 
 
-def _refuse(tx: Tx, payment: m.FeePayment, message: str) -> m.FeePaidResult:
+def _refuse(tx: Tx, payment: rq.FeePayment, message: str) -> m.FeePaidResult:
     tx.log("fee_paid", False, payment.patron_id, detail=message)
     return m.FeePaidResult(accepted=False, patron_id=payment.patron_id, transaction_id=payment.transaction_id,
                            messages=m.Messages(screen=(message,)))
@@ -23,7 +24,7 @@ def _fee_ids(text: str | None) -> list[int] | None:
     return [int(p) for p in parts]
 
 
-def fee_paid(tx: Tx, payment: m.FeePayment) -> m.FeePaidResult:
+def fee_paid(tx: Tx, payment: rq.FeePayment) -> m.FeePaidResult:
     currency = tx.ctx.currency
     patron = patrons.find(tx, payment.patron_id)
     if patron is None:

@@ -5,19 +5,20 @@ from __future__ import annotations
 import sqlite3
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import items, patrons
 from sipgateway.acs.sqlite.context import Tx, local, parse_stamp, stamp, title_key
 
 ACTIVE = "('waiting', 'in_transit', 'on_shelf')"
 
 
-def _refuse(tx: Tx, req: m.HoldRequest, message: str, **extra) -> m.HoldResult:
+def _refuse(tx: Tx, req: rq.HoldRequest, message: str, **extra) -> m.HoldResult:
     tx.log(f"hold{req.mode.value}", False, req.patron_id, req.item_id or req.title_id, message)
     return m.HoldResult(ok=False, patron_id=req.patron_id, item_id=req.item_id, title=req.title_id,
                         messages=m.Messages(screen=(message,)), **extra)
 
 
-def hold(tx: Tx, req: m.HoldRequest) -> m.HoldResult:
+def hold(tx: Tx, req: rq.HoldRequest) -> m.HoldResult:
     patron = patrons.find(tx, req.patron_id)
     if patron is None:
         return _refuse(tx, req, patrons.UNKNOWN_PATRON)
@@ -74,7 +75,7 @@ def _answer(tx: Tx, h: sqlite3.Row, ok_message: str, available: bool = False) ->
                         messages=m.Messages(screen=(ok_message,)))
 
 
-def _place(tx: Tx, req: m.HoldRequest, patron: sqlite3.Row, item: sqlite3.Row | None) -> m.HoldResult:
+def _place(tx: Tx, req: rq.HoldRequest, patron: sqlite3.Row, item: sqlite3.Row | None) -> m.HoldResult:
     reason = patrons.hold_refusal(tx, patron, patrons.standing(tx, patron))
     if reason:
         return _refuse(tx, req, reason)
@@ -109,7 +110,7 @@ def _place(tx: Tx, req: m.HoldRequest, patron: sqlite3.Row, item: sqlite3.Row | 
     return result
 
 
-def _cancel(tx: Tx, req: m.HoldRequest, h: sqlite3.Row) -> m.HoldResult:
+def _cancel(tx: Tx, req: rq.HoldRequest, h: sqlite3.Row) -> m.HoldResult:
     tx.run("UPDATE holds SET status = 'cancelled', closed_at = ? WHERE id = ?", tx.stamp, h["id"])
     if h["status"] == "on_shelf":
         # the copy on the hold shelf is free again: staff reshelve it (or a checkin re-routes it)
@@ -120,7 +121,7 @@ def _cancel(tx: Tx, req: m.HoldRequest, h: sqlite3.Row) -> m.HoldResult:
     return result
 
 
-def _change(tx: Tx, req: m.HoldRequest, h: sqlite3.Row) -> m.HoldResult:
+def _change(tx: Tx, req: rq.HoldRequest, h: sqlite3.Row) -> m.HoldResult:
     pickup = req.pickup_location or h["pickup_location"]
     if pickup != h["pickup_location"] and h["status"] != "waiting":
         return _refuse(tx, req, f"The item is already on its way to {h['pickup_location']}; please see staff")

@@ -7,11 +7,12 @@ from dataclasses import replace
 from datetime import datetime
 
 from sipgateway.acs import model as m
+from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import items, patrons
 from sipgateway.acs.sqlite.context import Tx, local, parse_stamp, stamp, title_key
 
 
-def _result(req: m.CheckoutRequest, item: sqlite3.Row | None, ok: bool, message: str | None = None,
+def _result(req: rq.CheckoutRequest, item: sqlite3.Row | None, ok: bool, message: str | None = None,
             **extra) -> m.CirculationResult:
     if item is not None:
         extra.setdefault("title", item["title"])
@@ -21,14 +22,14 @@ def _result(req: m.CheckoutRequest, item: sqlite3.Row | None, ok: bool, message:
                                messages=m.Messages(screen=(message,) if message else ()), **extra)
 
 
-def _refuse(tx: Tx, op: str, req: m.CheckoutRequest, item: sqlite3.Row | None, message: str,
+def _refuse(tx: Tx, op: str, req: rq.CheckoutRequest, item: sqlite3.Row | None, message: str,
             patron_valid: bool, pin_valid: bool | None) -> m.CirculationResult:
     tx.log(op, False, req.patron_id, req.item_id or req.title_id, message)
     return _result(req, item, False, message, patron_valid=patron_valid, pin_valid=pin_valid,
                    desensitize=False, renewal_ok=False)
 
 
-def _ok(tx: Tx, op: str, req: m.CheckoutRequest, item: sqlite3.Row, loan_id: int, due: datetime | None,
+def _ok(tx: Tx, op: str, req: rq.CheckoutRequest, item: sqlite3.Row, loan_id: int, due: datetime | None,
         pin_valid: bool | None, message: str | None = None, renewed: bool = False) -> m.CirculationResult:
     tx.log(op, True, req.patron_id, item["barcode"], message or (f"due {stamp(due)}" if due else ""))
     return _result(req, item, True, message, renewal_ok=renewed, desensitize=True, security_inhibit=False,
@@ -36,7 +37,7 @@ def _ok(tx: Tx, op: str, req: m.CheckoutRequest, item: sqlite3.Row, loan_id: int
                    item_properties=item["properties"] or None)
 
 
-def _who(tx: Tx, op: str, req: m.CheckoutRequest):
+def _who(tx: Tx, op: str, req: rq.CheckoutRequest):
     """The patron, their borrowing and the PIN check shared by checkout and renew; a refusal
     result when they fail.  The borrowing is read before anything is written."""
     patron, borrowing = patrons.find_borrower(tx, req.patron_id)
@@ -52,7 +53,7 @@ def _who(tx: Tx, op: str, req: m.CheckoutRequest):
     return patron, borrowing, pin_valid, None
 
 
-def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
+def checkout(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
     op = "checkout"
     if req.no_block:
         return _offline_checkout(tx, req)
@@ -86,7 +87,7 @@ def checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     return _ok(tx, op, req, item, loan_id, due, pin_valid)
 
 
-def _already_lent(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, borrowing: patrons.Borrowing,
+def _already_lent(tx: Tx, req: rq.CheckoutRequest, patron: sqlite3.Row, borrowing: patrons.Borrowing,
                   item: sqlite3.Row, loan: items.Loan, pin_valid: bool | None) -> m.CirculationResult:
     """A checkout of a copy this patron already has: usually the same 11 resent after a lost
     reply (kiosks reconnect and send it again).  The loan exists, so the answer is ok: a
@@ -122,7 +123,7 @@ def _lend(tx: Tx, patron: sqlite3.Row, item: sqlite3.Row, due: datetime, hold: s
     return loan_id
 
 
-def _offline_checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
+def _offline_checkout(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
     """no_block: the terminal already lent the item while offline; record it whatever the
     rules say.  Only an unknown patron or item cannot be recorded."""
     op = "checkout"
@@ -152,7 +153,7 @@ def _offline_checkout(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
     return _ok(tx, op, req, item, loan_id, due, None, "Offline checkout recorded")
 
 
-def _cancel_checkout(tx: Tx, req: m.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row,
+def _cancel_checkout(tx: Tx, req: rq.CheckoutRequest, patron: sqlite3.Row, item: sqlite3.Row,
                      loan: items.Loan | None, pin_valid: bool | None) -> m.CirculationResult:
     """BI=Y: undo this patron's checkout of the item (e.g. the terminal could not desensitize it)."""
     op = "checkout_cancel"
@@ -190,7 +191,7 @@ def extend(tx: Tx, loan: items.Loan, item: sqlite3.Row, due: datetime | None = N
     return new
 
 
-def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, borrowing: patrons.Borrowing,
+def _renew(tx: Tx, op: str, req: rq.CheckoutRequest, patron: sqlite3.Row, borrowing: patrons.Borrowing,
            item: sqlite3.Row, loan: items.Loan, pin_valid: bool | None) -> m.CirculationResult:
     reason = patrons.renewal_refusal(tx, patron, borrowing) or renewal_problem(tx, loan, item)
     if reason:
@@ -199,7 +200,7 @@ def _renew(tx: Tx, op: str, req: m.CheckoutRequest, patron: sqlite3.Row, borrowi
     return _ok(tx, op, req, item, loan["id"], due, pin_valid, f"Renewed until {stamp(due)}", renewed=True)
 
 
-def renew(tx: Tx, req: m.CheckoutRequest) -> m.CirculationResult:
+def renew(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
     op = "renew"
     patron, borrowing, pin_valid, refusal = (None, None, None, None)
     if req.no_block:

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sipgateway import replies
 from sipgateway.acs import model as m
+from sipgateway.exchange import EXCHANGES, Reply, ReplyContext
 from sipgateway.sip2 import format_message
 
 NOW = datetime(2024, 1, 5, 10, 15, 0)
 DUE = datetime(2024, 1, 26, 23, 59, 59)
 
 
-def wire(reply: replies.Reply) -> bytes:
+def wire(reply: Reply) -> bytes:
     code, fixed, fields = reply
     return format_message(code, fixed, fields)
 
 
 def circulation(code: str, **result: object) -> bytes:
     r = m.CirculationResult(patron_id="100001", item_id="200001", title="Dune", **result)
-    return wire(replies.circulation(code, r, "MAIN", NOW, "utf-8"))
+    request = {"12": "11", "30": "29"}[code]
+    return wire(EXCHANGES[request].build(r, ReplyContext("MAIN", NOW)))
 
 
 def test_successful_checkout_and_renewal_carry_no_bl_or_cq() -> None:

@@ -1,0 +1,101 @@
+"""How a session comes to have an account: a 93 checked under the failed-login lockout, or
+an account its door names (a serial line's ``account=``, a TLS certificate's account, a
+telnet prompt), and what a login sets (the terminal, the reply side's character set, error
+detection and terminator, the account's idle timeout).
+
+``LoginSteps`` is part of ``Session`` (session.py): the state machine lives there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from sipgateway.acs import model as m
+from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS
+from sipgateway.states import State
+
+if TYPE_CHECKING:
+    from sipgateway.gateway import Gateway
+    from sipgateway.repeatlog import RepeatedLines
+    from sipgateway.replies import ReplyWriter
+    from sipgateway.timers import ConnectionTimers
+
+
+class LoginSteps:
+    log: Logger
+    gateway: Gateway
+    acs: Any
+    state: State
+    peer: str
+    address: str
+    account: m.Account | None
+    bound_account: m.Account | None
+    terminal: m.Terminal | None
+    out: ReplyWriter
+    timers: ConnectionTimers
+    repeated: RepeatedLines
+    _location: str
+    who: str
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+    def bind(self, name: str, why: str) -> None:
+        """Log in as the account the door names (``why``), without a 93; input waits."""
+        self.state = State.BINDING
+        d = self.acs.account(name)
+        d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f, peer=self.peer,
+                                                name=name) or False)  # logged: no account, nothing more to say
+        d.addCallback(self._bound, name, why)
+
+    def _bound(self, account: m.Account | None | bool, name: str, why: str) -> None:
+        if self.state is not State.BINDING:
+            return  # closed meanwhile
+        self.state = State.AWAITING_LOGIN
+        if isinstance(account, m.Account):
+            self.bind_account(account)
+            self.log.info("{peer}: logged in as {name!r} ({why})", peer=self.peer, name=name, why=why)
+        elif account is None:
+            self.log.error("{peer}: {why} names SC account {name!r}, which does not exist; the device must log "
+                           "in with 93", peer=self.peer, why=why, name=name)
+        self._drain()
+
+    def bind_account(self, account: m.Account) -> None:
+        """Log the terminal in without a 93 (serial line, telnet login, TLS certificate)."""
+        self.bound_account = account
+        self._logged_in(account, "")
+
+    def _login(self, request: Any) -> Deferred:
+        """The account the 93 logs in as, or None (refused: wrong, unknown, locked out)."""
+        if self.bound_account is not None and request.user != self.bound_account.name:
+            self.repeated.log(self.log.warn, "93 for another account", self.who,
+                              "93 for account {user!r} on a connection bound to {bound!r}; refused",
+                              user=request.user, bound=self.bound_account.name)
+            return succeed(None)
+        self._location = request.location
+        return self.gateway.authenticate(self.address, request.user, request.password, request.location,
+                                         self.who, self.repeated)
+
+    def _login_answered(self, account: m.Account | None) -> bool:
+        """The 93's answer, delivered to the login in flight: log in, or not."""
+        if account is None:
+            return False
+        self._logged_in(account, self._location)
+        self.log.info("{peer}: logged in as {user!r} (institution {inst!r})", peer=self.peer,
+                      user=account.name, inst=account.institution)
+        return True
+
+    def _logged_in(self, account: m.Account, location: str) -> None:
+        self.account = account
+        if self.state is State.AWAITING_LOGIN:
+            self.state = State.READY
+        extra = self.gateway.account_settings.get(account.name, DEFAULT_ACCOUNT_SETTINGS)
+        self.out.logged_in(account, extra.terminator)
+        self.terminal = m.Terminal(account=account.name, institution=account.institution,
+                                   location=location or account.terminal_location,
+                                   checked_in_ok=extra.checked_in_ok, address=self.address)
+        self.timers.logged_in(self.gateway.idle_timeouts.get(account.name))
+
