@@ -131,6 +131,7 @@ def test_purposes_that_do_not_add_up_are_refused_and_nothing_is_written(lib: Lib
         (dict(amount="1.00", registrations=D("2.00"), deposit=D("-1.00")), "cannot be negative"),
         (dict(amount="1.00", registrations=D("0.995"), deposit=D("0.005")), "whole cents"),
         (dict(amount="1.00", registrations=D("1.00"), fee_id="999"), "Fee 999 is not an open fee of yours"),
+        (dict(amount="1E+20", deposit=D("1E+20")), "The amount is more than 1000000.00 USD"),
     ]
     for kw, text in cases:
         r = pay(lib, **kw)
@@ -199,6 +200,7 @@ def test_usage_debit_refusals(lib: Library) -> None:
         (dict(amount="1", method=0), "A patron pays usage from their credit"),
         (dict(amount="1", patron="nobody"), "Unknown patron"),
         (dict(amount="1", patron="100002"), "fines owed"),
+        (dict(amount="1000000.01", method=0, patron=None), "The amount is more than 1000000.00 USD"),
     ]
     for kw, text in cases:
         r = debit(lib, **kw)

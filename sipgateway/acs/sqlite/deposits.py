@@ -62,6 +62,8 @@ def settle(tx: Tx, payment: rq.FeePayment, patron: sqlite3.Row, cents: int, ids:
         return m.FeePaidResult(accepted=False, patron_id=payment.patron_id, transaction_id=payment.transaction_id,
                                fee_limit=fee_limit(tx, patron["id"]), messages=m.Messages(screen=(message,)))
 
+    if cents > journal.MAX_CENTS:
+        return refuse(f"The amount is more than {show_money(journal.MAX_CENTS, currency)}")
     parts = _parts(payment, cents)
     if isinstance(parts, str):
         return refuse(parts)

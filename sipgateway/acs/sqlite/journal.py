@@ -22,6 +22,8 @@ from sipgateway.acs.sqlite.unoffered import PUNCH_CARDS
 
 #: the most lines one overview lists (the latest payments, the oldest unpaid fees)
 MAX_LINES = 100
+#: the largest amount one request may book (1,000,000.00): a bigger one is a typing error
+MAX_CENTS = 100_000_000
 #: fee category of a membership fee (Wise's registration type 1); 2 fines and charges, 3 sales, 4 other
 MEMBERSHIP = 1
 KIND_NAMES = {"contribution": "Contribution", "registration": "Registration", "deposit": "Deposit",
@@ -94,10 +96,11 @@ def payments_overview(tx: Tx, req: rq.PaymentsOverviewRequest) -> w.PaymentsOver
         return _open_fees(tx, patron, period)
     kinds = [kind for selector, names in _SELECTED if getattr(req, selector) for kind in names]
     kinds = kinds or list(KIND_NAMES)
-    method = "" if req.payment_method is None else f" AND method = {int(req.payment_method)}"
+    methods = [] if req.payment_method is None else [req.payment_method]
     rows = tx.all(f"SELECT at, kind, amount_cents, method, description FROM journal WHERE patron_id = ? "
-                  f"AND at BETWEEN ? AND ? AND kind IN ({', '.join('?' * len(kinds))}){method} "
-                  f"ORDER BY at DESC, id DESC LIMIT {MAX_LINES + 1}", patron["id"], *period, *kinds)
+                  f"AND at BETWEEN ? AND ? AND kind IN ({', '.join('?' * len(kinds))})"
+                  f"{' AND method = ?' if methods else ''} ORDER BY at DESC, id DESC LIMIT {MAX_LINES + 1}",
+                  patron["id"], *period, *kinds, *methods)
     lines = tuple(w.Payment(day=_day(r["at"]), kind=KIND_NAMES[r["kind"]], amount=money(r["amount_cents"]),
                             method=method_name(r["method"]), description=r["description"])
                   for r in reversed(rows[:MAX_LINES]))

@@ -36,6 +36,8 @@ def usage_debit(tx: Tx, req: rq.UsageDebit) -> w.UsageDebitResult:
         return _refuse(tx, req, "The amount must be in whole cents")
     if cents <= 0:
         return _refuse(tx, req, "The amount must be more than zero")
+    if cents > journal.MAX_CENTS:
+        return _refuse(tx, req, f"The amount is more than {show_money(journal.MAX_CENTS, currency)}")
     if not JOURNAL_CODE.fullmatch(req.journal_code):
         return _refuse(tx, req, "The journal code (FH) must be four digits starting with 2, 3 or 4")
     if req.payment_method not in METHODS:
