@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sipgateway.sip2 import Message
 
 #: requests with side effects: each gets one audit line
-AUDIT_CODES = frozenset({"11", "09", "29", "65", "15", "37", "01", "25", "19"})
+AUDIT_CODES = frozenset({"11", "09", "29", "65", "15", "37", "01", "25", "19", "39", "Y3", "X1"})
 #: how the patron identifier is written: masked (all but its last few characters), hashed, in full
 PATRON_MODES = ("mask", "hash", "full")
 #: the shortest audit_key accepted
@@ -60,8 +60,10 @@ def outcome(reply: Reply) -> str:
     code, fixed, fields = reply
     if code in ("24", "26"):  # block (01) and enable (25) answer with the patron's status
         done = fields.get("BL") == "Y" and fields.get("CQ") != "N"
-    elif code == "38":
+    elif code in ("38", "40"):
         done = fixed.get("payment_accepted") == "Y"
+    elif code in ("Y4", "X2"):  # OCLC Wise SIP2+: X2's status is inverted (0 = OK)
+        done = fixed.get("status") == ("1" if code == "Y4" else "0")
     elif code == "20":
         done = fixed.get("item_properties_ok") == "1"
     else:

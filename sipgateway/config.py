@@ -14,6 +14,7 @@ from twisted.python import usage
 
 from sipgateway.acs.model import ErrorDetection
 from sipgateway.audit import MIN_KEY, PATRON_MODES
+from sipgateway.exchange.status import parse_licences
 from sipgateway.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
@@ -93,6 +94,8 @@ class Config:
     #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
     audit_patron: str = "mask"
     audit_key: str = field(default="", repr=False)
+    #: OCLC Wise SIP2+ licences every 98 reports in GG
+    licences: tuple[str, ...] = ()
 
 
 # --- endpoint strings --------------------------------------------------------------------
@@ -244,7 +247,7 @@ _GATEWAY_KEYS = {
     "database", "demo", "currency", "acs_timeout", "max_connections", "max_connections_per_address",
     "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
     "max_login_failures_per_address", "max_login_failures_per_account", "max_pin_failures",
-    "max_pin_failures_per_terminal", "pin_lockout_seconds",
+    "max_pin_failures_per_terminal", "pin_lockout_seconds", "licences",
 }
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
 #: account keys the database does not hold: a section may give only these, for an account
@@ -304,6 +307,9 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     if not listeners:  # a config file without listener sections keeps the loopback defaults
         listeners = [parse_listen(v, where="default listener") for v in DEFAULT_LISTENERS]
 
+    licences, problem = parse_licences(gw.get("licences", ""))
+    if problem:
+        raise ConfigError(f"{where} licences={gw['licences']!r}: {problem}")
     db = database or gw.get("database") or DEFAULT_DATABASE
     if not db.startswith("sqlite:") or len(db) == len("sqlite:"):
         raise ConfigError(f"--database/database: {db!r} is not supported; use sqlite:PATH")
@@ -329,6 +335,7 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         trace=_bool(gw["trace"], f"{where} trace") if "trace" in gw else False,
         accounts=tuple(accounts),
         **_audit(gw),
+        licences=licences,
     )
 
 

@@ -36,6 +36,8 @@ class Gateway:
     #: how audit lines write the patron: mask, hash (keyed with audit_key) or full
     audit_patron: str = "mask"
     audit_key: str = field(default="", repr=False)
+    #: OCLC Wise SIP2+ licences every 98 reports in GG ([gateway] licences)
+    licences: tuple[str, ...] = ()
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:

@@ -57,7 +57,7 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
                       trace=config.trace,
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
                       account_settings={a.name: a.settings for a in config.accounts},
-                      audit_patron=config.audit_patron, audit_key=config.audit_key)
+                      audit_patron=config.audit_patron, audit_key=config.audit_key, licences=config.licences)
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()

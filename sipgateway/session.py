@@ -313,7 +313,8 @@ class Session(LoginSteps):
     # --- replies ----------------------------------------------------------------------------
 
     def _context(self, msg: Message) -> ReplyContext:
-        return ReplyContext.answering(msg, self.account, self.terminal, self.gateway.now(), self.out.encoding)
+        return ReplyContext.answering(msg, self.account, self.terminal, self.gateway.now(), self.out.encoding,
+                                      self.gateway.licences)
 
     def _format(self, msg: Message, reply: Reply) -> bytes:
         try:

@@ -10,9 +10,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from sipgateway.acs import model as m
+from sipgateway.acs import wise as w
 from sipgateway.acs.interface import IACS
 
-ALL_CODES = frozenset({"23", "63", "01", "25", "11", "29", "65", "09", "17", "19", "15", "35", "37"})
+ALL_CODES = frozenset({"23", "63", "01", "25", "11", "29", "65", "09", "17", "19", "15", "35", "37",
+                       "39", "41", "70"})
 DUE = datetime(2024, 1, 26, 23, 59, 59)
 
 
@@ -132,8 +134,39 @@ class FakeACS:
         return self._answer("end_session", m.EndSessionResult(ended=True, patron_id=patron_id), patron_id)
 
     def fee_paid(self, terminal, payment):
-        value = m.FeePaidResult(accepted=True, patron_id=payment.patron_id, transaction_id=payment.transaction_id)
+        value = m.FeePaidResult(accepted=True, patron_id=payment.patron_id, transaction_id=payment.transaction_id,
+                                fee_limit=Decimal("10.00") if payment.purposes_given else None)
         return self._answer("fee_paid", value, payment)
+
+    # OCLC Wise SIP2+
+
+    def usage_debit(self, terminal, request):
+        value = w.UsageDebitResult(accepted=True, patron_id=request.patron_id,
+                                   fee_limit=None if request.patron_id is None else Decimal("9.00"),
+                                   messages=m.Messages(screen=(f"{request.amount} paid",)))
+        return self._answer("usage_debit", value, request)
+
+    def payments_overview(self, terminal, request):
+        value = w.PaymentsOverview(payments=(
+            w.Payment(request.date_from, "Registration", Decimal("10.00"), "Cash", "Boete"),
+            w.Payment(request.date_from, "Contribution", Decimal("15.00"), "Cash", "Contributie")))
+        return self._answer("payments_overview", value, request)
+
+    def renewal_options(self, terminal, request):
+        value = w.RenewalOptions(options=(w.RenewalOption(
+            "200001", "Dune", DUE.date(), None, Decimal("0.25"), Decimal("0.00"), 0, Decimal("0.00"),
+            "On hold for another patron"),))
+        return self._answer("renewal_options", value, request)
+
+    def punch_card_options(self, terminal, request):
+        return self._answer("punch_card_options", w.PunchCardOptions(ok=False), request)
+
+    def punch_card_purchase(self, terminal, request):
+        return self._answer("punch_card_purchase", w.PunchCardPurchaseResult(ok=False), request)
+
+    def save_username(self, terminal, request):
+        value = w.UsernameResult(ok=True, patron_id=request.patron_id, username=request.username)
+        return self._answer("save_username", value, request)
 
     def close(self):
         return succeed(None)

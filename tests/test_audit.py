@@ -1,5 +1,6 @@
 """The audit line: one info line per transaction with side effects (11, 09, 29, 65, 15, 37,
-01, 25, 19), its outcome, and the patron masked, hashed with a key, or in full."""
+01, 25, 19; OCLC Wise SIP2+ 39, Y3, X1), its outcome, and the patron masked, hashed with a
+key, or in full."""
 
 from __future__ import annotations
 
@@ -37,9 +38,13 @@ TRANSACTIONS = {
     "01": f"01N{D}AOMAIN|ALlost card|AA100001|AC|",
     "25": f"25{D}AOMAIN|AA100001|AC|AD1234|",
     "19": f"19{D}AOMAIN|AB200001|AC|CHnew|",
+    "39": f"39{D}AA100001|BV1.00|FH2910|FI09|",
+    "Y3": f"Y3{D}AA100001|FGBOEK-40-15.75-4100|FI00|",
+    "X1": "X1FOjan12345|AA100001|AD1234|",
 }
 NO_SIDE_EFFECT = [f"17{D}AOMAIN|AB200001|AC|", f"23001{D}AOMAIN|AA100001|AC|AD1234|",
-                  f"63001{D}{' ' * 10}AOMAIN|AA100001|AC|", f"35{D}AOMAIN|AA100001|", "9900302.00"]
+                  f"63001{D}{' ' * 10}AOMAIN|AA100001|AC|", f"35{D}AOMAIN|AA100001|", "9900302.00",
+                  f"41{D}AA100001|FJ01-01-2024|FK31-01-2024|", f"70{D}AA100001|AB|", f"Y1{D}AA100001|"]
 
 
 @pytest.fixture
@@ -69,6 +74,9 @@ def test_one_line_per_transaction_with_side_effects_and_none_for_the_others(logg
         f"{PEER}: audit 01 ok {WHERE} patron=****01 item=-",
         f"{PEER}: audit 25 ok {WHERE} patron=****01 item=-",
         f"{PEER}: audit 19 ok {WHERE} patron=- item=200001",
+        f"{PEER}: audit 39 ok {WHERE} patron=****01 item=-",
+        f"{PEER}: audit Y3 refused {WHERE} patron=****01 item=-",  # the fake offers no punch cards
+        f"{PEER}: audit X1 ok {WHERE} patron=****01 item=-",       # X2 status 0 is OK
     ]
     [event] = [e for e in logged.events if e.get("audit")]  # one reactor turn, one event
     assert event["log_level"] == LogLevel.info

@@ -197,3 +197,19 @@ def test_lockout_and_pin_guard_keys(tmp_path: Path) -> None:
     ini.write_text("[gateway]\npin_lockout_seconds = -1\n")
     with pytest.raises(ConfigError, match="pin_lockout_seconds='-1' must be at least 0"):
         load(str(ini))
+
+
+def test_licences_for_98_gg(tmp_path: Path) -> None:
+    """OCLC Wise SIP2+ licences: names joined by ' / ' (or commas), reported in every 98's GG."""
+    path = tmp_path / "gw.ini"
+    path.write_text("[gateway]\nlicences = LIC_BETAAL / LIC_MAKEN_BOEKINGEN,LIC_VERLENGMOGELIJKHEDEN /\n")
+    assert load(str(path)).licences == ("LIC_BETAAL", "LIC_MAKEN_BOEKINGEN", "LIC_VERLENGMOGELIJKHEDEN")
+    assert load(None).licences == ()
+    path.write_text("[gateway]\nlicences = LIC_BETAAL / pay|ment\n")
+    with pytest.raises(ConfigError) as e:
+        load(str(path))
+    assert str(e.value) == ("[gateway] licences='LIC_BETAAL / pay|ment': 'pay|ment' is not a licence name (letters, "
+                            "digits and _, joined by ' / ', for example LIC_BETAAL / LIC_VERLENGMOGELIJKHEDEN)")
+    path.write_text("[gateway]\nlicences = " + " / ".join(["LIC_VERLENGMOGELIJKHEDEN"] * 11) + "\n")
+    with pytest.raises(ConfigError, match=r"\[gateway\] licences=.*longer than the 255 characters a 98's GG"):
+        load(str(path))

@@ -250,6 +250,14 @@ def test_lockout_after_repeated_failures() -> None:
     ("15+20240105    101500AOMAIN|AA100001|AJDune|AC|", b"161N"),
     ("3520240105    101500AOMAIN|AA100001|AC|AD|", b"36Y"),
     ("3720240105    1015000400USDBV3.25|AOMAIN|AA100001|AC|AD1234|BKPOS-1|", b"38Y"),
+    # OCLC Wise SIP2+
+    ("3720240105    1015000100USDBV3.25|AOMAIN|AA100001|AC|FC3.25|", b"38Y"),
+    ("3920240105    101500AA100001|BV1.00|FH2910|FI09|", b"40Y"),
+    ("4120240105    101500AA100001|FJ01-01-2024|FK31-01-2024|", b"42YZ01-01-2024 ~ Registration ~ 10.00 ~ Cash"),
+    ("7020240105    101500|AA100001|AB|", b"71GC200001~Dune~26-01-2024~~0.25~0.00~0~0.00~On hold for another"),
+    ("Y120240105    101500AA100001|", b"Y20"),
+    ("Y320240105    101500AA100001|FGBOEK-40-15.75-4100|FI00|", b"Y40"),
+    ("X1FOjan12345|AA100001|AD1234|", b"X20AA100001|FOjan12345|"),
 ])
 def test_every_pair_answers_with_its_reply(h: Harness, line: str, expect_prefix: bytes) -> None:
     h.login()

@@ -88,5 +88,26 @@ class IACS(Interface):
     def fee_paid(terminal, request):
         """Fee paid (37, a ``FeePayment``).  Fires with ``FeePaidResult``."""
 
+    # OCLC Wise SIP2+ (answers in ``sipgateway.acs.wise``); a backend that does not offer
+    # one answers it "not done" with a screen message saying so.
+
+    def usage_debit(terminal, request):
+        """Usage debit (39, a ``UsageDebit``).  Fires with ``UsageDebitResult``."""
+
+    def payments_overview(terminal, request):
+        """Payments overview (41, a ``PaymentsOverviewRequest``).  Fires with ``PaymentsOverview``."""
+
+    def renewal_options(terminal, request):
+        """Renewal options (70, a ``RenewalOptionsRequest``).  Fires with ``RenewalOptions``."""
+
+    def punch_card_options(terminal, request):
+        """Punch-card options (Y1, a ``PunchCardOptionsRequest``).  Fires with ``PunchCardOptions``."""
+
+    def punch_card_purchase(terminal, request):
+        """Punch-card purchase (Y3, a ``PunchCardPurchase``).  Fires with ``PunchCardPurchaseResult``."""
+
+    def save_username(terminal, request):
+        """Save user name (X1, a ``UsernameRequest``).  Fires with ``UsernameResult``."""
+
     def close():
         """Release resources (processes, connections).  Fires when done."""

@@ -180,6 +180,8 @@ class ACSStatus:
     #: message codes this backend serves, e.g. {"23", "11", ...}
     supported: frozenset[str] = frozenset()
     messages: Messages = Messages()
+    #: OCLC Wise SIP2+ branch licences (98 GG), e.g. ("LIC_BETAAL", "LIC_VERLENGMOGELIJKHEDEN")
+    licences: tuple[str, ...] = ()
     #: fields the model does not name (vendor tags from a library system), carried into the reply
     extra: tuple[tuple[str, str], ...] = ()
 
@@ -363,5 +365,8 @@ class FeePaidResult:
     patron_id: str
     transaction_id: str | None = None
     messages: Messages = Messages()
+    #: OCLC Wise SIP2+ (38 CC): what the patron may spend now (credit plus the most they may
+    #: owe, less their unpaid fines and charges); None when not known or not asked for
+    fee_limit: Decimal | None = None
     #: fields the model does not name (vendor tags from a library system), carried into the reply
     extra: tuple[tuple[str, str], ...] = ()

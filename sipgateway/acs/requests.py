@@ -12,7 +12,7 @@ order received, so that a backend that forwards requests can pass them on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sipgateway.acs.model import FeeType, HoldMode, ItemList
@@ -172,7 +172,12 @@ class EndSessionRequest:
 @dataclass(frozen=True)
 class FeePayment:
     """37: a payment of ``amount`` in ``currency``; ``fee_id`` names the fees paid (Wise
-    joins several with ``+``)."""
+    joins several with ``+``).
+
+    OCLC Wise SIP2+ adds what the amount is for, each part an amount of its own (FA
+    ``membership`` fees, FB ``registrations``: fines and charges, FC ``deposit``: credit
+    bought), the client's tracking number (FX ``tracking``), and payment type 09
+    (``USE_DEPOSIT``): paid from the patron's credit."""
 
     patron_id: str
     amount: Decimal
@@ -182,4 +187,89 @@ class FeePayment:
     patron_pin: str | None = field(default=None, repr=False)
     fee_id: str | None = None
     transaction_id: str | None = None
+    extra: Extra = ()
+    membership: Decimal | None = None
+    registrations: Decimal | None = None
+    deposit: Decimal | None = None
+    tracking: str | None = None
+
+    @property
+    def purposes_given(self) -> bool:
+        """A payment in the Wise form: parts for its purposes, or paid from the credit."""
+        return (self.payment_type == USE_DEPOSIT or self.membership is not None or self.registrations is not None
+                or self.deposit is not None)
+
+
+#: payment type (37 fixed field, 39 FI) "use the deposit" (OCLC Wise SIP2+)
+USE_DEPOSIT = 9
+
+
+# --- OCLC Wise SIP2+ ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UsageDebit:
+    """39: ``amount`` for a service (printing, a room), booked on the Wise journal code
+    ``journal_code`` (FH) and paid by ``payment_method`` (FI); from a known patron's credit
+    (FI 09), or by an anonymous user (``patron_id`` None) in cash or by card."""
+
+    amount: Decimal
+    journal_code: str
+    payment_method: int
+    patron_id: str | None = None
+    extra: Extra = ()
+
+
+@dataclass(frozen=True)
+class PaymentsOverviewRequest:
+    """41: a patron's payments from ``date_from`` to ``date_to`` (inclusive), of the kinds
+    selected (FA contributions, FB registrations, FC deposit; none selected: all) and of
+    ``payment_method`` (FI) if given; or, with ``open_only`` (FD), the patron's unpaid fees;
+    or, with ``punches_only`` (FG), their punch-card balance."""
+
+    patron_id: str
+    date_from: date
+    date_to: date
+    payment_method: int | None = None
+    contributions: bool = False
+    registrations: bool = False
+    deposit: bool = False
+    open_only: bool = False
+    punches_only: bool = False
+    extra: Extra = ()
+
+
+@dataclass(frozen=True)
+class RenewalOptionsRequest:
+    """70: what renewing each of a patron's loans (or only ``item_id``) would do."""
+
+    patron_id: str
+    item_id: str | None = None
+    extra: Extra = ()
+
+
+@dataclass(frozen=True)
+class PunchCardOptionsRequest:
+    """Y1: the punch cards a patron may buy."""
+
+    patron_id: str
+    extra: Extra = ()
+
+
+@dataclass(frozen=True)
+class PunchCardPurchase:
+    """Y3: buy the punch cards ``selection`` (FG, as the client sends it) by ``payment_method`` (FI)."""
+
+    patron_id: str
+    selection: str = ""
+    payment_method: str = ""
+    extra: Extra = ()
+
+
+@dataclass(frozen=True)
+class UsernameRequest:
+    """X1: give the patron the user name ``username`` (to log in with instead of the card number)."""
+
+    patron_id: str
+    username: str
+    patron_pin: str | None = field(default=None, repr=False)
     extra: Extra = ()

@@ -45,7 +45,8 @@ class ReplyContext:
 
     ``institution`` is the AO to answer with (the request's, else the account's); ``now``
     the transaction date (whole seconds); ``language`` the one the request asked in;
-    ``library_name`` and ``location`` fill in a 98 where the backend left them empty."""
+    ``library_name`` and ``location`` fill in a 98 where the backend left them empty;
+    ``licences`` are the configured OCLC Wise SIP2+ licences a 98 reports (GG)."""
 
     institution: str
     now: datetime
@@ -53,15 +54,16 @@ class ReplyContext:
     language: str = "000"
     library_name: str = ""
     location: str = ""
+    licences: tuple[str, ...] = ()
 
     @classmethod
     def answering(cls, msg: Message, account: Account | None, terminal: Terminal | None, now: datetime,
-                  encoding: str) -> ReplyContext:
+                  encoding: str, licences: tuple[str, ...] = ()) -> ReplyContext:
         """The context of the reply to ``msg`` from a session logged in as ``account``."""
         return cls(institution=msg.get("AO") or (account.institution if account else ""), now=now,
                    encoding=encoding, language=msg.fixed.get("language", "000"),
                    library_name=account.library_name if account else "",
-                   location=terminal.location if terminal else "")
+                   location=terminal.location if terminal else "", licences=licences)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""93 Login → 94 and 99 SC Status → 98."""
+"""93 Login → 94 and 99 SC Status → 98 (with OCLC Wise's GG, the licences, when configured)."""
 
 from __future__ import annotations
 
 import functools
+import re
 
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
@@ -16,6 +17,10 @@ PROTOCOL_VERSION = "2.00"
 BX_ORDER = ("23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29", "65")
 #: codes the session answers itself, whatever the backend
 SESSION_CODES = frozenset({"99", "97", "93"})
+#: between two licences in GG (98)
+LICENCE_SEPARATOR = " / "
+#: one licence name, such as Wise's LIC_BETAAL
+_LICENCE = re.compile(r"[A-Za-z0-9_]+")
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,10 +82,30 @@ def _status_body(status: m.ACSStatus, ctx: ReplyContext) -> Body:
         "AM": f.opt(status.library_name or ctx.library_name or None, enc),
         "BX": supported_messages(status.supported | SESSION_CODES),
         "AN": f.opt(status.terminal_location or ctx.location or None, enc),
+        # the configured licences, else the backend's (a library system's own GG)
+        "GG": licence_text(ctx.licences or status.licences, enc),
     }
     f.add_messages(fields, status.messages, enc)
     f.add_extra(fields, status.extra, enc)
     return fixed, fields
+
+
+def parse_licences(text: str) -> tuple[tuple[str, ...], str | None]:
+    """``LIC_BETAAL / LIC_VERLENGMOGELIJKHEDEN`` (or joined by commas): the names, and what is
+    wrong with them (None: nothing)."""
+    names = tuple(name.strip() for name in re.split(r"[/,]", text) if name.strip())
+    for name in names:
+        if not _LICENCE.fullmatch(name):
+            return names, (f"{name!r} is not a licence name (letters, digits and _, joined by ' / ', for example "
+                           "LIC_BETAAL / LIC_VERLENGMOGELIJKHEDEN)")
+    if len(LICENCE_SEPARATOR.join(names)) > f.MAX_VALUE:
+        return names, f"longer than the {f.MAX_VALUE} characters a 98's GG may hold"
+    return names, None
+
+
+def licence_text(licences: tuple[str, ...], encoding: str) -> str | None:
+    """GG (OCLC Wise SIP2+): the licences joined by ' / ', as Wise writes them; None for none."""
+    return f.clean(LICENCE_SEPARATOR.join(licences), encoding) if licences else None
 
 
 def offline_status(screen: str, institution: str = "", supported: frozenset[str] = frozenset()) -> m.ACSStatus:
@@ -111,7 +136,8 @@ def _read_status(msg: Message) -> m.ACSStatus:
         retries_allowed=f.integer(fx.get("retries_allowed")) if fx.get("retries_allowed", "").isdigit() else 999,
         institution=f.text(msg, "AO"), library_name=f.text(msg, "AM"), terminal_location=f.text(msg, "AN"),
         supported=supported, messages=f.messages(msg),
-        extra=f.extra_fields(msg, ("AO", "AM", "BX", "AN", "AF", "AG")),
+        licences=tuple(name.strip() for name in f.text(msg, "GG").split("/") if name.strip()),
+        extra=f.extra_fields(msg, ("AO", "AM", "BX", "AN", "GG", "AF", "AG")),
     )
 
 

@@ -15,7 +15,20 @@ from zope.interface import implementer
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS, IAccounts
-from sipgateway.acs.sqlite import accounts, checkin, fees, fixtures, holds, items, loans, patrons
+from sipgateway.acs.sqlite import (
+    accounts,
+    checkin,
+    fees,
+    fixtures,
+    holds,
+    items,
+    journal,
+    loans,
+    patrons,
+    renewaloptions,
+    unoffered,
+    usage,
+)
 from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
 from sipgateway.acs.sqlite.context import Call, Context, Tx
 from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecrets
@@ -29,7 +42,7 @@ from sipgateway.acs.sqlite.schema import migrate, require_writable
 
 #: every request code this backend serves (REFERENCE.md 4.3 lists 16; 93/99/97 included)
 SUPPORTED = frozenset({"23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29",
-                       "65"})
+                       "65"}) | {"39", "41", "70"}  # and OCLC Wise SIP2+ (Y1, Y3, X1 answered: not offered)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 #: seconds a call without a deadline of its own (login, account look-up) may take
 DEFAULT_TIMEOUT = 30.0
@@ -243,6 +256,26 @@ class SQLiteACS:
 
     def fee_paid(self, terminal: m.Terminal, request: rq.FeePayment) -> Deferred:
         return self._write("fee_paid", terminal, fees.fee_paid, request)
+
+    # OCLC Wise SIP2+
+
+    def usage_debit(self, terminal: m.Terminal, request: rq.UsageDebit) -> Deferred:
+        return self._write("usage_debit", terminal, usage.usage_debit, request)
+
+    def payments_overview(self, terminal: m.Terminal, request: rq.PaymentsOverviewRequest) -> Deferred:
+        return self._read("payments_overview", terminal, journal.payments_overview, request)
+
+    def renewal_options(self, terminal: m.Terminal, request: rq.RenewalOptionsRequest) -> Deferred:
+        return self._read("renewal_options", terminal, renewaloptions.renewal_options, request)
+
+    def punch_card_options(self, terminal: m.Terminal, request: rq.PunchCardOptionsRequest) -> Deferred:
+        return succeed(unoffered.punch_card_options(request))
+
+    def punch_card_purchase(self, terminal: m.Terminal, request: rq.PunchCardPurchase) -> Deferred:
+        return succeed(unoffered.punch_card_purchase(request))
+
+    def save_username(self, terminal: m.Terminal, request: rq.UsernameRequest) -> Deferred:
+        return succeed(unoffered.save_username(request))
 
     def attempt_store(self) -> SQLiteAttempts:
         """The failed-login and wrong-PIN counters, in this database (sipgateway/attempts.py)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
-from sipgateway.acs.sqlite import patrons
+from sipgateway.acs.sqlite import deposits, journal, patrons
 from sipgateway.acs.sqlite.context import Tx, show_money, to_cents
 
 
@@ -21,7 +21,7 @@ def _fee_ids(text: str | None) -> list[int] | None:
     parts = [p.strip() for p in text.split("+") if p.strip()]
     if not all(p.isdigit() for p in parts):
         return None
-    return [int(p) for p in parts]
+    return list(dict.fromkeys(int(p) for p in parts))  # a fee named twice is paid once
 
 
 def fee_paid(tx: Tx, payment: rq.FeePayment) -> m.FeePaidResult:
@@ -52,6 +52,8 @@ def fee_paid(tx: Tx, payment: rq.FeePayment) -> m.FeePaidResult:
                                        transaction_id=payment.transaction_id,
                                        messages=m.Messages(screen=("This payment was already recorded",)))
             return _refuse(tx, payment, "This transaction id was already used for another payment")
+    if payment.purposes_given:  # OCLC Wise SIP2+: parts for membership fees, fines, credit
+        return deposits.settle(tx, payment, patron, cents, ids)
 
     open_fees = tx.all("SELECT id, amount_cents - paid_cents AS due FROM fees "
                        "WHERE patron_id = ? AND paid_cents < amount_cents ORDER BY created_at, id", patron["id"])
@@ -64,23 +66,13 @@ def fee_paid(tx: Tx, payment: rq.FeePayment) -> m.FeePaidResult:
             return _refuse(tx, payment, f"Fee {fee_id} is not an open fee of yours")
     order = [by_id[i] for i in ids] + [f for f in open_fees if f["id"] not in ids]
 
-    t = tx.terminal
-    payment_id = tx.run(
-        "INSERT INTO payments (patron_id, amount_cents, currency, payment_type, fee_type, transaction_id, account, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        patron["id"], cents, currency, payment.payment_type, int(payment.fee_type),
-        payment.transaction_id or "", t.account if t else "", tx.stamp)
-    transaction_id = payment.transaction_id or f"P{payment_id}"
-    if not payment.transaction_id:
-        tx.run("UPDATE payments SET transaction_id = ? WHERE id = ?", transaction_id, payment_id)
+    payment_id, transaction_id = journal.record_payment(tx, patron["id"], cents, payment)
     left = cents
     for fee in order:
         if left == 0:
             break
         part = min(left, fee["due"])
-        tx.run("UPDATE fees SET paid_cents = paid_cents + ? WHERE id = ?", part, fee["id"])
-        tx.run("INSERT INTO payment_allocations (payment_id, fee_id, amount_cents) VALUES (?, ?, ?)",
-               payment_id, fee["id"], part)
+        journal.pay_fee(tx, payment_id, fee["id"], part, payment.payment_type, payment.tracking)
         left -= part
     note = (f"Paid {show_money(cents, currency)}; you now owe {show_money(balance - cents, currency)}")
     tx.log("fee_paid", True, payment.patron_id, detail=f"{transaction_id}: {note}")

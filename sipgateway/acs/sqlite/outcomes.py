@@ -33,7 +33,8 @@ _ALLOWED = {
     "datetime": frozenset({"datetime", "date", "timedelta", "timezone"}),
     "decimal": frozenset({"Decimal"}),
 }
-_MODEL = "sipgateway.acs.model"
+#: the modules of ACS model values (wise: the OCLC Wise SIP2+ answers)
+_MODELS = frozenset({"sipgateway.acs.model", "sipgateway.acs.wise"})
 
 
 def encode(values: list[tuple[int, Any]]) -> bytes:
@@ -48,7 +49,7 @@ def decode(data: bytes) -> list[tuple[int, Any]]:
 
 class _ModelUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module == _MODEL or name in _ALLOWED.get(module, ()):
+        if module in _MODELS or name in _ALLOWED.get(module, ()):
             value = super().find_class(module, name)
             if isinstance(value, type):
                 return value

@@ -215,7 +215,32 @@ AUTH_FAILURES = Migration(4, "failed logins and wrong PINs, and the locks they l
 ))
 
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES, AUTH_FAILURES)
+# OCLC Wise SIP2+ money (37 purposes, 39 usage debit, 41 payments overview): a patron's
+# credit (deposit), what kind of revenue each fee is (Wise's registration types, so that a
+# membership fee is paid with FA and does not count against the spending limit), and the
+# journal: one row per amount booked, what the payments overview lists.
+WISE_MONEY = Migration(5, "patron credit, fee categories and the payments journal (OCLC Wise SIP2+)", (
+    "ALTER TABLE patrons ADD COLUMN deposit_cents INTEGER NOT NULL DEFAULT 0 CHECK (deposit_cents >= 0)",
+    # 1 membership fee, 2 registration (fines and charges), 3 sale, 4 other revenue
+    "ALTER TABLE fees ADD COLUMN category INTEGER NOT NULL DEFAULT 2 CHECK (category BETWEEN 1 AND 4)",
+    """CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        patron_id INTEGER REFERENCES patrons (id),
+        payment_id INTEGER REFERENCES payments (id),
+        fee_id INTEGER REFERENCES fees (id),
+        kind TEXT NOT NULL CHECK (kind IN ('contribution', 'registration', 'deposit', 'usage')),
+        amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+        method INTEGER NOT NULL,
+        code TEXT NOT NULL DEFAULT '',
+        tracking TEXT NOT NULL DEFAULT '',
+        account TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '')""",
+    "CREATE INDEX journal_patron ON journal (patron_id, at)",
+))
+
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES, AUTH_FAILURES, WISE_MONEY)
 
 #: items whose status disagrees with their loans: charged exactly when an open loan exists.
 #: Empty on a consistent database (the crash tests use it).
