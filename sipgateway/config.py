@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 
 from twisted.python import usage
 
-from sipgateway.acs.model import ErrorDetection
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.settings import (
     DEFAULT_IDLE_TIMEOUT,
@@ -20,6 +19,7 @@ from sipgateway.settings import (
     DEFAULT_MAX_LINE,
     TERMINATORS,
     AccountSettings,
+    ErrorDetection,
     ListenerSettings,
 )
 from sipgateway.transports.backlog import BACKLOG_ENDPOINTS, MAX_BACKLOG, endpoint_type
