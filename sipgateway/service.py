@@ -53,7 +53,8 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
     pins = PinGuard(reactor, attempts, max_failures=config.max_pin_failures,
                     max_per_terminal=config.max_pin_failures_per_terminal, lock_seconds=config.pin_lockout_seconds,
                     hold_limit=config.acs_timeout)
-    gateway = Gateway(acs=PinGuardedACS(acs, pins), reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
+    gateway = Gateway(acs=PinGuardedACS(acs, pins), accounts=acs, reactor=reactor, lockout=lockout,
+                      acs_timeout=config.acs_timeout,
                       trace=config.trace,
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
                       account_settings={a.name: a.settings for a in config.accounts},
