@@ -24,9 +24,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from sipgateway.logmask import masked
 from sipgateway.sip2 import (
     MESSAGES,
-    SECRET_TAGS,
     ChecksumError,
     Message,
     SIP2Error,
@@ -227,19 +227,6 @@ def _checksum_command(subparsers: argparse._SubParsersAction) -> None:
 
 # -- send ---------------------------------------------------------------------------------
 
-def mask_secrets(text: str) -> str:
-    """``text`` with the values of CO, AD and AC replaced by ****, for echoing requests."""
-    spec = MESSAGES.get(text[:2])
-    start = 2 + (spec.fixed_len if spec is not None else 0)
-    head, pieces = text[:start], text[start:].split("|")
-    for i, piece in enumerate(pieces):
-        if piece[:2] in SECRET_TAGS and len(piece) > 2:
-            tail = _ED_TAIL.search(piece, 2) if i == len(pieces) - 1 else None
-            keep = tail.group(0) if tail is not None and tail.group(0) else ""
-            pieces[i] = piece[:2] + "****" + keep
-    return head + "|".join(pieces)
-
-
 class _Replies:
     """Reads replies ended by CR or LF from a blocking socket; empty lines are skipped."""
 
@@ -318,7 +305,7 @@ def _send(args: argparse.Namespace) -> int:
     with sock:
         replies = _Replies(sock)
         for i, request in enumerate(requests):
-            shown = mask_secrets(request.decode(args.encoding, "replace"))
+            shown = masked(request).decode(args.encoding, "replace")
             out.write(f"> {shown}\n")
             try:
                 sock.sendall(request + b"\r")
