@@ -25,6 +25,7 @@ from sipgateway.settings import (
 )
 from sipgateway.transports.backlog import BACKLOG_ENDPOINTS, MAX_BACKLOG, endpoint_type
 from sipgateway.transports.doors import DOORS
+from sipgateway.transports.endpointstrings import split_endpoint
 
 DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
@@ -97,24 +98,6 @@ class Config:
 
 
 # --- endpoint strings --------------------------------------------------------------------
-
-def split_endpoint(text: str) -> list[str]:
-    """Split an endpoint description on unescaped ':' (Twisted's own rule), keeping escapes."""
-    parts, current, escaped = [], [], False
-    for ch in text:
-        if escaped:
-            current.append("\\" + ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
 
 def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] | None = None) -> ListenerConfig:
     """``KIND:ENDPOINT`` with our per-listener keys anywhere among the endpoint's arguments."""
