@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
@@ -37,6 +38,7 @@ from sipgateway.sip2 import (
     tag_name,
     to_json,
 )
+from sipgateway.transports.framing import LineSplitter
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 MAX_REPLY = 64 * 1024
@@ -228,24 +230,16 @@ def _checksum_command(subparsers: argparse._SubParsersAction) -> None:
 # -- send ---------------------------------------------------------------------------------
 
 class _Replies:
-    """Reads replies ended by CR or LF from a blocking socket; empty lines are skipped."""
+    """Reads replies ended by CR, LF or CRLF from a blocking socket; empty lines are skipped."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self.lines = LineSplitter(MAX_REPLY)
+        self.ready: deque[bytes] = deque()
 
     def read(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
-        while True:
-            ends = [i for i in (self.buffer.find(b"\r"), self.buffer.find(b"\n")) if i >= 0]
-            if ends:
-                end = min(ends)
-                line, self.buffer = self.buffer[:end], self.buffer[end + 1:]
-                if line:
-                    return line
-                continue
-            if len(self.buffer) > MAX_REPLY:
-                raise OSError(f"reply longer than {MAX_REPLY} bytes without a terminator")
+        while not self.ready:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -253,7 +247,11 @@ class _Replies:
             chunk = self.sock.recv(4096)
             if not chunk:
                 raise ConnectionError("connection closed by the server")
-            self.buffer += chunk
+            lines = self.lines.feed(chunk)
+            if lines is None:
+                raise OSError(f"reply longer than {MAX_REPLY} bytes without a terminator")
+            self.ready.extend(lines)
+        return self.ready.popleft()
 
 
 def _address(value: str) -> tuple[str, int]:

@@ -3,13 +3,14 @@ test_lockout.py)."""
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 
 from sipgateway.logmask import mask
 from sipgateway.sip2 import checksum
-from sipgateway.transports.framing import LineSplitter
+from sipgateway.transports.framing import LineSplitter, LineTooLong
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 
 
@@ -87,3 +88,21 @@ def test_line_splitter_framing() -> None:
     s = LineSplitter(max_line=20)
     assert s.feed(b"12\r") == [b"12"]
     assert s.feed(b"\n34\r") == [b"34"]  # CR then LF in the next read: one terminator
+
+
+def test_line_splitter_one_line_at_a_time() -> None:
+    s = LineSplitter(max_line=8)
+    s.push(b"\r\nsc1\r")
+    assert s.next_line() == b"" and s.next_line() == b"sc1" and s.next_line() is None
+    s.push(b"\npass1\nrest")  # the LF of a CRLF split between two reads is no empty line
+    assert s.next_line() == b"pass1" and s.next_line() is None
+    s.max_line = 20
+    assert s.feed(b"\r\n9900302.00\r") == [b"rest", b"9900302.00"]
+    s = LineSplitter(max_line=8)
+    s.push(b"123456789")
+    with pytest.raises(LineTooLong):
+        s.next_line()
+    s = LineSplitter(max_line=8)
+    s.push(b"123456789\r")
+    with pytest.raises(LineTooLong):
+        s.next_line()

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from sipgateway.gateway import Gateway
 from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
-from sipgateway.transports.framing import LineSplitter
+from sipgateway.transports.framing import LineSplitter, LineTooLong
 from sipgateway.transports.limits import peer_host
 from sipgateway.transports.raw import describe_peer
 
@@ -104,9 +104,8 @@ class TelnetSIPProtocol(TelnetProtocol):
         self.address = ""
         self.tries = 0
         self._user = ""
-        self._pending = b""        # bytes not yet consumed (while checking, or a partial line)
-        self._skip_lf = False      # the previous login line ended with CR: a LF next is its tail
-        self._splitter = LineSplitter(settings.max_line)
+        #: login lines one at a time, then (max_line raised to the listener's) SIP2 lines
+        self._lines = LineSplitter(MAX_CREDENTIAL)
         self._login_timer = None
         self._negotiating: Deferred | None = None  # our last WILL/WONT ECHO, until answered
         self._in_input = False
@@ -192,7 +191,7 @@ class TelnetSIPProtocol(TelnetProtocol):
         if self.state == "sip":
             self._sip_data(data)
             return
-        self._pending += data
+        self._lines.push(data)  # while checking, it waits there
         self._login_input()
 
     def _login_input(self) -> None:
@@ -205,37 +204,22 @@ class TelnetSIPProtocol(TelnetProtocol):
             self._in_input = False
 
     def _login_lines(self) -> None:
-        while self.state in ("login", "password") and self._pending:
-            if self._skip_lf:
-                self._skip_lf = False
-                if self._pending[:1] == b"\n":
-                    self._pending = self._pending[1:]
-                    continue
-            cr, lf = self._pending.find(b"\r"), self._pending.find(b"\n")
-            ends = [i for i in (cr, lf) if i >= 0]
-            if not ends:
-                if len(self._pending) > MAX_CREDENTIAL:
-                    self.log.warn("{peer}: telnet login line longer than {n} bytes; closing",
-                                  peer=self.peer, n=MAX_CREDENTIAL)
-                    self._close()
-                return
-            end = min(ends)
-            line, self._pending = self._pending[:end], self._pending[end + 1:]
-            self._skip_lf = end == cr
-            if len(line) > MAX_CREDENTIAL:
+        while self.state in ("login", "password"):
+            try:
+                line = self._lines.next_line()
+            except LineTooLong:
                 self.log.warn("{peer}: telnet login line longer than {n} bytes; closing",
                               peer=self.peer, n=MAX_CREDENTIAL)
                 self._close()
+                return
+            if line is None:
                 return
             if self.state == "login":
                 self._got_user(clean_credential(line))
             else:
                 self._got_password(clean_credential(line))
-        if self.state == "sip" and self._pending:
-            pending, self._pending = self._pending, b""
-            if self._skip_lf and pending[:1] == b"\n":
-                pending = pending[1:]
-            self._sip_data(pending)
+        if self.state == "sip":
+            self._sip_data(b"")  # what came after the password
 
     def _got_user(self, user: str) -> None:
         if not user:
@@ -269,6 +253,7 @@ class TelnetSIPProtocol(TelnetProtocol):
                       user=account.name, inst=account.institution)
         self._write(LOGIN_OK)
         self.state = "sip"
+        self._lines.max_line = self.settings.max_line
         self.session = self.session_factory(self.gateway, self.settings, self._write, self._close, self.peer,
                                             address=self.address)
         self.session.bind_account(account)
@@ -293,7 +278,7 @@ class TelnetSIPProtocol(TelnetProtocol):
         self._login_input()
 
     def _sip_data(self, data: bytes) -> None:
-        lines = self._splitter.feed(data)
+        lines = self._lines.feed(data)
         if lines is None:
             self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
                           peer=self.peer, n=self.settings.max_line)
