@@ -124,17 +124,22 @@ def _print_message(msg: Message, out: TextIO, indent: str = "") -> None:
             out.write(f"{indent}  {tag}  {tag_name(tag):<24} {json.dumps(value, ensure_ascii=False)}\n")
 
 
+def _parse_showing(data: bytes, encoding: str) -> tuple[Message, ChecksumError | None]:
+    """``data`` parsed, and a checksum that does not match (the message is shown anyway);
+    ``SIP2Error`` for anything else wrong with it."""
+    try:
+        return parse(data, encoding), None
+    except ChecksumError as e:
+        if e.reason != "checksum mismatch":
+            raise
+        return parse(data, encoding, verify=False), e
+
+
 def _decode(args: argparse.Namespace) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         data = _encode(_expand(args.message), args.encoding)
-        wrong: ChecksumError | None = None
-        try:
-            msg = parse(data, args.encoding)
-        except ChecksumError as e:
-            if e.reason != "checksum mismatch":
-                raise
-            wrong, msg = e, parse(data, args.encoding, verify=False)
+        msg, wrong = _parse_showing(data, args.encoding)
     except SIP2Error as e:
         err.write(f"sipgateway decode: invalid message: {e}\n")
         return 1
@@ -324,18 +329,14 @@ def _send(args: argparse.Namespace) -> int:
 
 def _show_reply(reply: bytes, encoding: str, out: TextIO) -> int:
     try:
-        msg = parse(reply, encoding)
-    except ChecksumError as e:
-        if e.reason != "checksum mismatch":
-            out.write(f"  invalid reply: {e}\n")
-            return 1
-        _print_message(parse(reply, encoding, verify=False), out, "  ")
-        out.write(f"  checksum: WRONG ({e.detail})\n")
-        return 1
+        msg, wrong = _parse_showing(reply, encoding)
     except SIP2Error as e:
         out.write(f"  invalid reply: {e}\n")
         return 1
     _print_message(msg, out, "  ")
+    if wrong is not None:
+        out.write(f"  checksum: WRONG ({wrong.detail})\n")
+        return 1
     if msg.checksum is not None:
         out.write(f"  checksum: {_checksum_status(reply, msg, encoding)}\n")
     return 0

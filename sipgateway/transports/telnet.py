@@ -5,7 +5,7 @@
 Some self-check devices (and staff testing by hand) connect with telnet and log in at a
 prompt instead of sending a 93. We offer SUPPRESS-GO-AHEAD, offer ECHO while the password
 is typed (so the client stops echoing it) and withdraw it afterwards; everything else the
-client proposes is refused. Credentials are checked with ``IACS.authenticate`` under the
+client proposes is refused. Credentials are checked with ``IAccounts.authenticate`` under the
 gateway's lockout; 3 failed tries or ``login_timeout`` seconds without a login disconnect.
 After ``Login OK.  Initiating SIP`` (the wording devices know from other SIP2 servers) every
 line goes to a ``Session`` bound to the account. Lines end with CR, CR NUL, CR LF or LF.
@@ -14,6 +14,7 @@ line goes to a ``Session`` bound to the account. Lines end with CR, CR NUL, CR L
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from twisted.conch.telnet import ECHO, IAC, SGA, TelnetProtocol, TelnetTransport
 from twisted.internet.defer import Deferred
@@ -27,7 +28,7 @@ from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
 from sipgateway.transports.framing import LineSplitter, LineTooLong
 from sipgateway.transports.limits import peer_host
-from sipgateway.transports.raw import describe_peer
+from sipgateway.transports.raw import LineDoor, describe_peer
 
 MAX_TRIES = 3
 MAX_CREDENTIAL = 128  # bytes; longer login or password lines are not credentials
@@ -88,7 +89,7 @@ class SIPTelnetTransport(TelnetTransport):
             self.applicationDataReceived(b"\r")
 
 
-class TelnetSIPProtocol(TelnetProtocol):
+class TelnetSIPProtocol(LineDoor, TelnetProtocol):
     """Runs on a ``SIPTelnetTransport``: the login dialogue, then a Session."""
 
     log = log
@@ -105,7 +106,7 @@ class TelnetSIPProtocol(TelnetProtocol):
         self.tries = 0
         self._user = ""
         #: login lines one at a time, then (max_line raised to the listener's) SIP2 lines
-        self._lines = LineSplitter(MAX_CREDENTIAL)
+        self.splitter = LineSplitter(MAX_CREDENTIAL)
         self._login_timer = None
         self._negotiating: Deferred | None = None  # our last WILL/WONT ECHO, until answered
         self._in_input = False
@@ -189,9 +190,9 @@ class TelnetSIPProtocol(TelnetProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self.state == "sip":
-            self._sip_data(data)
+            self.lines_received(data)
             return
-        self._lines.push(data)  # while checking, it waits there
+        self.splitter.push(data)  # while checking, it waits there
         self._login_input()
 
     def _login_input(self) -> None:
@@ -206,7 +207,7 @@ class TelnetSIPProtocol(TelnetProtocol):
     def _login_lines(self) -> None:
         while self.state in ("login", "password"):
             try:
-                line = self._lines.next_line()
+                line = self.splitter.next_line()
             except LineTooLong:
                 self.log.warn("{peer}: telnet login line longer than {n} bytes; closing",
                               peer=self.peer, n=MAX_CREDENTIAL)
@@ -219,7 +220,7 @@ class TelnetSIPProtocol(TelnetProtocol):
             else:
                 self._got_password(clean_credential(line))
         if self.state == "sip":
-            self._sip_data(b"")  # what came after the password
+            self.lines_received(b"")  # what came after the password
 
     def _got_user(self, user: str) -> None:
         if not user:
@@ -253,7 +254,7 @@ class TelnetSIPProtocol(TelnetProtocol):
                       user=account.name, inst=account.institution)
         self._write(LOGIN_OK)
         self.state = "sip"
-        self._lines.max_line = self.settings.max_line
+        self.splitter.max_line = self.settings.max_line
         self.session = self.session_factory(self.gateway, self.settings, self._write, self._close, self.peer,
                                             address=self.address)
         self.session.bind_account(account)
@@ -277,31 +278,9 @@ class TelnetSIPProtocol(TelnetProtocol):
         self._write(PROMPT_LOGIN)
         self._login_input()
 
-    def _sip_data(self, data: bytes) -> None:
-        lines = self._lines.feed(data)
-        if lines is None:
-            self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
-                          peer=self.peer, n=self.settings.max_line)
-            self._close()
-            return
-        session = self.session
-        for line in lines:
-            if self.state != "sip":
-                return
-            session.line_received(line)
-
-    # IPushProducer, registered with the TCP transport once the session runs
-    def pauseProducing(self) -> None:
-        # called again for every reply written while the buffer is full: rate-limited
-        self.session.repeated.log(self.log.warn, "not reading its replies", self.peer,
-                                  "not reading its replies; stopped reading from it until it does")
-        self.transport.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.transport.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        pass
+    @property
+    def byte_transport(self) -> Any:
+        return self.transport.transport  # the TCP transport under the telnet one
 
 
 def _ignore(failure: Failure) -> None:
