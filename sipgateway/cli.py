@@ -20,13 +20,14 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from sipgateway.logmask import masked
 from sipgateway.sip2 import (
     MESSAGES,
-    SECRET_TAGS,
     ChecksumError,
     Message,
     SIP2Error,
@@ -37,6 +38,7 @@ from sipgateway.sip2 import (
     tag_name,
     to_json,
 )
+from sipgateway.transports.framing import LineSplitter
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 MAX_REPLY = 64 * 1024
@@ -122,17 +124,22 @@ def _print_message(msg: Message, out: TextIO, indent: str = "") -> None:
             out.write(f"{indent}  {tag}  {tag_name(tag):<24} {json.dumps(value, ensure_ascii=False)}\n")
 
 
+def _parse_showing(data: bytes, encoding: str) -> tuple[Message, ChecksumError | None]:
+    """``data`` parsed, and a checksum that does not match (the message is shown anyway);
+    ``SIP2Error`` for anything else wrong with it."""
+    try:
+        return parse(data, encoding), None
+    except ChecksumError as e:
+        if e.reason != "checksum mismatch":
+            raise
+        return parse(data, encoding, verify=False), e
+
+
 def _decode(args: argparse.Namespace) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         data = _encode(_expand(args.message), args.encoding)
-        wrong: ChecksumError | None = None
-        try:
-            msg = parse(data, args.encoding)
-        except ChecksumError as e:
-            if e.reason != "checksum mismatch":
-                raise
-            wrong, msg = e, parse(data, args.encoding, verify=False)
+        msg, wrong = _parse_showing(data, args.encoding)
     except SIP2Error as e:
         err.write(f"sipgateway decode: invalid message: {e}\n")
         return 1
@@ -227,38 +234,17 @@ def _checksum_command(subparsers: argparse._SubParsersAction) -> None:
 
 # -- send ---------------------------------------------------------------------------------
 
-def mask_secrets(text: str) -> str:
-    """``text`` with the values of CO, AD and AC replaced by ****, for echoing requests."""
-    spec = MESSAGES.get(text[:2])
-    start = 2 + (spec.fixed_len if spec is not None else 0)
-    head, pieces = text[:start], text[start:].split("|")
-    for i, piece in enumerate(pieces):
-        if piece[:2] in SECRET_TAGS and len(piece) > 2:
-            tail = _ED_TAIL.search(piece, 2) if i == len(pieces) - 1 else None
-            keep = tail.group(0) if tail is not None and tail.group(0) else ""
-            pieces[i] = piece[:2] + "****" + keep
-    return head + "|".join(pieces)
-
-
 class _Replies:
-    """Reads replies ended by CR or LF from a blocking socket; empty lines are skipped."""
+    """Reads replies ended by CR, LF or CRLF from a blocking socket; empty lines are skipped."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self.lines = LineSplitter(MAX_REPLY)
+        self.ready: deque[bytes] = deque()
 
     def read(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
-        while True:
-            ends = [i for i in (self.buffer.find(b"\r"), self.buffer.find(b"\n")) if i >= 0]
-            if ends:
-                end = min(ends)
-                line, self.buffer = self.buffer[:end], self.buffer[end + 1:]
-                if line:
-                    return line
-                continue
-            if len(self.buffer) > MAX_REPLY:
-                raise OSError(f"reply longer than {MAX_REPLY} bytes without a terminator")
+        while not self.ready:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -266,7 +252,11 @@ class _Replies:
             chunk = self.sock.recv(4096)
             if not chunk:
                 raise ConnectionError("connection closed by the server")
-            self.buffer += chunk
+            lines = self.lines.feed(chunk)
+            if lines is None:
+                raise OSError(f"reply longer than {MAX_REPLY} bytes without a terminator")
+            self.ready.extend(lines)
+        return self.ready.popleft()
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -318,7 +308,7 @@ def _send(args: argparse.Namespace) -> int:
     with sock:
         replies = _Replies(sock)
         for i, request in enumerate(requests):
-            shown = mask_secrets(request.decode(args.encoding, "replace"))
+            shown = masked(request).decode(args.encoding, "replace")
             out.write(f"> {shown}\n")
             try:
                 sock.sendall(request + b"\r")
@@ -339,18 +329,14 @@ def _send(args: argparse.Namespace) -> int:
 
 def _show_reply(reply: bytes, encoding: str, out: TextIO) -> int:
     try:
-        msg = parse(reply, encoding)
-    except ChecksumError as e:
-        if e.reason != "checksum mismatch":
-            out.write(f"  invalid reply: {e}\n")
-            return 1
-        _print_message(parse(reply, encoding, verify=False), out, "  ")
-        out.write(f"  checksum: WRONG ({e.detail})\n")
-        return 1
+        msg, wrong = _parse_showing(reply, encoding)
     except SIP2Error as e:
         out.write(f"  invalid reply: {e}\n")
         return 1
     _print_message(msg, out, "  ")
+    if wrong is not None:
+        out.write(f"  checksum: WRONG ({wrong.detail})\n")
+        return 1
     if msg.checksum is not None:
         out.write(f"  checksum: {_checksum_status(reply, msg, encoding)}\n")
     return 0

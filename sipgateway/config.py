@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from twisted.python import usage
 
-from sipgateway.acs.model import ErrorDetection
+from sipgateway.acs.backends import split_url
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.exchange.status import parse_licences
 from sipgateway.settings import (
@@ -21,13 +21,15 @@ from sipgateway.settings import (
     DEFAULT_MAX_LINE,
     TERMINATORS,
     AccountSettings,
+    ErrorDetection,
     ListenerSettings,
 )
 from sipgateway.transports.backlog import BACKLOG_ENDPOINTS, MAX_BACKLOG, endpoint_type
+from sipgateway.transports.doors import DOORS
+from sipgateway.transports.endpointstrings import split_endpoint
 
 DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
-LISTENER_KINDS = ("sip", "telnet")
 #: keys of ours that may appear in an endpoint string; the rest goes to Twisted
 LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "terminator",
                  "backlog")
@@ -41,7 +43,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ListenerConfig:
-    kind: str          # "sip" or "telnet"
+    kind: str          # a door: a key of transports.doors.DOORS
     endpoint: str      # Twisted server endpoint string, our keys removed
     settings: ListenerSettings
     #: listen queue length; None: the system's (see transports.backlog)
@@ -100,30 +102,12 @@ class Config:
 
 # --- endpoint strings --------------------------------------------------------------------
 
-def split_endpoint(text: str) -> list[str]:
-    """Split an endpoint description on unescaped ':' (Twisted's own rule), keeping escapes."""
-    parts, current, escaped = [], [], False
-    for ch in text:
-        if escaped:
-            current.append("\\" + ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
 def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] | None = None) -> ListenerConfig:
     """``KIND:ENDPOINT`` with our per-listener keys anywhere among the endpoint's arguments."""
     kind, sep, rest = value.partition(":")
-    if not sep or kind not in LISTENER_KINDS or not rest:
+    if not sep or kind not in DOORS or not rest:
         raise ConfigError(
-            f"{where}: {value!r} is not KIND:ENDPOINT; KIND is one of {', '.join(LISTENER_KINDS)}, "
+            f"{where}: {value!r} is not KIND:ENDPOINT; KIND is one of {', '.join(DOORS)}, "
             f"for example sip:tcp:6001:interface=127.0.0.1")
     ours: dict[str, str] = dict(defaults or {})
     kept = []
@@ -136,9 +120,8 @@ def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] |
     endpoint = ":".join(kept)
     if not endpoint:
         raise ConfigError(f"{where}: {value!r} has no endpoint after {kind}:")
-    if kind == "telnet" and ours.get("account"):
-        raise ConfigError(f"{where}: account= cannot be used on a telnet listener: the login prompt decides "
-                          "the account (use a sip: listener to bind one)")
+    if DOORS[kind].no_account and ours.get("account"):
+        raise ConfigError(f"{where}: account= cannot be used on a {kind} listener: {DOORS[kind].no_account}")
     backlog = _backlog(ours.pop("backlog", ""), endpoint, where)
     settings = listener_settings(ours, name=f"{kind}:{endpoint}", where=where, serial=kept[0] == "serial")
     return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings, backlog=backlog)
@@ -311,8 +294,10 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     if problem:
         raise ConfigError(f"{where} licences={gw['licences']!r}: {problem}")
     db = database or gw.get("database") or DEFAULT_DATABASE
-    if not db.startswith("sqlite:") or len(db) == len("sqlite:"):
-        raise ConfigError(f"--database/database: {db!r} is not supported; use sqlite:PATH")
+    try:
+        split_url(db, "--database/database")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return Config(
         listeners=tuple(listeners),
         database=db,

@@ -1,4 +1,5 @@
-"""What every listener shares: the ACS, the clock, the lockout table and the limits."""
+"""What every listener shares: the SC accounts, the ACS, the clock, the lockout table and
+the limits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from sipgateway.acs.interface import IACS
+from sipgateway.acs.interface import IACS, IAccounts
 from sipgateway.acs.model import Account
 from sipgateway.audit import Audit
 from sipgateway.lockout import Lockout, LoginCheck
@@ -22,8 +23,12 @@ DEFAULT_ACS_TIMEOUT = 30.0  # seconds before an unanswered ACS call gets a failu
 
 @dataclass
 class Gateway:
+    #: circulation: every request but the login
     acs: IACS
     reactor: IReactorTime
+    #: who may log in (93, telnet, an account a door names); None: the ACS, which then must
+    #: provide IAccounts too (the embedded library system does; a forwarding backend does not)
+    accounts: IAccounts | None = None
     #: None here means a default Lockout on the same clock (set in __post_init__)
     lockout: Lockout | None = None
     acs_timeout: float = DEFAULT_ACS_TIMEOUT
@@ -41,6 +46,10 @@ class Gateway:
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:
+        if self.accounts is None:
+            if not IAccounts.providedBy(self.acs):
+                raise TypeError(f"{self.acs!r} keeps no SC accounts (IAccounts): give the gateway accounts=")
+            self.accounts = self.acs
         if self.lockout is None:
             self.lockout = Lockout(self.reactor)
         self._second = -1
@@ -54,8 +63,8 @@ class Gateway:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out).
         ``repeated``: the connection's, when it can send any number of 93s."""
-        lockout = self.lockout
-        assert lockout is not None  # set in __post_init__
+        lockout, accounts = self.lockout, self.accounts
+        assert lockout is not None and accounts is not None  # set in __post_init__
 
         def try_it(check: LoginCheck) -> Deferred | None:
             if check.locked is not None:
@@ -64,7 +73,7 @@ class Gateway:
                       "'sipgateway unlock {subject}' lifts it", user=user, what=check.locked.key.describe(),
                       subject=check.locked.key.subject)
                 return None
-            return maybeDeferred(self.acs.authenticate, user, password, location).addCallback(checked, check)
+            return maybeDeferred(accounts.authenticate, user, password, location).addCallback(checked, check)
 
         def checked(account: Account | None, check: LoginCheck) -> Deferred | Account:
             if account is None:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 class LoginSteps:
     log: Logger
     gateway: Gateway
-    acs: Any
     state: State
     peer: str
     address: str
@@ -46,7 +45,9 @@ class LoginSteps:
     def bind(self, name: str, why: str) -> None:
         """Log in as the account the door names (``why``), without a 93; input waits."""
         self.state = State.BINDING
-        d = self.acs.account(name)
+        accounts = self.gateway.accounts
+        assert accounts is not None  # set by the gateway
+        d = accounts.account(name)
         d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f, peer=self.peer,
                                                 name=name) or False)  # logged: no account, nothing more to say
         d.addCallback(self._bound, name, why)

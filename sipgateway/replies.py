@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 
-from sipgateway.acs.model import Account, ErrorDetection
+from sipgateway.acs.model import Account
+from sipgateway.settings import ErrorDetection
 from sipgateway.sip2 import Message, SIP2Error, format_message, parse
 
 #: after this many 96 replies in a row to the same request the connection is closed

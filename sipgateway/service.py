@@ -1,41 +1,27 @@
-"""Config → one MultiService: every listener, one shared ACS."""
+"""Config → one MultiService: the ACS backend, every listener, one shared gateway.
+
+Backends come from ``sipgateway.acs.backends.BACKENDS`` (by the scheme of ``--database``)
+and doors from ``sipgateway.transports.doors.DOORS`` (by the kind of each listener)."""
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 
-from sipgateway.acs.sqlite import ACSUnavailable
+from sipgateway.acs.backends import BackendUnavailable, open_backend
 from sipgateway.config import Config, ConfigError
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
 from sipgateway.pinguard import PinGuard, PinGuardedACS
 from sipgateway.privileges import RunAs
 from sipgateway.sighup import IgnoreSIGHUP
-from sipgateway.startup import StartupReport, open_database
 from sipgateway.transports.backlog import with_backlog
+from sipgateway.transports.doors import door_factory
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.listening import ListenerService
-from sipgateway.transports.raw import SIPFactory
 from sipgateway.transports.tls import server_from_string
 
 #: what stops start-up with a one-line message naming the option, key or file
-StartupError = (ConfigError, ValueError, ACSUnavailable)
-
-
-class ACSService(Service):
-    """Starts the ACS (its database process) with the other services, after twistd has
-    daemonized, and closes it when the process stops."""
-
-    def __init__(self, acs) -> None:
-        self.acs = acs
-
-    def startService(self) -> None:
-        super().startService()
-        self.acs.start()
-
-    def stopService(self):
-        super().stopService()
-        return self.acs.close()
+StartupError = (ConfigError, ValueError, BackendUnavailable)
 
 
 def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> MultiService:
@@ -45,32 +31,26 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    acs, findings = open_database(config, reactor, run_as)
-    attempts = acs.attempt_store()  # failed logins and wrong PINs live in the database
+    backend = open_backend(config, reactor, run_as)
+    attempts = backend.attempts  # failed logins and wrong PINs outlive the process
     lockout = Lockout(reactor, attempts, max_failures=config.max_login_failures,
                       max_per_address=config.max_login_failures_per_address,
                       max_per_account=config.max_login_failures_per_account, lock_seconds=config.lockout_seconds)
     pins = PinGuard(reactor, attempts, max_failures=config.max_pin_failures,
                     max_per_terminal=config.max_pin_failures_per_terminal, lock_seconds=config.pin_lockout_seconds,
                     hold_limit=config.acs_timeout)
-    gateway = Gateway(acs=PinGuardedACS(acs, pins), reactor=reactor, lockout=lockout, acs_timeout=config.acs_timeout,
-                      trace=config.trace,
+    gateway = Gateway(acs=PinGuardedACS(backend.acs, pins), accounts=backend.accounts, reactor=reactor,
+                      lockout=lockout, acs_timeout=config.acs_timeout, trace=config.trace,
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
                       account_settings={a.name: a.settings for a in config.accounts},
                       audit_patron=config.audit_patron, audit_key=config.audit_key, licences=config.licences)
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()
-    ACSService(acs).setServiceParent(top)
+    backend.setServiceParent(top)  # started before the listeners listen, stopped with them
     IgnoreSIGHUP(reactor).setServiceParent(top)
-    StartupReport(config, findings).setServiceParent(top)
     for listener in config.listeners:
-        if listener.kind == "telnet":
-            from sipgateway.transports.telnet import TelnetSIPFactory
-
-            factory = TelnetSIPFactory(gateway, listener.settings)
-        else:
-            factory = SIPFactory(gateway, listener.settings)
+        factory = door_factory(listener.kind, gateway, listener.settings)
         try:
             endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
         except (ValueError, TypeError, KeyError, OSError) as e:

@@ -34,7 +34,7 @@ from sipgateway.login import LoginSteps
 from sipgateway.logmask import excerpt, mask
 from sipgateway.repeatlog import RepeatedLines
 from sipgateway.replies import Received, ReplyWriter, request_bytes
-from sipgateway.settings import ListenerSettings
+from sipgateway.settings import ErrorDetection, ListenerSettings
 from sipgateway.sip2 import ChecksumError, Message, SIP2Error, parse
 from sipgateway.states import WAITING, State
 from sipgateway.timers import ConnectionTimers
@@ -223,7 +223,7 @@ class Session(LoginSteps):
         sequence = msg.fields.get("AY")
         if sequence is not None and not (isinstance(sequence, str) and sequence.isdigit() and sequence.isascii()):
             return f"sequence number AY{sequence!r} is not a number"  # AY10 is fine
-        if self.out.error_detection is m.ErrorDetection.REQUIRED and "AZ" not in msg.fields and sequence is None:
+        if self.out.error_detection is ErrorDetection.REQUIRED and "AZ" not in msg.fields and sequence is None:
             return "checksum required on this account/listener but the request has no AY/AZ"
         if msg.code not in EXCHANGES:
             return f"message code {msg.code!r} is not a request this gateway serves"

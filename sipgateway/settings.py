@@ -1,18 +1,26 @@
-"""Per-listener settings: what one door (a TCP port, a TLS port, a serial line) imposes
-on the sessions that come in through it."""
+"""A session's settings: what its listener (a TCP port, a TLS port, a serial line) and
+its account impose on it (character set, error detection, terminator, time-outs)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from sipgateway.acs.model import ErrorDetection
 
 DEFAULT_MAX_LINE = 4096        # bytes; the longest real SIP2 message is well under 2 KiB
 DEFAULT_IDLE_TIMEOUT = 600.0   # seconds without a request before the connection is closed
 DEFAULT_LOGIN_TIMEOUT = 60.0   # seconds to log in (93 or telnet) after connecting
 #: what may end every reply, by its config name; SIP2 says CR, Koha's server sends CRLF
 TERMINATORS = {"CR": b"\r", "CRLF": b"\r\n"}
+
+
+class ErrorDetection(str, enum.Enum):
+    """Checksum policy of a session, from its listener or its account: whether replies
+    carry AY/AZ and whether requests must."""
+
+    AUTO = "auto"          # mirror each request: AY/AZ in, AY/AZ out
+    REQUIRED = "required"  # a request without AY/AZ gets 96
+    OFF = "off"            # never append AY/AZ
 
 
 @dataclass(frozen=True)

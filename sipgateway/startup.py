@@ -1,7 +1,11 @@
-"""What start-up does with the database, before twistd starts anything: open it (creating
-it only when asked) as the user the gateway will run as, write the config's SC accounts,
-check that every account a listener names exists, and note what to warn about once
-logging runs (``StartupReport``)."""
+"""The embedded library system as the gateway's backend (``sqlite:`` in acs/backends.py).
+
+``open_embedded`` does the start-up work, before twistd starts anything: open the database
+(creating it only when asked) as the user the gateway will run as, write the config's SC
+accounts, check that every account a listener names exists, and note what to warn about.
+``EmbeddedBackend`` is the service that then runs it: the database process starts with
+the other services (after twistd has daemonized), what start-up found is logged once
+logging runs, and the database process stops with the gateway."""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ from dataclasses import dataclass, field
 
 from twisted.application.service import Service
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from sipgateway.acs.sqlite import SQLiteACS, open_sqlite_acs
+from sipgateway.acs.backends import BackendUnavailable, IBackend
+from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.privileges import RunAs, acting_as, check_can_run
 
@@ -74,15 +80,36 @@ def check_listener_accounts(config: Config, known: set[str]) -> None:
                                   f"{name!r} is not an SC account ({hint.format(name=name)})")
 
 
-class StartupReport(Service):
-    """Logs what start-up found, once twistd's logging runs."""
+def open_embedded(config: Config, reactor, run_as: RunAs = (None, None)) -> EmbeddedBackend:
+    """The backend of ``--database sqlite:PATH``: its SQLite ACS keeps the SC accounts and
+    the failed-attempt counters too."""
+    try:
+        acs, findings = open_database(config, reactor, run_as)
+    except ACSUnavailable as e:
+        raise BackendUnavailable(str(e)) from None
+    return EmbeddedBackend(acs, config, findings)
 
-    def __init__(self, config: Config, findings: Findings) -> None:
+
+@implementer(IBackend)
+class EmbeddedBackend(Service):
+    """Runs the SQLite ACS that ``open_embedded`` opened."""
+
+    def __init__(self, acs: SQLiteACS, config: Config, findings: Findings) -> None:
+        self.acs = self.accounts = acs
+        self.attempts = acs.attempt_store()
         self.config = config
         self.findings = findings
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
+        self.acs.start()
+        self._report()
+
+    def stopService(self):  # noqa: N802 - Twisted's name
+        super().stopService()
+        return self.acs.close()
+
+    def _report(self) -> None:
         found = self.findings
         if found.seeded:
             log.info("Seeded the demo library into {path}", path=found.path)

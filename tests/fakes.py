@@ -11,14 +11,14 @@ from zope.interface import implementer
 
 from sipgateway.acs import model as m
 from sipgateway.acs import wise as w
-from sipgateway.acs.interface import IACS
+from sipgateway.acs.interface import IACS, IAccounts
 
 ALL_CODES = frozenset({"23", "63", "01", "25", "11", "29", "65", "09", "17", "19", "15", "35", "37",
                        "39", "41", "70"})
 DUE = datetime(2024, 1, 26, 23, 59, 59)
 
 
-@implementer(IACS)
+@implementer(IACS, IAccounts)
 class FakeACS:
     supported = ALL_CODES
 

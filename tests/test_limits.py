@@ -3,12 +3,14 @@ test_lockout.py)."""
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 
 from sipgateway.logmask import mask
-from sipgateway.transports.framing import LineSplitter
+from sipgateway.sip2 import checksum
+from sipgateway.transports.framing import LineSplitter, LineTooLong
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 
 
@@ -55,6 +57,24 @@ def test_secrets_are_masked() -> None:
     assert mask(line) == "2300120240105    101500AOMAIN|AA100001|AC****|AD****|"
     assert "1234" not in mask(b"2500120240105    101500AD1234|AOMAIN|")
     assert mask(b"11NN20240105    101500AOMAIN|AC|") == "11NN20240105    101500AOMAIN|AC|"
+    assert mask(b"9300COfirst|CNsc1|") == "9300CO****|CNsc1|"
+    assert mask(b"93COfirst|CNsc1|") == "93CO****|CNsc1|"  # a malformed fixed part too
+
+
+def test_a_secret_right_after_a_fixed_part_ending_in_a_letter_is_masked() -> None:
+    # 37's fixed part ends with the currency; AC may be its first field
+    line = b"3720240105    1015000100USDACterminalpw|AD1234|BV1.00|AOMAIN|AA100001|"
+    assert mask(line) == "3720240105    1015000100USDAC****|AD****|BV1.00|AOMAIN|AA100001|"
+
+
+def test_a_checksum_after_the_last_secret_is_kept_only_when_it_is_one() -> None:
+    body = b"2300120240105    101500AOMAIN|AA1|ACterm|ADpinAY1AZ"
+    right = checksum(body)
+    assert mask(body + right.encode()) == f"2300120240105    101500AOMAIN|AA1|AC****|AD****AY1AZ{right}"
+    assert mask(body + right.encode() + b"\r") == f"2300120240105    101500AOMAIN|AA1|AC****|AD****AY1AZ{right}\\r"
+    # a PIN that merely ends like a checksum is masked whole
+    assert mask(b"2300120240105    101500AOMAIN|AA1|ADpinAY1AZ1234") == "2300120240105    101500AOMAIN|AA1|AD****"
+    assert mask(b"2300120240105    101500AOMAIN|AA1|AC|AD|") == "2300120240105    101500AOMAIN|AA1|AC|AD|"
 
 
 def test_line_splitter_framing() -> None:
@@ -68,3 +88,21 @@ def test_line_splitter_framing() -> None:
     s = LineSplitter(max_line=20)
     assert s.feed(b"12\r") == [b"12"]
     assert s.feed(b"\n34\r") == [b"34"]  # CR then LF in the next read: one terminator
+
+
+def test_line_splitter_one_line_at_a_time() -> None:
+    s = LineSplitter(max_line=8)
+    s.push(b"\r\nsc1\r")
+    assert s.next_line() == b"" and s.next_line() == b"sc1" and s.next_line() is None
+    s.push(b"\npass1\nrest")  # the LF of a CRLF split between two reads is no empty line
+    assert s.next_line() == b"pass1" and s.next_line() is None
+    s.max_line = 20
+    assert s.feed(b"\r\n9900302.00\r") == [b"rest", b"9900302.00"]
+    s = LineSplitter(max_line=8)
+    s.push(b"123456789")
+    with pytest.raises(LineTooLong):
+        s.next_line()
+    s = LineSplitter(max_line=8)
+    s.push(b"123456789\r")
+    with pytest.raises(LineTooLong):
+        s.next_line()

@@ -45,7 +45,7 @@ class Desk:
         self.acs.seed_demo()
         self.store = self.acs.attempt_store()
         self.guard = PinGuard(self.clock, self.store, **limits)
-        self.gateway = Gateway(acs=PinGuardedACS(self.acs, self.guard), reactor=self.clock,
+        self.gateway = Gateway(acs=PinGuardedACS(self.acs, self.guard), accounts=self.acs, reactor=self.clock,
                                lockout=Lockout(self.clock, self.store))
         self.sessions: dict[str, tuple[Session, list[bytes]]] = {}
 

@@ -12,13 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-
-class ErrorDetection(str, enum.Enum):
-    """Checksum policy of an account or listener (DESIGN.md, protocol decisions)."""
-
-    AUTO = "auto"          # mirror each request: AY/AZ in, AY/AZ out
-    REQUIRED = "required"  # a request without AY/AZ gets 96
-    OFF = "off"            # never append AY/AZ
+#: a session setting (settings.py), which an account carries
+from sipgateway.settings import ErrorDetection
 
 
 @dataclass(frozen=True)

@@ -87,22 +87,21 @@ def _loan_fields(req: rq.CheckoutRequest, ctx: RequestContext) -> dict[str, obje
             "BO": "Y" if req.fee_acknowledged else None, "BI": "Y" if req.cancel else None}
 
 
-def _unparse_checkout(req: rq.CheckoutRequest, ctx: RequestContext) -> Body:
+def _unparse_loan(req: rq.CheckoutRequest, ctx: RequestContext, flag: dict[str, str], absent: str) -> Body:
+    """11 and 29: the same fixed part but its first flag, the same fields but one."""
     fields = _loan_fields(req, ctx)
-    del fields["AJ"]  # 11 has no title field
+    del fields[absent]
     f.add_extra(fields, req.extra, "utf-8")
-    return {"sc_renewal_policy": f.yn(req.renewal_policy), "no_block": f.yn(req.no_block),
-            "transaction_date": sip_date(req.transaction_date or ctx.now),
+    return {**flag, "no_block": f.yn(req.no_block), "transaction_date": sip_date(req.transaction_date or ctx.now),
             "nb_due_date": f.date_or_blank(req.nb_due_date) or " " * 18}, fields
+
+
+def _unparse_checkout(req: rq.CheckoutRequest, ctx: RequestContext) -> Body:
+    return _unparse_loan(req, ctx, {"sc_renewal_policy": f.yn(req.renewal_policy)}, "AJ")  # 11 has no title
 
 
 def _unparse_renew(req: rq.CheckoutRequest, ctx: RequestContext) -> Body:
-    fields = _loan_fields(req, ctx)
-    del fields["BI"]  # 29 has no cancel field
-    f.add_extra(fields, req.extra, "utf-8")
-    return {"third_party_allowed": f.yn(req.third_party), "no_block": f.yn(req.no_block),
-            "transaction_date": sip_date(req.transaction_date or ctx.now),
-            "nb_due_date": f.date_or_blank(req.nb_due_date) or " " * 18}, fields
+    return _unparse_loan(req, ctx, {"third_party_allowed": f.yn(req.third_party)}, "BI")  # 29 has no cancel
 
 
 def _read_circulation(msg: Message) -> m.CirculationResult:

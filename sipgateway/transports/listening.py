@@ -21,7 +21,7 @@ from twisted.internet.abstract import isIPv6Address
 from twisted.internet.error import CannotListenError
 
 from sipgateway.config import ConfigError
-from sipgateway.transports.tls import split_description
+from sipgateway.transports.endpointstrings import split_description
 
 #: endpoint types that listen on a TCP port (Twisted's and our tls)
 _TCP_ENDPOINTS = frozenset({"tcp", "tcp6", "ssl", "tls", "siptls"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IAddress, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -22,7 +24,49 @@ def describe_peer(address: IAddress | None) -> str:
     return str(name) if name else str(address)
 
 
-class SIPProtocol(Protocol):
+class LineDoor:
+    """What the doors that read SIP2 lines share (raw, telnet): complete lines go to the
+    session, a line longer than ``max_line`` closes the connection, and a client that does
+    not read its replies is not read from until it does (an IPushProducer registered with
+    ``byte_transport``)."""
+
+    log: Logger
+    peer: str
+    settings: ListenerSettings
+    session: Session | None
+    splitter: LineSplitter
+
+    @property
+    def byte_transport(self) -> Any:
+        raise NotImplementedError
+
+    def lines_received(self, data: bytes) -> None:
+        session = self.session
+        assert session is not None  # connected
+        lines = self.splitter.feed(data)
+        if lines is None:
+            self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
+                          peer=self.peer, n=self.settings.max_line)
+            session.close()
+            return
+        for line in lines:
+            session.line_received(line)
+
+    def pauseProducing(self) -> None:
+        # called again for every reply written while the buffer is full: rate-limited
+        assert self.session is not None
+        self.session.repeated.log(self.log.warn, "not reading its replies", self.peer,
+                                  "not reading its replies; stopped reading from it until it does")
+        self.byte_transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.byte_transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class SIPProtocol(LineDoor, Protocol):
     log = Logger()
 
     def __init__(self, gateway: Gateway, settings: ListenerSettings) -> None:
@@ -63,28 +107,11 @@ class SIPProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if not self._tls_checked:
             self._check_tls()
-        lines = self.splitter.feed(data)
-        if lines is None:
-            self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
-                          peer=self.peer, n=self.settings.max_line)
-            self.session.close()
-            return
-        session = self.session
-        for line in lines:
-            session.line_received(line)
+        self.lines_received(data)
 
-    # IPushProducer, registered with our own transport
-    def pauseProducing(self) -> None:
-        # called again for every reply written while the buffer is full: rate-limited
-        self.session.repeated.log(self.log.warn, "not reading its replies", self.peer,
-                                  "not reading its replies; stopped reading from it until it does")
-        self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        pass
+    @property
+    def byte_transport(self) -> Any:
+        return self.transport
 
     def connectionLost(self, reason=None) -> None:
         if self.session is not None:

@@ -5,7 +5,7 @@
 Some self-check devices (and staff testing by hand) connect with telnet and log in at a
 prompt instead of sending a 93. We offer SUPPRESS-GO-AHEAD, offer ECHO while the password
 is typed (so the client stops echoing it) and withdraw it afterwards; everything else the
-client proposes is refused. Credentials are checked with ``IACS.authenticate`` under the
+client proposes is refused. Credentials are checked with ``IAccounts.authenticate`` under the
 gateway's lockout; 3 failed tries or ``login_timeout`` seconds without a login disconnect.
 After ``Login OK.  Initiating SIP`` (the wording devices know from other SIP2 servers) every
 line goes to a ``Session`` bound to the account. Lines end with CR, CR NUL, CR LF or LF.
@@ -14,6 +14,7 @@ line goes to a ``Session`` bound to the account. Lines end with CR, CR NUL, CR L
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from twisted.conch.telnet import ECHO, IAC, SGA, TelnetProtocol, TelnetTransport
 from twisted.internet.defer import Deferred
@@ -25,9 +26,9 @@ from twisted.python.failure import Failure
 from sipgateway.gateway import Gateway
 from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
-from sipgateway.transports.framing import LineSplitter
+from sipgateway.transports.framing import LineSplitter, LineTooLong
 from sipgateway.transports.limits import peer_host
-from sipgateway.transports.raw import describe_peer
+from sipgateway.transports.raw import LineDoor, describe_peer
 
 MAX_TRIES = 3
 MAX_CREDENTIAL = 128  # bytes; longer login or password lines are not credentials
@@ -88,7 +89,7 @@ class SIPTelnetTransport(TelnetTransport):
             self.applicationDataReceived(b"\r")
 
 
-class TelnetSIPProtocol(TelnetProtocol):
+class TelnetSIPProtocol(LineDoor, TelnetProtocol):
     """Runs on a ``SIPTelnetTransport``: the login dialogue, then a Session."""
 
     log = log
@@ -104,9 +105,8 @@ class TelnetSIPProtocol(TelnetProtocol):
         self.address = ""
         self.tries = 0
         self._user = ""
-        self._pending = b""        # bytes not yet consumed (while checking, or a partial line)
-        self._skip_lf = False      # the previous login line ended with CR: a LF next is its tail
-        self._splitter = LineSplitter(settings.max_line)
+        #: login lines one at a time, then (max_line raised to the listener's) SIP2 lines
+        self.splitter = LineSplitter(MAX_CREDENTIAL)
         self._login_timer = None
         self._negotiating: Deferred | None = None  # our last WILL/WONT ECHO, until answered
         self._in_input = False
@@ -190,9 +190,9 @@ class TelnetSIPProtocol(TelnetProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self.state == "sip":
-            self._sip_data(data)
+            self.lines_received(data)
             return
-        self._pending += data
+        self.splitter.push(data)  # while checking, it waits there
         self._login_input()
 
     def _login_input(self) -> None:
@@ -205,37 +205,22 @@ class TelnetSIPProtocol(TelnetProtocol):
             self._in_input = False
 
     def _login_lines(self) -> None:
-        while self.state in ("login", "password") and self._pending:
-            if self._skip_lf:
-                self._skip_lf = False
-                if self._pending[:1] == b"\n":
-                    self._pending = self._pending[1:]
-                    continue
-            cr, lf = self._pending.find(b"\r"), self._pending.find(b"\n")
-            ends = [i for i in (cr, lf) if i >= 0]
-            if not ends:
-                if len(self._pending) > MAX_CREDENTIAL:
-                    self.log.warn("{peer}: telnet login line longer than {n} bytes; closing",
-                                  peer=self.peer, n=MAX_CREDENTIAL)
-                    self._close()
-                return
-            end = min(ends)
-            line, self._pending = self._pending[:end], self._pending[end + 1:]
-            self._skip_lf = end == cr
-            if len(line) > MAX_CREDENTIAL:
+        while self.state in ("login", "password"):
+            try:
+                line = self.splitter.next_line()
+            except LineTooLong:
                 self.log.warn("{peer}: telnet login line longer than {n} bytes; closing",
                               peer=self.peer, n=MAX_CREDENTIAL)
                 self._close()
+                return
+            if line is None:
                 return
             if self.state == "login":
                 self._got_user(clean_credential(line))
             else:
                 self._got_password(clean_credential(line))
-        if self.state == "sip" and self._pending:
-            pending, self._pending = self._pending, b""
-            if self._skip_lf and pending[:1] == b"\n":
-                pending = pending[1:]
-            self._sip_data(pending)
+        if self.state == "sip":
+            self.lines_received(b"")  # what came after the password
 
     def _got_user(self, user: str) -> None:
         if not user:
@@ -269,6 +254,7 @@ class TelnetSIPProtocol(TelnetProtocol):
                       user=account.name, inst=account.institution)
         self._write(LOGIN_OK)
         self.state = "sip"
+        self.splitter.max_line = self.settings.max_line
         self.session = self.session_factory(self.gateway, self.settings, self._write, self._close, self.peer,
                                             address=self.address)
         self.session.bind_account(account)
@@ -292,31 +278,9 @@ class TelnetSIPProtocol(TelnetProtocol):
         self._write(PROMPT_LOGIN)
         self._login_input()
 
-    def _sip_data(self, data: bytes) -> None:
-        lines = self._splitter.feed(data)
-        if lines is None:
-            self.log.warn("{peer}: line longer than {n} bytes (listener setting 'max_line'); closing",
-                          peer=self.peer, n=self.settings.max_line)
-            self._close()
-            return
-        session = self.session
-        for line in lines:
-            if self.state != "sip":
-                return
-            session.line_received(line)
-
-    # IPushProducer, registered with the TCP transport once the session runs
-    def pauseProducing(self) -> None:
-        # called again for every reply written while the buffer is full: rate-limited
-        self.session.repeated.log(self.log.warn, "not reading its replies", self.peer,
-                                  "not reading its replies; stopped reading from it until it does")
-        self.transport.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.transport.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        pass
+    @property
+    def byte_transport(self) -> Any:
+        return self.transport.transport  # the TCP transport under the telnet one
 
 
 def _ignore(failure: Failure) -> None:

@@ -42,6 +42,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipgateway.transports.backlog import MAX_BACKLOG, default_backlog
+from sipgateway.transports.endpointstrings import split_description
 
 log = Logger()
 
@@ -237,34 +238,6 @@ class TLSEndpointParser:
 
     def parseStreamServer(self, reactor, *args, **kwargs):
         return parse_tls_endpoint(reactor, *args, **kwargs)
-
-
-def split_description(description: str) -> tuple[list[str], dict[str, str]]:
-    """Twisted's endpoint-string rules: ':' separates parts, the first '=' in a part makes it
-    a keyword, a backslash takes the next character literally."""
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    key: str | None = None
-    current: list[str] = []
-    chars = iter(description)
-    for ch in chars:
-        if ch == "\\":
-            current.append(next(chars, ""))
-        elif ch == "=" and key is None:
-            key, current = "".join(current), []
-        elif ch == ":":
-            if key is None:
-                args.append("".join(current))
-            else:
-                kwargs[key] = "".join(current)
-            key, current = None, []
-        else:
-            current.append(ch)
-    if key is None:
-        args.append("".join(current))
-    else:
-        kwargs[key] = "".join(current)
-    return args, kwargs
 
 
 def server_from_string(reactor, description: str):

@@ -176,8 +176,3 @@ def test_status_reports_offline_when_the_database_is_gone(lib: Library) -> None:
     assert not s.online and not s.checkout_ok
     with pytest.raises(ACSUnavailable, match="closed"):
         fired(lib.acs.checkout(MAIN, rq.CheckoutRequest(patron_id="100001", item_id="200001")))
-
-
-def test_bad_currency_is_refused() -> None:
-    with pytest.raises(ValueError, match="ISO 4217"):
-        SQLiteACS.synchronous(currency="dollars")

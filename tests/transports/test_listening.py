@@ -12,7 +12,8 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from sipgateway.config import load
-from sipgateway.service import ACSService, make_service
+from sipgateway.service import make_service
+from sipgateway.startup import EmbeddedBackend
 from sipgateway.transports.backlog import FALLBACK_BACKLOG, default_backlog
 from sipgateway.transports.listening import ListenError, ListenerService, check_listeners
 from tests.transports.certs_pki import make_pki
@@ -24,7 +25,7 @@ def build(tmp_path: Path, reactor, listen: list[str] | None = None, config: str 
 
 
 def close(top) -> None:
-    next(s for s in top if isinstance(s, ACSService)).acs.close()
+    next(s for s in top if isinstance(s, EmbeddedBackend)).acs.close()
 
 
 def listened(tmp_path: Path, listen: list[str] | None = None, config: str | None = None) -> dict[int, tuple]:

@@ -72,6 +72,9 @@ class RecordingSession:
     def connection_lost(self) -> None:
         self.lost = True
 
+    def close(self) -> None:
+        self.lose_connection()
+
 
 class Harness:
     def __init__(self, test: SynchronousTestCase, settings: ListenerSettings | None = None,

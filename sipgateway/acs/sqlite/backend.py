@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
+from sipgateway.acs.backends import split_url
 from sipgateway.acs.interface import IACS, IAccounts
 from sipgateway.acs.sqlite import (
     accounts,
@@ -49,14 +50,13 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def database_path(url_or_path: str) -> str:
-    """``sqlite:PATH`` (or a plain path) → PATH; any other scheme is a clear error."""
+    """``sqlite:PATH`` (or a plain path) → PATH; a scheme that names no backend
+    (acs/backends.py) is a clear error."""
     text = (url_or_path or "").strip()
-    if text.startswith("sqlite:"):
-        path = text[len("sqlite:"):]
+    if _SCHEME.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):
+        _, path = split_url(text, "--database")
         if path.startswith("//"):  # sqlite:///abs/path, as SQLAlchemy writes it
             path = path[2:]
-    elif _SCHEME.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):
-        raise ValueError(f"--database {text!r}: only sqlite:PATH is supported")
     else:
         path = text
     if not path:
@@ -77,9 +77,7 @@ class SQLiteACS:
                  hash_iterations: int = DEFAULT_ITERATIONS, cache_size: int = 8192,
                  read_cache_ttl: float = DEFAULT_TTL, spawn: Spawn | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
-        currency = (currency or "").strip().upper()
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise ValueError(f"currency {currency!r} is not a 3-letter ISO 4217 code")
+        currency = currency.strip().upper()  # checked by the config ([gateway] currency)
         self.path = path
         self.reactor = reactor
         #: the deadline of a call whose terminal brings none: this many seconds from the call
