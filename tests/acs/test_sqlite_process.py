@@ -143,7 +143,8 @@ def test_calls_in_flight_when_the_process_dies_fail_with_a_clear_reason(acs: SQL
         children.clock.advance(0)             # sent
         children.current.signalProcess("KILL")
     finally:
-        children.current.signalProcess("CONT")
+        with contextlib.suppress(ProcessExitedAlready):  # killed, and maybe reaped already
+            children.current.signalProcess("CONT")
     children.pump_until(lambda: d.called)
     with pytest.raises(ACSUnavailable, match="during checkout: the database process exited"):
         fired(d)
