@@ -1,11 +1,12 @@
 """Fixtures for the embedded SQLite ACS: a synchronous ACS on a temporary file with the
-demo library, a clock the test moves by hand, and helpers to read fired Deferreds and
-query the tables after a transaction."""
+demo library, a clock the test moves by hand, helpers to read fired Deferreds and query
+the tables after a transaction, and the real database process for the tests of what runs
+where (``children``, ``served``)."""
 
 from __future__ import annotations
 
-import queue
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from twisted.python.failure import Failure
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS
+from tests.acs.childpipe import Children
 
 T0 = datetime(2024, 1, 5, 10, 15, 0)
 MAIN = m.Terminal(account="sc1", institution="MAIN", location="MAIN")
@@ -46,28 +48,18 @@ def fired(d: Deferred):
     return out[0]
 
 
-class QueueReactor:
-    """Stands in for the reactor of a real database thread: ``callFromThread`` queues the
-    call (thread-safe), and the test runs what arrived with ``run_calls``."""
+def served(path: Path, children: Children, **kwargs) -> SQLiteACS:
+    """An SQLiteACS on the demo library, served by a real database process (childpipe.py)."""
+    acs = SQLiteACS(str(path), children.clock, hash_iterations=FAST, spawn=children, **kwargs)
+    acs.seed_demo()
+    acs.start()
+    children.pump_until(lambda: acs.runner.ready, "start-up")
+    return acs
 
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue = queue.SimpleQueue()
-        self.count = 0
 
-    def callFromThread(self, f, *args, **kwargs) -> None:  # noqa: N802 - Twisted's name
-        self.calls.put((f, args, kwargs))
-
-    def run_calls(self, wait: float = 0.0, expect: int = 0) -> int:
-        """Run the queued calls; with ``expect``, first wait (up to ``wait`` seconds) for that many."""
-        ran = 0
-        while True:
-            try:
-                f, args, kwargs = self.calls.get(timeout=wait) if ran < expect else self.calls.get_nowait()
-            except queue.Empty:
-                return ran
-            f(*args, **kwargs)
-            ran += 1
-            self.count += 1
+def stop(acs: SQLiteACS, children: Children) -> None:
+    closed = acs.close()
+    children.pump_until(lambda: closed.called, "closing")
 
 
 class Library:
@@ -139,3 +131,10 @@ def lib(tmp_path: Path, now: FakeNow):
     library = Library(tmp_path / "lib.sqlite3", now)
     yield library
     library.acs.close()
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    kids = Children()
+    yield kids
+    kids.stop_all()

@@ -2,7 +2,8 @@
 repository root is on its path), so nothing of the kind is in the product.
 
 ``gated_checkout`` is a checkout that, once inside its transaction, creates the file
-``<gate>.started`` and then waits until the test writes a byte into the FIFO ``gate``.
+``<gate>.started`` and then waits until the test writes a byte into the FIFO ``gate``;
+``count_to`` is a read as slow as the test asks.
 """
 
 from __future__ import annotations
@@ -44,3 +45,9 @@ class Gate:
             os.write(fd, b"x")
         finally:
             os.close(fd)
+
+
+def count_to(tx: Tx, n: int) -> int:
+    """A read that takes as long as the test likes: SQLite counts to ``n``."""
+    return tx.value("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?) "
+                    "SELECT count(*) FROM c", n)

@@ -10,12 +10,11 @@ import pytest
 
 from sipgateway.acs.sqlite import SQLiteACS, attempts
 from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
-from sipgateway.acs.sqlite.runner import ThreadedRunner
 from sipgateway.acs.sqlite.schema import connect
 from sipgateway.attempts import LOGIN, LOGIN_ACCOUNT, LOGIN_ADDRESS, PIN_PATRON, PIN_TERMINAL, Key, Limit
-from tests.acs.conftest import FAST, QueueReactor, fired
+from tests.acs.childpipe import Children
+from tests.acs.conftest import FAST, fired, served, stop
 
-WAIT = 30.0
 T0 = 1704449700.0
 PAIR = Key(LOGIN, "10.0.0.1", "sc1")
 ADDRESS = Key(LOGIN_ADDRESS, "10.0.0.1")
@@ -59,21 +58,18 @@ def test_locks_are_kept_in_the_file_across_a_reopen(tmp_path: Path) -> None:
     fired(again.close())
 
 
-def test_reading_is_a_quick_read_in_the_reactor_thread_and_failing_a_write(tmp_path: Path) -> None:
-    path = str(tmp_path / "gw.sqlite3")
-    reactor = QueueReactor()
-    acs = SQLiteACS(path, reactor, runner=ThreadedRunner(path, reactor), hash_iterations=FAST)
+def test_reading_is_a_quick_read_in_the_reactor_thread_and_failing_a_write(tmp_path: Path,
+                                                                           children: Children) -> None:
+    acs = served(tmp_path / "gw.sqlite3", children)
     store = acs.attempt_store()
     d = store.fail(limits(1), T0, "10.0.0.1")
-    assert not d.called                                 # a write: the database thread commits it
-    assert reactor.run_calls(wait=WAIT, expect=1) == 1
+    assert not d.called                                 # a write: the database process commits it
+    children.pump_until(lambda: d.called)
     assert [r.key for r in fired(d)] == [PAIR]
     read = store.read([PAIR, ADDRESS])                   # answered at once, here
     assert read.called and fired(read)[PAIR].locked(T0 + 1)
-    assert acs.runner.stats.jobs == 1                    # only the write reached the database thread
-    closed = acs.close()
-    reactor.run_calls(wait=WAIT, expect=1)
-    assert closed.called
+    assert acs.runner.stats.jobs == 1                    # only the write reached the database process
+    stop(acs, children)
 
 
 def test_expired_rows_are_pruned_by_later_failures(acs: SQLiteACS) -> None:

@@ -111,7 +111,8 @@ def test_remote_hold_sends_the_item_in_transit(lib: Library) -> None:
     assert r.alert and r.alert_type is m.AlertType.REMOTE_HOLD and r.destination_location == "LPL"
     assert r.sort_bin == "TRANSIT" and r.hold_patron_id == "miker"
     assert lib.item_status("200001") == "in_transit"
-    assert lib.value("SELECT destination_location FROM items WHERE barcode = '200001'") == "LPL"
+    assert tuple(lib.row("SELECT current_location, destination_location FROM items WHERE barcode = '200001'")) == (
+        "MAIN", "LPL")
     assert lib.value("SELECT status FROM holds WHERE pickup_location = 'LPL'") == "in_transit"
     info = fired(lib.acs.item_information(MAIN, rq.ItemInformationRequest("200001")))
     assert info.circulation_status is m.CirculationStatus.IN_TRANSIT and info.destination_location == "LPL"
@@ -126,6 +127,8 @@ def test_item_returned_elsewhere_travels_home(lib: Library) -> None:
     r = lib.checkin("200001", terminal=LPL)
     assert r.ok and r.alert and r.alert_type is m.AlertType.TRANSFER and r.destination_location == "MAIN"
     assert lib.item_status("200001") == "in_transit"
+    assert tuple(lib.row("SELECT current_location, destination_location FROM items WHERE barcode = '200001'")) == (
+        "LPL", "MAIN")
     r = lib.checkin("200001")
     assert r.ok and not r.alert and lib.item_status("200001") == "available"
     assert lib.value("SELECT current_location FROM items WHERE barcode = '200001'") == "MAIN"

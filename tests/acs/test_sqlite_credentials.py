@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 import pytest
 
 from sipgateway.acs.model import Account
-from sipgateway.acs.sqlite import SQLiteACS
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets, check_secret, hash_secret
-from sipgateway.acs.sqlite.runner import ThreadedRunner
-from tests.acs.conftest import FAST, Library, QueueReactor, fired
+from tests.acs.childpipe import Children
+from tests.acs.conftest import Library, fired, served, stop
 
 WAIT = 30.0  # seconds a thread may take: only reached when something is broken
 
@@ -105,35 +103,28 @@ def test_concurrent_identical_verifications_share_one_hash(secret: str, right: b
     assert cache.computed == (1 if right else 2)  # a "no" is not kept: the next one hashes again
 
 
-def login_storm(tmp_path: Path, password: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, int]:
-    """500 logins with one account at once on a cold cache, through the database thread;
-    their answers and the number of PBKDF2 runs it took."""
-    runs: list[int] = []
-    real = hashlib.pbkdf2_hmac
-    path = str(tmp_path / "storm.sqlite3")
-    reactor = QueueReactor()
-    acs = SQLiteACS(path, reactor, runner=ThreadedRunner(path, reactor), hash_iterations=FAST)
-    acs.seed_demo()
-    monkeypatch.setattr(hashlib, "pbkdf2_hmac", lambda *a, **k: (runs.append(1), real(*a, **k))[1])
+def login_storm(tmp_path: Path, children: Children, password: str) -> tuple[list, int, int]:
+    """500 logins with one account at once on a cold cache, through the database process:
+    their answers, the jobs the process ran (only there is a password hashed: a read in the
+    reactor thread that would hash moves there) and the reads that moved."""
+    acs = served(tmp_path / "storm.sqlite3", children)
     answers: list = []
     for _ in range(500):
         acs.authenticate("sc1", password, "MAIN").addBoth(answers.append)
-    while len(answers) < 500 and reactor.run_calls(wait=WAIT, expect=1):
-        pass
-    closed = acs.close()
-    reactor.run_calls(wait=WAIT, expect=1)
-    assert closed.called
-    return answers, len(runs)
+    children.pump_until(lambda: len(answers) == 500, "the logins")
+    jobs, moved = acs.runner.stats.jobs, acs.runner._reader.moved
+    stop(acs, children)
+    return answers, jobs, moved
 
 
-def test_a_login_storm_costs_one_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    answers, runs = login_storm(tmp_path, "pass1", monkeypatch)
+def test_a_login_storm_costs_one_hash(tmp_path: Path, children: Children) -> None:
+    answers, jobs, moved = login_storm(tmp_path, children, "pass1")
     assert len(answers) == 500 and all(isinstance(a, Account) and a.name == "sc1" for a in answers)
-    assert runs == 1
+    assert jobs == 1 and moved == 1
 
 
-def test_a_storm_of_the_same_wrong_password_costs_one_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_storm_of_the_same_wrong_password_costs_one_hash(tmp_path: Path, children: Children) -> None:
     # after a password change every device tries the old one: one "no", shared
-    answers, runs = login_storm(tmp_path, "old-password", monkeypatch)
+    answers, jobs, moved = login_storm(tmp_path, children, "old-password")
     assert answers == [None] * 500
-    assert runs == 1
+    assert jobs == 1 and moved == 1

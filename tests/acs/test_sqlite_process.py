@@ -22,27 +22,17 @@ from sipgateway.acs.sqlite.context import Call
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.frames import FrameError, FrameReader, Setup, encode
 from sipgateway.acs.sqlite.rules import CirculationRules
+from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL
 from tests.acs.childpipe import Children
-from tests.acs.conftest import FAST, MAIN, fired
-from tests.acs.slowjobs import Gate, gated_checkout
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    kids = Children()
-    yield kids
-    kids.stop_all()
+from tests.acs.conftest import FAST, MAIN, fired, served, stop
+from tests.acs.slowjobs import Gate, count_to, gated_checkout
 
 
 @pytest.fixture
 def acs(tmp_path: Path, children: Children) -> Iterator[SQLiteACS]:
-    library = SQLiteACS(str(tmp_path / "lib.sqlite3"), children.clock, hash_iterations=FAST, spawn=children)
-    library.seed_demo()
-    library.start()
-    children.pump_until(lambda: library.runner.ready, "start-up")
+    library = served(tmp_path / "lib.sqlite3", children)
     yield library
-    closed = library.close()
-    children.pump_until(lambda: closed.called, "closing")
+    stop(library, children)
 
 
 @pytest.fixture
@@ -466,3 +456,44 @@ def test_a_write_committed_into_a_file_deleted_meanwhile_is_not_acknowledged(
     children.pump_until(lambda: d.called)
     with pytest.raises(ACSUnavailable, match="was deleted while it ran; it is not in the database"):
         fired(d)
+
+
+def test_the_database_process_bounds_its_batches(tmp_path: Path, children: Children) -> None:
+    acs = SQLiteACS(str(tmp_path / "lib.sqlite3"), children.clock, hash_iterations=FAST, spawn=children)
+    acs.runner.max_batch = 4     # told to the process when it starts
+    acs.seed_demo()
+    acs.start()
+    children.pump_until(lambda: acs.runner.ready, "start-up")
+    items = ["200001", "200002", "200003", "1565921879", "0440242746", "660", "300001", "300002", "300003",
+             "400001"]
+    ds = [checkout(acs, item) for item in items]   # one frame: the process has them all at once
+    children.pump_until(lambda: all(d.called for d in ds))
+    assert [fired(d).ok for d in ds] == [True] * 10
+    stats = acs.runner.stats
+    assert (stats.batches, stats.jobs, stats.commits, stats.largest) == (3, 10, 3, 4)   # 4 + 4 + 2
+    stop(acs, children)
+
+
+def test_a_read_does_not_wait_for_writes_in_the_database_process(acs: SQLiteACS, children: Children) -> None:
+    out = checkout(acs, "200001")
+    before = acs.item_information(MAIN, rq.ItemInformationRequest("200001"))
+    assert fired(before).circulation_status is m.CirculationStatus.AVAILABLE   # what is committed
+    children.pump_until(lambda: out.called)
+    assert fired(out).ok
+    after = acs.item_information(MAIN, rq.ItemInformationRequest("200001"))
+    assert fired(after).circulation_status is m.CirculationStatus.CHARGED
+    conn = database(acs)
+    try:
+        assert conn.execute(INCONSISTENT_ITEMS_SQL).fetchall() == []
+    finally:
+        conn.close()
+
+
+def test_a_read_over_its_budget_moves_to_the_database_process(acs: SQLiteACS, children: Children) -> None:
+    reader = acs.runner._reader
+    quick = acs.runner.submit("quick", Call(count_to, (10,), None, acs.ctx.clock(), acs.ctx), write=False)
+    assert fired(quick) == 10 and reader.moved == 0
+    slow = acs.runner.submit("slow", Call(count_to, (3_000_000,), None, acs.ctx.clock(), acs.ctx), write=False)
+    assert not slow.called and reader.moved == 1   # interrupted here, handed to the process
+    children.pump_until(lambda: slow.called, "the slow read")
+    assert fired(slow) == 3_000_000

@@ -1,24 +1,30 @@
-"""The database thread: one transaction and one COMMIT per batch, a SAVEPOINT per job,
-database errors as ACSUnavailable, results delivered with one callFromThread per batch."""
+"""Batches: one transaction and one COMMIT per batch, a SAVEPOINT per job only when one
+fails, database errors as ACSUnavailable.  The synchronous runner of the rule tests: every
+call and its answer cross the frames of the database process, so what would not reach the
+database process, or come back from it, fails here too."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
-from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
-from sipgateway.acs.sqlite import SQLiteACS, open_sqlite_acs
+from sipgateway.acs.sqlite import open_sqlite_acs
+from sipgateway.acs.sqlite.context import Call, Context, Tx
+from sipgateway.acs.sqlite.credentials import VerifiedSecrets
 from sipgateway.acs.sqlite.errors import ACSUnavailable
-from sipgateway.acs.sqlite.runner import Job, ThreadedRunner, run_batch
-from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, connect
-from tests.acs.conftest import FAST, MAIN, QueueReactor, fired
-
-WAIT = 30.0  # seconds: generous bound for the worker thread on a busy machine
+from sipgateway.acs.sqlite.rules import CirculationRules
+from sipgateway.acs.sqlite.runner import Job, SyncRunner, run_batch
+from sipgateway.acs.sqlite.schema import connect
+from tests.acs.conftest import FAST, MAIN, fired
 
 
 @pytest.fixture
@@ -47,19 +53,6 @@ def traced(path: str) -> tuple[sqlite3.Connection, list[str]]:
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     return conn, statements
-
-
-def hold_worker(runner: ThreadedRunner) -> tuple[threading.Event, Deferred]:
-    """Park the worker inside a job until the returned event is set."""
-    entered, gate = threading.Event(), threading.Event()
-
-    def blocker(conn: sqlite3.Connection) -> bool:
-        entered.set()
-        return gate.wait(WAIT)
-
-    d = runner.submit("blocker", blocker)
-    assert entered.wait(WAIT)
-    return gate, d
 
 
 def boom(conn: sqlite3.Connection) -> None:
@@ -147,110 +140,10 @@ def test_a_failed_commit_fails_the_whole_batch(path: str) -> None:
     conn.close()
 
 
-def test_threaded_group_commit_delivers_a_batch_in_one_call(path: str) -> None:
-    reactor = QueueReactor()
-    runner = ThreadedRunner(path, reactor)
-    gate, first = hold_worker(runner)
-    # the worker is held inside the first job: these pile up and become one batch
-    results: dict[int, object] = {}
-    deferreds: list[Deferred] = []
-    for n in range(20):
-        d = runner.submit(f"job{n}", insert(n))
-        d.addBoth(lambda r, n=n: results.__setitem__(n, r))
-        deferreds.append(d)
-    bad = runner.submit("bad", boom)
-    errors: list = []
-    bad.addErrback(errors.append)
-    gate.set()
-    assert reactor.run_calls(wait=WAIT, expect=2) == 2   # one call per batch, not one per job
-    assert fired(first) is True
-    assert sorted(results) == list(range(20)) and all(isinstance(v, int) for v in results.values())
-    assert errors and errors[0].check(ValueError)
-    assert runner.stats.batches == 2 and runner.stats.commits == 2 and runner.stats.largest == 21
-    assert rows(path) == list(range(20))
-    closed = runner.close()
-    assert reactor.run_calls(wait=WAIT, expect=1) == 1
-    assert fired(closed) is None
-    with pytest.raises(ACSUnavailable, match="closed"):
-        fired(runner.submit("late", insert(99)))
-
-
-def test_threaded_batches_are_bounded(path: str) -> None:
-    reactor = QueueReactor()
-    runner = ThreadedRunner(path, reactor, max_batch=4)
-    gate, _ = hold_worker(runner)
-    for n in range(10):
-        runner.submit(f"job{n}", insert(n))
-    gate.set()
-    assert reactor.run_calls(wait=WAIT, expect=4) == 4   # 1 + 4 + 4 + 2
-    assert runner.stats.largest == 4
-    runner.close()
-    reactor.run_calls(wait=WAIT, expect=1)
-
-
-def test_run_sync_waits_for_the_commit_without_the_reactor(path: str) -> None:
-    reactor = QueueReactor()
-    runner = ThreadedRunner(path, reactor)
-    assert runner.run_sync("insert", insert(7)) == 7
-    assert rows(path) == [7]
-    with pytest.raises(ValueError):
-        runner.run_sync("boom", boom)
-    assert reactor.count == 0 and reactor.run_calls() == 0
-    runner.close()
-    reactor.run_calls(wait=WAIT, expect=1)
-
-
-def test_threaded_acs_end_to_end(tmp_path: Path) -> None:
-    reactor = QueueReactor()
-    path = str(tmp_path / "lib.sqlite3")
-    acs = SQLiteACS(path, reactor, hash_iterations=FAST, runner=ThreadedRunner(path, reactor))
-    assert acs.is_new and acs.seed_demo()
-    out = acs.checkout(MAIN, rq.CheckoutRequest(patron_id="100001", item_id="200001", patron_pin="1234"))
-    # a read does not wait for writes still in the database thread: it sees what is committed
-    before = acs.item_information(MAIN, rq.ItemInformationRequest("200001"))
-    assert fired(before).circulation_status is m.CirculationStatus.AVAILABLE
-    reactor.run_calls(wait=WAIT, expect=1)
-    assert fired(out).ok
-    # read in the reactor thread, after the commit
-    info = acs.item_information(MAIN, rq.ItemInformationRequest("200001"))
-    assert fired(info).circulation_status is m.CirculationStatus.CHARGED
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM loans WHERE returned_at IS NULL").fetchone()[0] == 1
-    assert conn.execute(INCONSISTENT_ITEMS_SQL).fetchall() == []
-    conn.close()
-    closed = acs.close()
-    reactor.run_calls(wait=WAIT, expect=1)
-    assert closed.called
-
-
-def test_reads_run_inline_but_slow_ones_move_to_the_database_thread(tmp_path: Path) -> None:
-    reactor = QueueReactor()
-    path = str(tmp_path / "lib.sqlite3")
-    acs = SQLiteACS(path, reactor, hash_iterations=FAST, runner=ThreadedRunner(path, reactor))
-    acs.seed_demo()
-    reader = acs.runner._reader
-    # a cached PIN check runs inline; an uncached one would hash: it goes to the worker
-    first = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234"))
-    assert not first.called and reader.moved == 1
-    reactor.run_calls(wait=WAIT, expect=1)
-    assert fired(first).pin_valid is True
-    again = acs.patron_status(MAIN, rq.PatronStatusRequest("100001", "1234"))
-    assert fired(again).pin_valid is True and reader.moved == 1
-    # a query over the budget is interrupted and handed to the database thread
-    slow = acs.runner.submit("slow", lambda conn: conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
-        "SELECT count(*) FROM n").fetchone()[0], write=False)
-    assert not slow.called and reader.moved == 2
-    reactor.run_calls(wait=WAIT * 10, expect=1)
-    assert fired(slow) == 3000000
-    acs.close()
-    reactor.run_calls(wait=WAIT, expect=1)
-
-
 def test_open_sqlite_acs_seeds_the_demo_once(tmp_path: Path) -> None:
     url = f"sqlite:{tmp_path / 'gw.sqlite3'}"
     for attempt in range(2):
-        acs = open_sqlite_acs(url, QueueReactor(), demo=True, hash_iterations=FAST)
+        acs = open_sqlite_acs(url, Clock(), demo=True, hash_iterations=FAST)
         assert acs.is_new is (attempt == 0)
         assert fired(acs.close()) is None  # never started: nothing to wait for
     conn = sqlite3.connect(tmp_path / "gw.sqlite3")
@@ -282,3 +175,116 @@ def test_a_bug_outside_the_jobs_fails_the_batch_rolled_back_and_the_writer_serve
     monkeypatch.setattr(batch, "run_batch", real)
     assert batch.run_batch_or_fail(conn, [Job("c", insert(3))], None, lambda: None)[0].result() == 3
     conn.close()
+
+
+# --- the synchronous runner: through the frames ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    """A value that pickles, but is no ACS value: a gateway could not read it back from
+    the outcome record of a database process that died."""
+
+    x: int
+
+
+def insert_job(tx: Tx, n: object) -> object:
+    tx.run("INSERT INTO t (n) VALUES (?)", 1)
+    return n
+
+
+def give(tx: Tx, value: object) -> object:
+    return value
+
+
+def insert_and_lock(tx: Tx) -> object:
+    tx.run("INSERT INTO t (n) VALUES (?)", 1)
+    return threading.Lock()
+
+
+def give_lock(tx: Tx) -> object:
+    return threading.Lock()
+
+
+def divide(tx: Tx, by: int) -> float:
+    return 1 / by
+
+
+class Unpicklable(Exception):
+    def __init__(self) -> None:
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(tx: Tx) -> None:
+    raise Unpicklable()
+
+
+@pytest.fixture
+def sync(path: str) -> Iterator[SyncRunner]:
+    runner = SyncRunner(path)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def now_ctx() -> Context:
+    return Context(clock=datetime.now, currency="USD", rules=CirculationRules(), secrets=VerifiedSecrets(16))
+
+
+def call(ctx: Context, fn: Callable[..., object], *args: object) -> Call:
+    return Call(fn, args, MAIN, datetime(2024, 1, 5, 10, 15), ctx)
+
+
+def test_a_call_reaches_its_job_as_the_database_process_would_receive_it(sync: SyncRunner, now_ctx: Context) -> None:
+    request = rq.CheckoutRequest(patron_id="100001", item_id="200001")
+    value = fired(sync.submit("give", call(now_ctx, give, request), write=False))
+    assert value == request and value is not request      # a copy, unpickled from the frame
+    assert sync.stats.jobs == 1 and sync.stats.commits == 1
+
+
+def test_an_argument_that_does_not_pickle_fails_the_call_and_the_job_never_runs(sync: SyncRunner, now_ctx: Context,
+                                                                                 path: str) -> None:
+    d = sync.submit("insert", call(now_ctx, insert_job, threading.Lock()))
+    with pytest.raises(ACSUnavailable, match="during insert: TypeError"):
+        fired(d)
+    assert rows(path) == [] and sync.stats.jobs == 0
+
+
+def test_a_job_function_that_does_not_pickle_fails_the_call(sync: SyncRunner, now_ctx: Context, path: str) -> None:
+    d = sync.submit("insert", call(now_ctx, lambda tx: insert_job(tx, 1)))
+    with pytest.raises(ACSUnavailable, match="during insert"):
+        fired(d)
+    assert rows(path) == []
+
+
+def test_a_value_that_does_not_pickle_fails_the_call_and_its_writes_are_not_committed(
+        sync: SyncRunner, now_ctx: Context, path: str) -> None:
+    with pytest.raises(ACSUnavailable, match="during insert: TypeError"):
+        fired(sync.submit("insert", call(now_ctx, insert_and_lock)))
+    assert rows(path) == []       # encoded before COMMIT, as the database process does
+    with pytest.raises(ACSUnavailable, match="during read: TypeError"):
+        fired(sync.submit("read", call(now_ctx, give_lock), write=False))
+
+
+def test_a_write_whose_value_is_no_acs_value_fails_as_its_recovery_would(sync: SyncRunner, now_ctx: Context) -> None:
+    # as a read, anything that pickles comes back
+    assert fired(sync.submit("give", call(now_ctx, give, Point(1)), write=False)) == Point(1)
+    # a write's value is recorded for the case the database process dies: it must read back
+    with pytest.raises(pickle.UnpicklingError, match="Point is not an ACS value"):
+        fired(sync.submit("give", call(now_ctx, give, Point(1)), write=True))
+
+
+def test_a_failure_crosses_the_frames_too(sync: SyncRunner, now_ctx: Context) -> None:
+    with pytest.raises(ZeroDivisionError):
+        fired(sync.submit("give", call(now_ctx, divide, 0)))
+    with pytest.raises(RuntimeError, match="Unpicklable could not be sent"):
+        fired(sync.submit("give", call(now_ctx, raise_unpicklable)))
+
+
+def test_a_closed_synchronous_runner_fails_calls(sync: SyncRunner, now_ctx: Context) -> None:
+    assert not sync.failing
+    fired(sync.close())
+    assert sync.failing
+    with pytest.raises(ACSUnavailable, match="closed"):
+        fired(sync.submit("give", call(now_ctx, give, 1)))

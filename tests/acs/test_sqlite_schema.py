@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from sipgateway.acs import model as m
@@ -15,7 +16,7 @@ from sipgateway.acs.interface import IACS
 from sipgateway.acs.sqlite import SQLiteACS, database_path, open_sqlite_acs
 from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, MIGRATIONS, Migration, SchemaError, connect, migrate
-from tests.acs.conftest import FAST, MAIN, Library, QueueReactor, fired
+from tests.acs.conftest import FAST, MAIN, Library, fired
 
 TABLES = {"schema_version", "sc_accounts", "patrons", "items", "loans", "holds", "fees", "payments",
           "payment_allocations", "circulation_log", "auth_failures", "journal"}
@@ -91,14 +92,26 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         migrate(conn)
     conn.close()
     with pytest.raises(ACSUnavailable, match="--database"):
-        open_sqlite_acs(f"sqlite:{tmp_path / 'm.sqlite3'}", QueueReactor(), hash_iterations=FAST)
+        open_sqlite_acs(f"sqlite:{tmp_path / 'm.sqlite3'}", Clock(), hash_iterations=FAST)
+
+
+def test_an_in_memory_database_is_refused_naming_the_key() -> None:
+    """The database process cannot open another process's in-memory database, and every
+    loan would vanish at the next restart: only the synchronous runner of tests serves one."""
+    with pytest.raises(ValueError, match=r"^--database/database 'sqlite::memory:': an in-memory database "
+                                         r"\(:memory:\) cannot be served: .* use sqlite:PATH with a file$"):
+        open_sqlite_acs("sqlite::memory:", Clock(), demo=True)
+    with pytest.raises(ValueError, match="in-memory database"):
+        SQLiteACS(":memory:", Clock())
+    acs = SQLiteACS.synchronous()
+    assert acs.seed_demo() and fired(acs.close()) is None
 
 
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "notes.txt"
     bad.write_bytes(b"this is not a database, just some text " * 200)
     with pytest.raises(ACSUnavailable, match="--database .*cannot open"):
-        open_sqlite_acs(f"sqlite:{bad}", QueueReactor())
+        open_sqlite_acs(f"sqlite:{bad}", Clock())
 
 
 def test_ensure_account_creates_and_updates(lib: Library) -> None:

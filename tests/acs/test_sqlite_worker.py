@@ -15,10 +15,11 @@ import pytest
 
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
-from sipgateway.acs.sqlite import SQLiteACS, items, loans, outcomes
+from sipgateway.acs.sqlite import SQLiteACS, attempts, items, loans, outcomes
 from sipgateway.acs.sqlite.errors import DeadlinePassed
 from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Setup
 from sipgateway.acs.sqlite.worker import Worker
+from sipgateway.attempts import PIN_PATRON, Key, Limit
 from tests.acs.conftest import FAST, MAIN
 
 TOKEN = "0123456789abcdef"
@@ -112,3 +113,15 @@ def test_a_deleted_database_file_is_neither_written_nor_read(worker: Worker, pip
     assert [n for n, _ in answer.failed] == [1, 2]
     assert all("was deleted; nothing was changed" in str(e) for _, e in answer.failed)
     assert open_loans(worker) == set()
+
+
+def test_the_record_of_a_batch_with_a_counted_failure_can_be_read_back(worker: Worker, pipe: Pipe) -> None:
+    """A wrong PIN counted in the same batch as a checkout: after a crash the gateway must
+    read the batch's record to learn that the checkout committed (it read nothing, and
+    answered the committed checkout with a failure, when a failure count was not an ACS value)."""
+    limit = Limit(Key(PIN_PATRON, "100001"), 1, 60.0, 600.0)   # this failure locks: its record is the value
+    worker._run([checkout(1, "200001"), job(2, attempts.fail_job, ((limit,), 1000.0, "10.0.0.1"))])
+    answer = pipe.answer()
+    stored = outcomes.committed(worker.conn, TOKEN, {1, 2})
+    assert stored == dict(outcomes.decode(answer.done))
+    assert stored[1].ok and [(r.key, r.failures, r.locked_until) for r in stored[2]] == [(limit.key, 1, 1600.0)]

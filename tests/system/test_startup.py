@@ -136,3 +136,10 @@ def test_cert_accounts_naming_an_unknown_account_stops_start_up(tmp_path: Path) 
     assert line == ("sipgateway: listener tls: cert_accounts: CN=sorter2,O=Example Library -> 'sorter': 'sorter' is "
                     "not an SC account (declare it in an [account:sorter] section with a password, or create it "
                     "in the database)")
+
+
+def test_an_in_memory_database_stops_start_up_naming_the_key(tmp_path: Path) -> None:
+    line = one_line_error(run_twistd(tmp_path, *listen(), "--demo", "--database", "sqlite::memory:"))
+    assert line.startswith("sipgateway: --database/database 'sqlite::memory:': an in-memory database (:memory:) "
+                           "cannot be served: ")
+    assert line.endswith("; use sqlite:PATH with a file")

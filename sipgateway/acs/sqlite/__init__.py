@@ -2,7 +2,8 @@
 
 ``open_sqlite_acs("sqlite:PATH", reactor, demo=...)`` at start-up and ``start()`` when the
 services start; see ``backend.py`` for the API, ``dbprocess.py`` and ``worker.py`` for the
-database process, ``runner.py`` for batches and group commit, ``schema.py`` for the tables.
+database process, ``runner.py`` for the ``Runner`` interface, ``batch.py`` for batches and
+group commit, ``schema.py`` for the tables.
 """
 
 from __future__ import annotations

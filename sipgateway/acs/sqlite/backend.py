@@ -38,7 +38,7 @@ from sipgateway.acs.sqlite.errors import ACSUnavailable
 from sipgateway.acs.sqlite.flights import Flights
 from sipgateway.acs.sqlite.readcache import DEFAULT_TTL, ReadCache
 from sipgateway.acs.sqlite.rules import CirculationRules
-from sipgateway.acs.sqlite.runner import SyncRunner, ThreadedRunner
+from sipgateway.acs.sqlite.runner import Runner, SyncRunner
 from sipgateway.acs.sqlite.schema import migrate, require_writable
 
 #: every request code this backend serves (REFERENCE.md 4.3 lists 16; 93/99/97 included)
@@ -47,6 +47,8 @@ SUPPORTED = frozenset({"23", "11", "09", "01", "99", "97", "93", "63", "35", "37
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 #: seconds a call without a deadline of its own (login, account look-up) may take
 DEFAULT_TIMEOUT = 30.0
+IN_MEMORY = ("an in-memory database (:memory:) cannot be served: the database process cannot open it, and every "
+             "loan, hold and payment would vanish at the next restart; use sqlite:PATH with a file")
 
 
 def database_path(url_or_path: str) -> str:
@@ -73,7 +75,7 @@ class SQLiteACS:
     supported = SUPPORTED
 
     def __init__(self, path: str, reactor, *, now: Callable[[], datetime] = datetime.now, currency: str = "USD",
-                 rules: CirculationRules | None = None, runner: Any = None,
+                 rules: CirculationRules | None = None, runner: Runner | None = None,
                  hash_iterations: int = DEFAULT_ITERATIONS, cache_size: int = 8192,
                  read_cache_ttl: float = DEFAULT_TTL, spawn: Spawn | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -85,10 +87,10 @@ class SQLiteACS:
         self.ctx = Context(clock=now, currency=currency, rules=rules or CirculationRules(),
                            secrets=VerifiedSecrets(cache_size), hash_iterations=hash_iterations)
         if runner is None:
-            # an in-memory database cannot be shared with another process: a thread serves it
-            runner = (ThreadedRunner(path, reactor) if path == ":memory:"
-                      else ProcessRunner(path, reactor, self.ctx, cache_size=cache_size, spawn=spawn))
-        self.runner = runner
+            if path == ":memory:":  # the database process could not open it: only ``synchronous`` serves one
+                raise ValueError(IN_MEMORY)
+            runner = ProcessRunner(path, reactor, self.ctx, cache_size=cache_size, spawn=spawn)
+        self.runner: Runner = runner
         #: recent read answers; every write empties it (see readcache.py)
         self.cache = ReadCache(ttl=read_cache_ttl, clock=lambda: now().timestamp())  # the library's own time
         #: True when ``open_sqlite_acs`` seeded the demo fixtures into it
@@ -115,8 +117,8 @@ class SQLiteACS:
 
     @property
     def answers_by_deadline(self) -> bool:
-        """See IACS: true of the database process, not of the in-memory database's thread."""
-        return getattr(self.runner, "answers_by_deadline", False)
+        """See IACS: true of the database process, not of the synchronous runner."""
+        return self.runner.answers_by_deadline
 
     def _call(self, fn: Callable[..., Any], args: tuple, terminal: m.Terminal | None) -> Call:
         deadline = terminal.deadline if terminal is not None else None
@@ -316,9 +318,10 @@ def open_sqlite_acs(url_or_path: str, reactor, demo: bool = False, *, init: bool
     it can be written.  A missing file is created only with ``init`` or ``demo``; the demo
     fixtures are seeded when ``demo`` is asked and the database is empty (``seeded``)."""
     path = database_path(url_or_path)
-    if path != ":memory:":
-        path = os.path.abspath(path)  # twistd may change directory (--rundir) before the database process starts
-        _check_file(url_or_path, path, create=init or demo)
+    if path == ":memory:":
+        raise ValueError(f"--database/database {url_or_path!r}: {IN_MEMORY}")
+    path = os.path.abspath(path)  # twistd may change directory (--rundir) before the database process starts
+    _check_file(url_or_path, path, create=init or demo)
     try:
         acs = SQLiteACS(path, reactor, **kwargs)
     except ValueError:

@@ -32,9 +32,6 @@ class Job:
     name: str                  # the operation, for error messages
     fn: JobFunction
     write: bool = True
-    deferred: Any = None       # a Deferred, fired by the threaded runner
-    waiter: Any = None         # a runner._Waiter, for synchronous callers
-    raw: bool = False          # runs outside any batch transaction (migrations manage their own)
 
 
 @dataclass

@@ -74,6 +74,12 @@ def checkin(tx: Tx, req: rq.CheckinRequest) -> m.CheckinResult:
     return result
 
 
+def _send(tx: Tx, item: sqlite3.Row, here: str, to: str) -> None:
+    """The item leaves ``here`` for ``to`` (a hold's pickup place, or its home)."""
+    tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? WHERE id = ?",
+           here, to, item["id"])
+
+
 def _route(tx: Tx, req: rq.CheckinRequest, item: sqlite3.Row, borrower: str | None,
            notes: list[str]) -> tuple[m.CheckinResult, sqlite3.Row | None]:
     """Send the copy where it goes next.  The answer's screen shows ``notes`` (about the
@@ -102,15 +108,13 @@ def _route(tx: Tx, req: rq.CheckinRequest, item: sqlite3.Row, borrower: str | No
                           sort_bin=BIN_HOLDS, destination_location=pickup, **who), hold
         tx.run("UPDATE holds SET status = 'in_transit', trapped_item_id = ?, shelf_expires_at = NULL WHERE id = ?",
                item["id"], hold["id"])
-        tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? "
-               "WHERE id = ?", place, pickup, item["id"])
+        _send(tx, item, place, pickup)
         return answer(f"On hold: please hand this item to staff (to {pickup})", alert=True,
                       alert_type=m.AlertType.REMOTE_HOLD, sort_bin=BIN_TRANSIT, destination_location=pickup,
                       **who), hold
     home = item["permanent_location"]
     if home and home not in here:
-        tx.run("UPDATE items SET status = 'in_transit', current_location = ?, destination_location = ? "
-               "WHERE id = ?", place, home, item["id"])
+        _send(tx, item, place, home)
         return answer(f"Please hand this item to staff (returns to {home})", alert=True,
                       alert_type=m.AlertType.TRANSFER, sort_bin=BIN_TRANSIT, destination_location=home), None
     tx.run("UPDATE items SET status = 'available', current_location = ?, destination_location = NULL WHERE id = ?",

@@ -64,9 +64,9 @@ class VerifiedSecrets:
     Only successes are kept: a wrong password costs a full PBKDF2 run (and the lockout
     counts it).  Concurrent identical verifications share one run (single flight): the
     second waits for the first one's outcome, a "no" included, and nothing but a "yes"
-    outlives the run.  Thread-safe (the in-memory database's thread and start-up code may
-    both use it).  The database process gets the gateway's key and hands back what it
-    verified (``drain``), so the gateway's own quick reads hit the cache too (``learn``).
+    outlives the run.  Thread-safe, so that any thread may verify.  The database process
+    gets the gateway's key and hands back what it verified (``drain``), so the gateway's
+    own quick reads hit the cache too (``learn``).
     """
 
     def __init__(self, size: int = 8192, key: bytes | None = None, record: bool = False,

@@ -56,9 +56,9 @@ from sipgateway.acs.sqlite.childprocess import (
 )
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.errors import ACSUnavailable, unavailable
-from sipgateway.acs.sqlite.frames import Answer, Pong, Ready, Setup, encode
+from sipgateway.acs.sqlite.frames import Answer, JobSpec, Pong, Ready, Setup, encode
 from sipgateway.acs.sqlite.inflight import Flight, InFlight
-from sipgateway.acs.sqlite.runner import INLINE_BUDGET, InlineReader, SyncRunner
+from sipgateway.acs.sqlite.runner import INLINE_BUDGET, Direct, InlineReader
 
 __all__ = ["ProcessRunner", "Spawn", "worker_command", "worker_environment"]
 
@@ -99,7 +99,7 @@ class ProcessRunner:
         #: names our calls in the database's outcome records (outcomes.py)
         self.token = os.urandom(8).hex()
         #: the start-up connection for ``run_sync``; closed by ``start`` (twistd may fork between)
-        self._direct: SyncRunner | None = None
+        self._direct: Direct | None = None
         self._reader: InlineReader | None = None
         self._child: DatabaseProtocol | None = None
         self._calls = InFlight(reactor, self._check_stuck)
@@ -215,7 +215,7 @@ class ProcessRunner:
 
     def _close_direct(self) -> None:
         if self._direct is not None:
-            self._direct.close()
+            self._direct.close_connection()
             self._direct = None
 
     @property
@@ -277,11 +277,11 @@ class ProcessRunner:
             data = b"".join(self._encode_or_fail(job) for job in jobs)
         self._child.transport.write(data)
 
-    def _encode_or_fail(self, job: tuple) -> bytes:
+    def _encode_or_fail(self, job: JobSpec) -> bytes:
         try:
             return encode([job])
         except Exception as e:
-            name = self._calls.fail_unsendable(job[0], e)
+            name = self._calls.fail_unsendable(job.number, e)
             log.failure("database call {name} cannot be sent", Failure(e), name=name)
             return b""
 
@@ -328,8 +328,7 @@ class ProcessRunner:
         self._restarts = 0  # it answers: the next death starts the backoff afresh
         if answer.learned:
             self.ctx.secrets.learn(answer.learned)
-        st = self.stats
-        st.batches, st.jobs, st.commits, st.largest = answer.batches, answer.jobs, answer.commits, answer.largest
+        self.stats = answer.stats
         self._file_state(answer.file_problem)
         # the file's trouble is tracked by itself; a deadline passing is not a database error
         self._database_error = answer.file_problem is None and any(
@@ -437,5 +436,5 @@ class ProcessRunner:
         if self._closing:
             raise unavailable(name, "closed")
         if self._direct is None:
-            self._direct = SyncRunner(self.path)
+            self._direct = Direct(self.path)
         return self._direct.run_sync(name, fn, write, raw)

@@ -13,7 +13,7 @@ inline = threading.local()
 
 class MoveToWorker(Exception):
     """Raised inside a read running in the reactor thread when it would have to do slow
-    work (a PBKDF2 hash): the read is rolled back and run by the database writer (process or thread) instead."""
+    work (a PBKDF2 hash): the read is rolled back and run by the database process instead."""
 
 
 def forbid_slow_work() -> None:

@@ -26,11 +26,10 @@ def _fee_ids(text: str | None) -> list[int] | None:
 
 def fee_paid(tx: Tx, payment: rq.FeePayment) -> m.FeePaidResult:
     currency = tx.ctx.currency
-    patron = patrons.find(tx, payment.patron_id)
-    if patron is None:
-        return _refuse(tx, payment, patrons.UNKNOWN_PATRON)
-    if patrons.check_pin(tx, patron, payment.patron_pin) is False:
-        return _refuse(tx, payment, patrons.INVALID_PIN)
+    who = patrons.identify(tx, payment.patron_id, payment.patron_pin)
+    if who.refusal is not None:
+        return _refuse(tx, payment, who.refusal)
+    patron = who.patron
     given = (payment.currency or "").strip().upper()
     if given and given != currency.upper():
         return _refuse(tx, payment, f"Payments are accepted in {currency} only")

@@ -2,7 +2,7 @@
 
 A frame is a 4-byte big-endian length and a pickle.  The pipe is private to the two
 processes (the child's stdin and stdout), so pickle is safe here: nothing else can write
-to it.  Gateway → database: a ``Setup`` first, then lists of ``JobSpec`` tuples.
+to it.  Gateway → database: a ``Setup`` first, then lists of ``JobSpec``.
 Database → gateway: ``Ready`` once the database is open, then an ``Answer`` per batch and a
 ``Pong`` per heartbeat (the gateway's SIGUSR1, see worker.py).
 """
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from sipgateway.acs.sqlite.batch import BatchStats
+from sipgateway.acs.sqlite.context import Call
 from sipgateway.acs.sqlite.rules import CirculationRules
 
 _LENGTH = struct.Struct(">I")
@@ -54,20 +56,23 @@ class JobSpec(NamedTuple):
     #: epoch seconds; a job still waiting when it passes is not run (``DeadlinePassed``)
     deadline: float | None = None
 
+    @classmethod
+    def of(cls, number: int, name: str, write: bool, call: Call) -> JobSpec:
+        """What goes over the pipe of ``call``: all but its ``ctx``, which each process has."""
+        return cls(number, name, write, call.fn, call.args, call.terminal, call.now, call.deadline)
+
 
 @dataclass
 class Answer:
     """One batch done: the values of the jobs that succeeded, as ``outcomes.encode`` made
     them (the same bytes the batch recorded in the database), (number, exception) for the
-    others, the secrets verified, the totals, and what is wrong with the database file."""
+    others, the secrets verified, the database process's totals so far, and what is wrong
+    with the database file."""
 
     done: bytes
     failed: list[tuple[int, BaseException]] = field(default_factory=list)
     learned: list[bytes] = field(default_factory=list)
-    batches: int = 0
-    jobs: int = 0
-    commits: int = 0
-    largest: int = 0
+    stats: BatchStats = field(default_factory=BatchStats)
     file_problem: str | None = None
 
 
@@ -90,6 +95,23 @@ class Pong:
 def encode(obj: object) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _LENGTH.pack(len(data)) + data
+
+
+def encode_answer(answer: Answer) -> bytes:
+    """The answer's frame; a failure that does not pickle (a bug's odd exception) becomes a
+    RuntimeError naming it, instead of losing the whole batch."""
+    try:
+        return encode(answer)
+    except Exception:
+        fixed = []
+        for number, value in answer.failed:
+            try:
+                pickle.dumps(value)
+            except Exception as e:
+                value = RuntimeError(f"{type(value).__name__} could not be sent: {e}")
+            fixed.append((number, value))
+        answer.failed = fixed
+        return encode(answer)
 
 
 class FrameReader:

@@ -19,11 +19,10 @@ def _refuse(tx: Tx, req: rq.HoldRequest, message: str, **extra) -> m.HoldResult:
 
 
 def hold(tx: Tx, req: rq.HoldRequest) -> m.HoldResult:
-    patron = patrons.find(tx, req.patron_id)
-    if patron is None:
-        return _refuse(tx, req, patrons.UNKNOWN_PATRON)
-    if patrons.check_pin(tx, patron, req.patron_pin) is False:
-        return _refuse(tx, req, patrons.INVALID_PIN)
+    who = patrons.identify(tx, req.patron_id, req.patron_pin)
+    if who.refusal is not None:
+        return _refuse(tx, req, who.refusal)
+    patron = who.patron
     item = None
     if req.item_id:
         item = items.find(tx, req.item_id)

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from sipgateway.acs.sqlite.context import Call
 from sipgateway.acs.sqlite.deadlines import Deadlines
 from sipgateway.acs.sqlite.errors import deadline_passed, unavailable
+from sipgateway.acs.sqlite.frames import JobSpec
 
 log = Logger()
 
@@ -26,7 +27,7 @@ class Flight:
 
     __slots__ = ("name", "d", "write", "deadline", "job", "late")
 
-    def __init__(self, name: str, d: Deferred, write: bool, deadline: float | None, job: tuple | None) -> None:
+    def __init__(self, name: str, d: Deferred, write: bool, deadline: float | None, job: JobSpec | None) -> None:
         self.name = name
         self.d = d
         self.write = write
@@ -50,14 +51,13 @@ class InFlight:
         number = next(self._numbers)
         d = Deferred()
         deadline = call.deadline
-        self.pending[number] = Flight(name, d, write, deadline, (number, name, write, call.fn, call.args,
-                                                                 call.terminal, call.now, deadline))
+        self.pending[number] = Flight(name, d, write, deadline, JobSpec.of(number, name, write, call))
         self.outgoing.append(number)
         if deadline is not None:
             self._deadlines.add(deadline, number, len(self.pending))
         return d
 
-    def to_send(self) -> list[tuple]:
+    def to_send(self) -> list[JobSpec]:
         """The jobs of the calls not sent yet, now counted as sent."""
         numbers, self.outgoing = self.outgoing, []
         pending = self.pending

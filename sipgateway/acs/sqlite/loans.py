@@ -37,29 +37,26 @@ def _ok(tx: Tx, op: str, req: rq.CheckoutRequest, item: sqlite3.Row, loan_id: in
                    item_properties=item["properties"] or None)
 
 
-def _who(tx: Tx, op: str, req: rq.CheckoutRequest):
-    """The patron, their borrowing and the PIN check shared by checkout and renew; a refusal
-    result when they fail.  The borrowing is read before anything is written."""
-    patron, borrowing = patrons.find_borrower(tx, req.patron_id)
-    if patron is None:
-        item = items.find(tx, req.item_id)
-        refusal = _refuse(tx, op, req, item, patrons.UNKNOWN_PATRON, False,
-                          None if req.patron_pin is None else False)
-        return None, None, None, refusal
-    pin_valid = patrons.check_pin(tx, patron, req.patron_pin)
-    if pin_valid is False:
-        item = items.find(tx, req.item_id)
-        return None, None, None, _refuse(tx, op, req, item, patrons.INVALID_PIN, True, False)
-    return patron, borrowing, pin_valid, None
+def _who(tx: Tx, op: str, req: rq.CheckoutRequest,
+         pin: str | None) -> tuple[sqlite3.Row, patrons.Borrowing, bool | None] | m.CirculationResult:
+    """The patron, their borrowing (read before anything is written) and the PIN check of a
+    checkout or renewal; or the refusal.  ``pin`` None: not checked (a terminal recording
+    what it did offline)."""
+    who = patrons.identify(tx, req.patron_id, pin, borrower=True)
+    if who.refusal is not None:
+        return _refuse(tx, op, req, items.find(tx, req.item_id), who.refusal, who.row is not None, who.pin_valid)
+    assert who.borrowing is not None  # read with the patron
+    return who.patron, who.borrowing, who.pin_valid
 
 
 def checkout(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
     op = "checkout"
     if req.no_block:
         return _offline_checkout(tx, req)
-    patron, borrowing, pin_valid, refusal = _who(tx, op, req)
-    if refusal is not None:
-        return refusal
+    who = _who(tx, op, req, req.patron_pin)
+    if isinstance(who, m.CirculationResult):
+        return who
+    patron, borrowing, pin_valid = who
     item, loan = items.find_with_loan(tx, req.item_id)
     if item is None:
         return _refuse(tx, op, req, None, items.UNKNOWN_ITEM, True, pin_valid)
@@ -127,10 +124,11 @@ def _offline_checkout(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
     """no_block: the terminal already lent the item while offline; record it whatever the
     rules say.  Only an unknown patron or item cannot be recorded."""
     op = "checkout"
-    patron = patrons.find(tx, req.patron_id)
+    who = patrons.identify(tx, req.patron_id, None)
     item = items.find(tx, req.item_id)
-    if patron is None:
-        return _refuse(tx, op, req, item, patrons.UNKNOWN_PATRON, False, None)
+    if who.refusal is not None:
+        return _refuse(tx, op, req, item, who.refusal, False, None)
+    patron = who.patron
     if item is None:
         return _refuse(tx, op, req, None, items.UNKNOWN_ITEM, True, None)
     due = local(req.nb_due_date) if req.nb_due_date else tx.rules.due_date(item["media_type"], tx.now)
@@ -202,15 +200,10 @@ def _renew(tx: Tx, op: str, req: rq.CheckoutRequest, patron: sqlite3.Row, borrow
 
 def renew(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
     op = "renew"
-    patron, borrowing, pin_valid, refusal = (None, None, None, None)
-    if req.no_block:
-        patron = patrons.find(tx, req.patron_id)
-        if patron is None:
-            return _refuse(tx, op, req, items.find(tx, req.item_id), patrons.UNKNOWN_PATRON, False, None)
-    else:
-        patron, borrowing, pin_valid, refusal = _who(tx, op, req)
-        if refusal is not None:
-            return refusal
+    who = _who(tx, op, req, None if req.no_block else req.patron_pin)
+    if isinstance(who, m.CirculationResult):
+        return who
+    patron, borrowing, pin_valid = who
     if req.item_id:
         item = items.find(tx, req.item_id)
     else:  # renew by title: the patron's loan of a copy with that title
@@ -235,13 +228,11 @@ def renew(tx: Tx, req: rq.CheckoutRequest) -> m.CirculationResult:
 
 def renew_all(tx: Tx, barcode: str, pin: str | None) -> m.RenewAllResult:
     op = "renew_all"
-    patron = patrons.find(tx, barcode)
-    if patron is None:
-        tx.log(op, False, barcode, detail="unknown patron")
-        return m.RenewAllResult(ok=False, messages=m.Messages(screen=(patrons.UNKNOWN_PATRON,)))
-    if patrons.check_pin(tx, patron, pin) is False:
-        tx.log(op, False, barcode, detail="invalid PIN")
-        return m.RenewAllResult(ok=False, messages=m.Messages(screen=(patrons.INVALID_PIN,)))
+    who = patrons.identify(tx, barcode, pin)
+    if who.refusal is not None:
+        tx.log(op, False, barcode, detail=who.problem)
+        return m.RenewAllResult(ok=False, messages=m.Messages(screen=(who.refusal,)))
+    patron = who.patron
     loans = tx.all("SELECT l.*, i.barcode FROM loans l JOIN items i ON i.id = l.item_id "
                    "WHERE l.patron_id = ? AND l.returned_at IS NULL ORDER BY l.due_at, l.id", patron["id"])
     reason = patrons.renewal_refusal(tx, patron, patrons.standing(tx, patron))

@@ -10,8 +10,9 @@ recorded value; not found means not applied.
 The record is the very bytes the answer carries (``encode``), so a batch pickles its
 values once.  Rows are kept ``RETENTION`` seconds: a gateway reads them right after the
 death, before it starts the next database process, which is the only one pruning them.
-Reading them back uses an unpickler that builds only ACS model values, so whoever can
-write to the database file cannot make the gateway run code.
+Reading them back uses an unpickler that builds only ACS model values (and the failure
+counts of attempts.py, which batches also write), so whoever can write to the database
+file cannot make the gateway run code.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ PRUNE_EVERY = 30.0
 _ALLOWED = {
     "datetime": frozenset({"datetime", "date", "timedelta", "timezone"}),
     "decimal": frozenset({"Decimal"}),
+    # failed logins and wrong PINs are counted in the same batches as circulation
+    "sipgateway.attempts": frozenset({"Key", "Record"}),
 }
 #: the modules of ACS model values (wise: the OCLC Wise SIP2+ answers)
 _MODELS = frozenset({"sipgateway.acs.model", "sipgateway.acs.wise"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, fields, replace
 from datetime import date
+from typing import NamedTuple
 
 from sipgateway.acs import model as m
 from sipgateway.acs.sqlite.context import Tx, money, parse_day, show_money
@@ -79,6 +80,48 @@ def check_pin(tx: Tx, patron: sqlite3.Row, pin: str | None) -> bool | None:
     if pin is None:
         return None
     return tx.ctx.secrets.verify("patron", patron["barcode"], pin, patron["pin_hash"])
+
+
+class Identified(NamedTuple):
+    """The patron a request names and its PIN check: ``row`` None for an unknown patron,
+    ``pin_valid`` None when no PIN was given (and False for an unknown patron given one).
+    (A tuple: one is built on every patron request.)"""
+
+    row: sqlite3.Row | None
+    pin_valid: bool | None
+    #: read with the patron when asked (``identify(borrower=True)``)
+    borrowing: Borrowing | None = None
+
+    @property
+    def patron(self) -> sqlite3.Row:
+        """The patron's row, once ``refusal`` has said None."""
+        assert self.row is not None
+        return self.row
+
+    @property
+    def refusal(self) -> str | None:
+        """Why a request for this patron is refused (the screen message), or None."""
+        if self.row is None:
+            return UNKNOWN_PATRON
+        return INVALID_PIN if self.pin_valid is False else None
+
+    @property
+    def problem(self) -> str:
+        """The refusal as the short log detail of the patron requests (01, 25, 65)."""
+        return "unknown patron" if self.row is None else "invalid PIN"
+
+
+def identify(tx: Tx, barcode: str, pin: str | None, *, borrower: bool = False) -> Identified:
+    """Find the patron and check the PIN (pass None to skip it); with ``borrower``, only
+    what the charge rules need, and the patron's ``Borrowing`` (``find_borrower``)."""
+    borrowing = None
+    if borrower:
+        row, borrowing = find_borrower(tx, barcode)
+    else:
+        row = find(tx, barcode)
+    if row is None:
+        return Identified(None, None if pin is None else False)
+    return Identified(row, check_pin(tx, row, pin), borrowing)
 
 
 def standing(tx: Tx, patron: sqlite3.Row) -> Standing:
@@ -187,11 +230,15 @@ def status_of(tx: Tx, patron: sqlite3.Row, pin_valid: bool | None,
                    messages=m.Messages(screen=_notes(tx, patron, s)))
 
 
-def patron_status(tx: Tx, barcode: str, pin: str | None) -> m.PatronStatus:
-    patron = find(tx, barcode)
-    if patron is None:
+def _status(tx: Tx, barcode: str, pin: str | None, who: Identified) -> m.PatronStatus:
+    """The 24 answer to ``who``: unknown, or with its PIN check."""
+    if who.row is None:
         return unknown_status(barcode, pin)
-    return status_of(tx, patron, check_pin(tx, patron, pin))
+    return status_of(tx, who.row, who.pin_valid)
+
+
+def patron_status(tx: Tx, barcode: str, pin: str | None) -> m.PatronStatus:
+    return _status(tx, barcode, pin, identify(tx, barcode, pin))
 
 
 def _item_list(tx: Tx, patron: sqlite3.Row, which: m.ItemList) -> list[str]:
@@ -232,15 +279,12 @@ def cut(entries: list[str], start: int | None, end: int | None) -> tuple[str, ..
 
 def patron_information(tx: Tx, barcode: str, pin: str | None, which: m.ItemList | None,
                        start: int | None, end: int | None) -> m.PatronInformation:
-    patron = find(tx, barcode)
-    if patron is None:
-        u = unknown_status(barcode, pin)
-        return m.PatronInformation(**_fields(u), item_list=which)
-    pin_valid = check_pin(tx, patron, pin)
+    who = identify(tx, barcode, pin)
+    patron = who.row
+    if patron is None or who.pin_valid is False:
+        return m.PatronInformation(**_fields(_status(tx, barcode, pin, who)), item_list=which)
     s = standing(tx, patron)
-    status = status_of(tx, patron, pin_valid, s)
-    if pin_valid is False:
-        return m.PatronInformation(**_fields(status), item_list=which)
+    status = status_of(tx, patron, who.pin_valid, s)
     return m.PatronInformation(
         **_fields(status),
         hold_count=s.holds_ready, overdue_count=s.overdue, charged_count=s.charged, fine_count=s.fees_open,
@@ -255,14 +299,22 @@ def _fields(status: m.PatronStatus) -> dict:
     return {f: getattr(status, f) for f in m.PatronStatus.__dataclass_fields__}
 
 
+def _refused(tx: Tx, operation: str, barcode: str, pin: str | None, who: Identified) -> m.PatronStatus | None:
+    """The logged refusal of a patron request (01, 25) for ``who``, or None when it may go on."""
+    if who.refusal is None:
+        return None
+    tx.log(operation, False, barcode, detail=who.problem)
+    return _status(tx, barcode, pin, who)
+
+
 def block(tx: Tx, barcode: str, message: str, card_retained: bool) -> m.PatronStatus:
-    patron = find(tx, barcode)
-    if patron is None:
-        tx.log("block_patron", False, barcode, detail="unknown patron")
-        return unknown_status(barcode, None)
+    who = identify(tx, barcode, None)   # blocking a card asks no PIN
+    refused = _refused(tx, "block_patron", barcode, None, who)
+    if refused is not None:
+        return refused
     text = message.strip() or "Blocked by a self-check terminal; please see staff"
     tx.run("UPDATE patrons SET blocked = 1, block_message = ?, card_retained = ? WHERE id = ?",
-           text, int(card_retained), patron["id"])
+           text, int(card_retained), who.patron["id"])
     tx.log("block_patron", True, barcode, detail=text + (" (card retained)" if card_retained else ""))
     patron = find(tx, barcode)
     assert patron is not None
@@ -274,19 +326,15 @@ def block(tx: Tx, barcode: str, message: str, card_retained: bool) -> m.PatronSt
 
 
 def enable(tx: Tx, barcode: str, pin: str | None) -> m.PatronStatus:
-    patron = find(tx, barcode)
-    if patron is None:
-        tx.log("patron_enable", False, barcode, detail="unknown patron")
-        return unknown_status(barcode, pin)
-    pin_valid = check_pin(tx, patron, pin)
-    if pin_valid is False:
-        tx.log("patron_enable", False, barcode, detail="invalid PIN")
-        return status_of(tx, patron, pin_valid)
-    tx.run("UPDATE patrons SET blocked = 0, block_message = '', card_retained = 0 WHERE id = ?", patron["id"])
+    who = identify(tx, barcode, pin)
+    refused = _refused(tx, "patron_enable", barcode, pin, who)
+    if refused is not None:
+        return refused
+    tx.run("UPDATE patrons SET blocked = 0, block_message = '', card_retained = 0 WHERE id = ?", who.patron["id"])
     tx.log("patron_enable", True, barcode)
     patron = find(tx, barcode)
     assert patron is not None
-    return status_of(tx, patron, pin_valid)
+    return status_of(tx, patron, who.pin_valid)
 
 
 def end_session(tx: Tx, barcode: str) -> m.EndSessionResult:

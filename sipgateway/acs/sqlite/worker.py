@@ -21,7 +21,6 @@ end of file: the process finishes the jobs it has and exits.
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import signal
 import sys
@@ -37,7 +36,7 @@ from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch_or_f
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
 from sipgateway.acs.sqlite.errors import ACSUnavailable, deadline_passed, unavailable
-from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Pong, Ready, Setup, encode
+from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Pong, Ready, Setup, encode, encode_answer
 from sipgateway.acs.sqlite.schema import open_for_writing
 
 READ_SIZE = 1 << 20
@@ -51,23 +50,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _sendable(answer: Answer) -> bytes:
-    """The answer frame; a failure that does not pickle (a bug's odd exception) becomes a
-    RuntimeError naming it, instead of losing the whole batch."""
-    try:
-        return encode(answer)
-    except Exception:
-        fixed = []
-        for number, value in answer.failed:
-            try:
-                pickle.dumps(value)
-            except Exception as e:
-                value = RuntimeError(f"{type(value).__name__} could not be sent: {e}")
-            fixed.append((number, value))
-        answer.failed = fixed
-        return encode(answer)
 
 
 def file_identity(path: str) -> tuple[int, int]:
@@ -135,7 +117,7 @@ class Worker:
             self.eof = True
             return
         for frame in self.reader.feed(data):
-            self.queue.extend(JobSpec(*spec) for spec in frame)
+            self.queue.extend(frame)
 
     def serve(self) -> None:
         self.start_heartbeats()
@@ -164,10 +146,8 @@ class Worker:
         done = NOTHING
         if specs:
             done, problem = self._run_jobs(specs, failed)
-        st = self.stats
-        answer = Answer(done, failed, self.ctx.secrets.drain(), st.batches, st.jobs, st.commits, st.largest,
-                        problem)
-        self.send(answer, _sendable(answer))
+        answer = Answer(done, failed, self.ctx.secrets.drain(), self.stats, problem)
+        self.send(answer, encode_answer(answer))
 
     def _run_jobs(self, specs: list[JobSpec], failed: list[tuple[int, BaseException]]) -> tuple[bytes, str | None]:
         """Run the jobs in one transaction; the encoded values of those that succeeded
@@ -250,7 +230,7 @@ def main() -> int:
         return 1
     worker.reader = reader
     for frame in frames[1:]:
-        worker.queue.extend(JobSpec(*spec) for spec in frame)
+        worker.queue.extend(frame)
     try:
         worker.serve()
     except BrokenPipeError:
