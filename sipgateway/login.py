@@ -37,6 +37,8 @@ class LoginSteps:
     timers: ConnectionTimers
     repeated: RepeatedLines
     _location: str
+    _ctx: Any
+    _recent: Any
     who: str
 
     def _drain(self) -> None:
@@ -91,6 +93,8 @@ class LoginSteps:
 
     def _logged_in(self, account: m.Account, location: str) -> None:
         self.account = account
+        self._ctx = None  # replies now speak for this account
+        self._recent = None  # and requests are read in its character set
         if self.state is State.AWAITING_LOGIN:
             self.state = State.READY
         extra = self.gateway.account_settings.get(account.name, DEFAULT_ACCOUNT_SETTINGS)

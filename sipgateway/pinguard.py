@@ -279,9 +279,13 @@ class PinGuardedACS:
         self.acs = acs
         self.guard = guard
         self.supported = acs.supported
+        # requests that check no PIN go straight to the backend's own method (per request,
+        # a lookup through __getattr__ would cost more than the rest of a cached 98)
+        for name in ("status", "block_patron", "checkin", "item_information", "item_status_update", "end_session"):
+            setattr(self, name, getattr(acs, name))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.acs, name)  # every request without a PIN, and start/close
+        return getattr(self.acs, name)  # the rest without a PIN (SIP2+), and start/close
 
     # --- answers to a locked patron or terminal ---------------------------------------------
 

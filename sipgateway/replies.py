@@ -38,35 +38,23 @@ Reply = tuple[str, dict[str, str], dict[str, object]]
 
 
 class History:
-    __slots__ = ("last_reply", "_replayable", "_bad", "bad_count")
+    __slots__ = ("last_reply", "replayable", "bad_request", "bad_count")
 
     def __init__(self) -> None:
         #: the last reply sent, without terminator (what a 97 gets)
         self.last_reply: bytes | None = None
-        self._replayable: Received | None = None  # the side-effect request last_reply answers
-        self._bad: Received | None = None
+        self.replayable: Received | None = None  # the side-effect request last_reply answers
+        self.bad_request: Received | None = None
         self.bad_count = 0
-
-    def replay(self, request: Received) -> bytes | None:
-        """The reply to send again if ``request`` repeats the last side-effect request."""
-        if self._replayable is not None and request == self._replayable:
-            return self.last_reply
-        return None
-
-    def sent(self, reply: bytes, request: Received | None, replayable: bool) -> None:
-        """``reply`` went out for ``request``; a replayable (side-effect, AY/AZ) one is kept."""
-        self.last_reply = reply
-        self._replayable = request if replayable else None
-        self._bad, self.bad_count = None, 0
 
     def bad(self, request: Received, ed: bool) -> bytes:
         """The 96 for an unusable ``request`` (counted: see ``bad_count``)."""
-        if request == self._bad:
+        if request == self.bad_request:
             self.bad_count += 1
         else:
-            self._bad, self.bad_count = request, 1
+            self.bad_request, self.bad_count = request, 1
         reply = REPLY_96_ED if ed else REPLY_96
-        self.last_reply, self._replayable = reply, None
+        self.last_reply, self.replayable = reply, None
         return reply
 
 
@@ -112,8 +100,14 @@ class ReplyWriter:
 
     def send(self, data: bytes, received: Received, reply_to: Deferred | None, side_effect: bool) -> None:
         """Send a formatted reply to ``received``; a side-effect request's is kept for replay."""
-        self.history.sent(data, received, side_effect and data[-6:-4] == b"AZ")
-        self.deliver(data, reply_to)
+        history = self.history  # History.sent, inlined: this is every reply's path
+        history.last_reply = data
+        history.replayable = received if side_effect and data[-6:-4] == b"AZ" else None
+        history.bad_request, history.bad_count = None, 0
+        if reply_to is None:
+            self._write(data + self.eol)
+        else:
+            self.deliver(data, reply_to)
 
     def deliver(self, data: bytes, reply_to: Deferred | None) -> None:
         if reply_to is None:

@@ -81,6 +81,10 @@ class Session(LoginSteps):
         self._queue: deque[tuple[Received, Deferred | None]] = deque()
         self._flight: _Flight | None = None
         self._location = ""  # the CP of the 93 in flight
+        #: the last line served and what it parsed into: (line, Message, Exchange, model request)
+        self._recent: tuple[bytes, Message, Exchange, Any] | None = None
+        self._ctx: ReplyContext | None = None  # the last reply context, and the (AO, language) it was for
+        self._ctx_for: tuple[str | None, str] = (None, "")
         self._clock = gateway.reactor
         #: log lines the client can cause again and again, rate-limited (the doors' too)
         self.repeated = RepeatedLines(self._clock)
@@ -157,45 +161,68 @@ class Session(LoginSteps):
     # --- one request ------------------------------------------------------------------------
 
     def _serve(self, received: Received, reply_to: Deferred | None) -> None:
-        if isinstance(received, bytes):
+        if type(received) is bytes:
             received = received.strip(b" \t\0")
             if not received:
                 return
-            code = received[:2].decode("ascii", "replace")
+            resend = received[:2] == b"97"
         else:
-            code = received.code
-        if code == "97":
+            resend = received.code == "97"
+        if resend:
             if not self.out.resend(received, reply_to):
                 self.repeated.log(self.log.info, "97 before any reply", self.who,
                                   "97 before any reply was sent; answered 96")
             return
-        replay = self.out.history.replay(received)
-        if replay is not None:
+        history = self.out.history
+        if history.replayable is not None and received == history.replayable:
             self.repeated.log(self.log.info, "repeated request", self.who,
-                              "repeated {code} request answered from the last reply, not run again", code=code)
-            self.out.deliver(replay, reply_to)
+                              "repeated {code} request answered from the last reply, not run again",
+                              code=request_bytes(received)[:2].decode("ascii", "replace"))
+            self.out.deliver(history.last_reply, reply_to)
             return
-        msg = self._parse(received)
-        if isinstance(msg, str):
-            self._bad(received, reply_to, msg)
-            return
-        exchange = EXCHANGES[msg.code]
-        if self.gateway.trace:
-            self.log.debug("{peer} -> {line}", peer=self.who, line=mask(request_bytes(received)))
-        if self.account is None and exchange is not LOGIN:
-            self.repeated.log(self.log.warn, "request before login", self.who,
-                              "{code} before a successful login (93); refused", code=msg.code)
-            self._send(received, reply_to, exchange, msg, exchange.failure(msg, self._context(msg), NOT_LOGGED_IN))
-            return
-        try:
-            request = exchange.parse(msg)
-        except BadRequest as e:
-            self._send(received, reply_to, exchange, msg, exchange.failure(msg, self._context(msg), e.screen))
-            return
+        recent = self._recent
+        if recent is not None and received == recent[0]:
+            # the same line again (a device polls): parsing it again would give the same
+            _, msg, exchange, request = recent
+            if self.gateway.trace:
+                self.log.debug("{peer} -> {line}", peer=self.who, line=mask(received))
+        else:
+            msg = self._parse(received)
+            if isinstance(msg, str):
+                self._bad(received, reply_to, msg)
+                return
+            exchange = EXCHANGES[msg.code]
+            if self.gateway.trace:
+                self.log.debug("{peer} -> {line}", peer=self.who, line=mask(request_bytes(received)))
+            if self.account is None and exchange is not LOGIN:
+                self.repeated.log(self.log.warn, "request before login", self.who,
+                                  "{code} before a successful login (93); refused", code=msg.code)
+                self._send(received, reply_to, exchange, msg,
+                           exchange.failure(msg, self._context(msg), NOT_LOGGED_IN))
+                return
+            try:
+                request = exchange.parse(msg)
+            except BadRequest as e:
+                self._send(received, reply_to, exchange, msg, exchange.failure(msg, self._context(msg), e.screen))
+                return
+            if type(received) is bytes:
+                # its parse depends only on the bytes, the character set and the error detection
+                # policy, which change only at a login, where this is forgotten
+                self._recent = (received, msg, exchange, request)
         flight = self._flight = _Flight(received, msg, exchange, reply_to)
         self.state = State.BUSY
         try:
-            d = self._login(request) if exchange is LOGIN else self._call(exchange, request)
+            if exchange is LOGIN:
+                d = self._login(request)
+            else:
+                terminal = self.terminal
+                if self._backend_deadline:
+                    # the terminal of the request in progress carries its deadline to the backend;
+                    # a copy per request costs, so one serves while its deadline is no earlier
+                    deadline = self._clock.seconds() + self.gateway.acs_timeout
+                    if terminal.deadline is None or terminal.deadline < deadline:
+                        terminal = self.terminal = terminal.until(deadline + DEADLINE_SLACK)
+                d = getattr(self.acs, exchange.method)(terminal, request)
         except Exception:  # a bug: answer, log once, keep serving
             self._failed(Failure(), flight)
             return
@@ -229,17 +256,6 @@ class Session(LoginSteps):
             return f"message code {msg.code!r} is not a request this gateway serves"
         return msg
 
-    def _call(self, exchange: Exchange, request: Any) -> Deferred:
-        terminal = self.terminal
-        assert terminal is not None and exchange.method is not None  # logged in; 93 is _login's
-        if self._backend_deadline:
-            # the terminal of the request in progress carries its deadline to the backend; a
-            # copy per request costs, so one serves while its deadline is no earlier than due
-            deadline = self._clock.seconds() + self.gateway.acs_timeout
-            if terminal.deadline is None or terminal.deadline < deadline:
-                terminal = self.terminal = terminal.until(deadline + DEADLINE_SLACK)
-        return getattr(self.acs, exchange.method)(terminal, request)
-
     def _land(self, flight: _Flight) -> bool:
         """Whether ``flight`` is still the request in progress; it stops being it here."""
         if flight is not self._flight:
@@ -250,17 +266,23 @@ class Session(LoginSteps):
         return True
 
     def _answered(self, result: object, flight: _Flight) -> None:
-        if not self._land(flight):
-            return
+        if flight is not self._flight:
+            return  # answered already (timed out), or the session closed
+        self._flight = None  # _land, inlined: this is every reply's path
+        if flight.timer is not None and flight.timer.active():
+            flight.timer.cancel()
         msg, exchange = flight.msg, flight.exchange
         if exchange is LOGIN:
             result = self._login_answered(result)
         ctx = self._context(msg)
         if exchange.memo:  # keyed on all the reply's bytes depend on: the builder's arguments, AY, ED
-            key = (exchange.code, id(result), ctx, msg.fields.get("AY"), self.out.wants_ed(msg))
+            fields = msg.fields
+            key = (exchange.code, id(result), ctx, fields.get("AY"), self.out.wants_ed(msg))
             data = self.gateway.memo.get(key, result) or self.gateway.memo.put(
                 key, result, self._format(msg, self._build(exchange, result, ctx, msg)))
-            self._emit(data, flight.received, flight.reply_to, False)
+            if self.gateway.trace:
+                self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
+            self.out.send(data, flight.received, flight.reply_to, False)
         else:
             self._send(flight.received, flight.reply_to, exchange, msg, self._build(exchange, result, ctx, msg))
         self._next()
@@ -303,7 +325,8 @@ class Session(LoginSteps):
     def _next(self) -> None:
         if self.state is State.BUSY:
             self.state = State.READY if self.account is not None else State.AWAITING_LOGIN
-        self._drain()
+        if self._queue:
+            self._drain()
 
     def _drain(self) -> None:
         while self._queue and self.state not in WAITING and self.state is not State.CLOSED:
@@ -313,8 +336,15 @@ class Session(LoginSteps):
     # --- replies ----------------------------------------------------------------------------
 
     def _context(self, msg: Message) -> ReplyContext:
-        return ReplyContext.answering(msg, self.account, self.terminal, self.gateway.now(), self.out.encoding,
-                                      self.gateway.licences)
+        # one context serves every reply of the same second, AO and language (a device polls):
+        # built once, it is also hashed once as part of the reply memo's keys
+        now, ao, language = self.gateway.now(), msg.get("AO"), msg.fixed.get("language", "000")
+        ctx = self._ctx
+        if ctx is None or ctx.now is not now or self._ctx_for != (ao, language):
+            ctx = self._ctx = ReplyContext.answering(msg, self.account, self.terminal, now, self.out.encoding,
+                                                     self.gateway.licences)
+            self._ctx_for = (ao, language)
+        return ctx
 
     def _format(self, msg: Message, reply: Reply) -> bytes:
         try:
@@ -326,14 +356,12 @@ class Session(LoginSteps):
 
     def _send(self, received: Received, reply_to: Deferred | None, exchange: Exchange, msg: Message, reply: Reply,
               *, audit_failed: bool = False) -> None:
-        self._emit(self._format(msg, reply), received, reply_to, exchange.side_effect)
-        if msg.code in AUDIT_CODES and self.terminal is not None:
-            self.gateway.audit.transaction(self.who, self.terminal, msg, None if audit_failed else reply)
-
-    def _emit(self, data: bytes, received: Received, reply_to: Deferred | None, side_effect: bool) -> None:
+        data = self._format(msg, reply)
         if self.gateway.trace:
             self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
-        self.out.send(data, received, reply_to, side_effect)
+        self.out.send(data, received, reply_to, exchange.side_effect)
+        if msg.code in AUDIT_CODES and self.terminal is not None:
+            self.gateway.audit.transaction(self.who, self.terminal, msg, None if audit_failed else reply)
 
     def _bad(self, received: Received, reply_to: Deferred | None, reason: str) -> None:
         """Answer 96: nothing is executed; the SC is expected to resend."""

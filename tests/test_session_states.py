@@ -197,3 +197,13 @@ def test_every_reply_the_session_sends_is_in_the_table() -> None:
     assert {e.reply for e in EXCHANGES.values()} >= {"94", "98", "24", "64", "26", "36", "12", "30", "66", "10",
                                                       "18", "20", "16", "38"}
 
+
+
+def test_a_line_served_again_is_read_again_after_a_login_changes_the_rules() -> None:
+    """The session reuses the parse of a line it has just served; a login (which may change
+    the character set and the error detection policy) forgets it."""
+    h = Harness()
+    h.login()
+    assert h.send(ITEM).startswith(b"18") and h.send(ITEM).startswith(b"18")
+    assert h.send(b"9300CNstrict|COpw|CPMAIN|") == b"941"  # an account that requires AY/AZ
+    assert h.send(ITEM) == b"96AZFEF6"  # required: no AY/AZ is unusable now

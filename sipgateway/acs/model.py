@@ -47,6 +47,12 @@ class Terminal:
     #: of equality, so what is cached per terminal is shared by the device's connections
     address: str = field(default="", compare=False)
     deadline: float | None = field(default=None, compare=False)
+    #: what identifies the terminal, as a plain tuple: read caches key on it for every request
+    #: (C-level hashing and comparison; a copy made by ``until`` keeps it)
+    key: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.account, self.institution, self.location, self.checked_in_ok))
 
     def until(self, deadline: float) -> Terminal:
         """This terminal, for a call that must be answered by ``deadline``."""

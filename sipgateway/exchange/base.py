@@ -55,6 +55,15 @@ class ReplyContext:
     library_name: str = ""
     location: str = ""
     licences: tuple[str, ...] = ()
+    #: the hash, computed once: a context keys the reply memo of every request it serves
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.institution, self.now, self.encoding, self.language,
+                                                 self.library_name, self.location, self.licences)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def answering(cls, msg: Message, account: Account | None, terminal: Terminal | None, now: datetime,

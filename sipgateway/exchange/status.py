@@ -57,9 +57,9 @@ LOGIN = Exchange("93", None, _parse_login, _login_body, lambda msg, screen: Fals
 
 def _parse_status(msg: Message) -> rq.StatusRequest:
     fx = msg.fixed
-    return rq.StatusRequest(status_code=fx.get("status_code", "0"),
-                            max_print_width=f.integer(fx.get("max_print_width")) or 0,
-                            protocol_version=fx.get("protocol_version", PROTOCOL_VERSION))
+    width = fx.get("max_print_width", "").strip()  # a device polls with it: kept cheap
+    return rq.StatusRequest(fx.get("status_code", "0"), int(width) if width.isdigit() else 0,
+                            fx.get("protocol_version", PROTOCOL_VERSION))
 
 
 def _status_body(status: m.ACSStatus, ctx: ReplyContext) -> Body:
