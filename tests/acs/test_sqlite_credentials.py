@@ -128,3 +128,13 @@ def test_a_storm_of_the_same_wrong_password_costs_one_hash(tmp_path: Path, child
     answers, jobs, moved = login_storm(tmp_path, children, "old-password")
     assert answers == [None] * 500
     assert jobs == 1 and moved == 1
+
+
+def test_fingerprints_keep_the_parts_apart() -> None:
+    """The parts are length-prefixed: moving characters between them changes the token."""
+    from sipgateway.acs.sqlite.credentials import VerifiedSecrets
+
+    s = VerifiedSecrets(key=b"k" * 32)
+    assert s.fingerprint("pin", "ab", "c") != s.fingerprint("pin", "a", "bc")
+    assert s.fingerprint("pin", "1:2", "3") != s.fingerprint("pin", "1", "2:3")
+    assert s.fingerprint("pin", "ab", "c") == VerifiedSecrets(key=b"k" * 32).fingerprint("pin", "ab", "c")
