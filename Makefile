@@ -11,7 +11,7 @@ install: $(STAMP)
 
 # twistd finds plugins by scanning twisted/plugins on sys.path, so the project is
 # installed in "compat" editable mode (a path entry, no import hook), and the dropin
-# cache is regenerated afterwards (see DESIGN notes in README.rst).
+# cache is regenerated afterwards (see README.rst, "Development").
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat

@@ -220,8 +220,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
     parser.add_argument("--json", type=Path, help="where to write the figures (default bench/out/bench-<time>.json)")
     parser.add_argument("--only", nargs="+", metavar="KEY", help="run only these workloads (e.g. 99-c10 99-idle)")
-    parser.add_argument("--check-loadgen", action="store_true",
-                        help="compare bench/out/loadgen with ../shared/tools/sipload.c against the ceiling, then stop")
+    parser.add_argument("--check-loadgen", metavar="SIPLOAD_C", type=Path,
+                        help="compare bench/out/loadgen with sipload built from this source against the ceiling, "
+                             "then stop")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
     return parser.parse_args(argv)
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_loadgen:
         from bench import compare_sipload
 
-        return compare_sipload.main(["--quick"] if args.quick else [])
+        return compare_sipload.main(["--sipload", str(args.check_loadgen)] + (["--quick"] if args.quick else []))
     try:
         plan = workloads.plan(workloads.QUICK if args.quick else workloads.DEFAULT,
                               set(args.only) if args.only else None)

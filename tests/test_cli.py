@@ -73,7 +73,7 @@ def test_decode_position_and_field_on_stderr(capsys: pytest.CaptureFixture[str])
 
 
 def test_decode_encodings(capsys: pytest.CaptureFixture[str]) -> None:
-    # F57A is the cp850 byte sum of this message (REFERENCE.md 2.1)
+    # F57A is the cp850 byte sum of this message (SIP2 error detection: bytes summed)
     message = f"17{DATE}AOMAIN|ABcáliz|AY2AZF57A"
     assert main(["decode", "--encoding", "cp850", message]) == 0
     assert capsys.readouterr().out.endswith("checksum: right\n")

@@ -68,7 +68,7 @@ class ACSTimeout(Exception):
 
 
 class PatronFlag(enum.IntEnum):
-    """Positions of the 14-character patron status (REFERENCE.md 4.1)."""
+    """Positions of the 14-character patron status (SIP2 24/64, patron status)."""
 
     CHARGE_DENIED = 0
     RENEWAL_DENIED = 1
@@ -93,7 +93,7 @@ UNKNOWN_PATRON_FLAGS = frozenset(
 
 
 class ItemList(enum.Enum):
-    """Which item list a patron information request asks for (REFERENCE.md 4.2)."""
+    """Which item list a patron information request asks for (SIP2 63, summary)."""
 
     HOLD = 0
     OVERDUE = 1
@@ -104,7 +104,7 @@ class ItemList(enum.Enum):
 
 
 class CirculationStatus(enum.IntEnum):
-    """Item circulation status codes (REFERENCE.md 4.4)."""
+    """Item circulation status codes (SIP2 18, circulation status)."""
 
     OTHER = 1
     ON_ORDER = 2

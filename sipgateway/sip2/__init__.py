@@ -1,6 +1,6 @@
 """The SIP2 codec: one message table, lenient parse, strict format, checksums, dates.
 
-Pure Python: no Twisted, no I/O. See REFERENCE.md-derived tables in ``messages``.
+Pure Python: no Twisted, no I/O. The message table is in ``messages``.
 """
 
 from sipgateway.sip2.codec import Message, checksum, format_message, parse, to_json

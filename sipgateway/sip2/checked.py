@@ -1,4 +1,5 @@
-"""Parse and format SIP2 messages rule by rule (REFERENCE.md 2 and 7): the reference path.
+"""Parse and format SIP2 messages rule by rule: the reference path (error detection and the
+lenient-input, strict-output rules of docs/architecture.rst, "Protocol decisions").
 
 ``codec.parse`` and ``codec.format_message`` take a fast path for well-formed traffic and
 hand everything else to these functions, which check each rule in turn and raise the

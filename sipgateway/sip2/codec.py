@@ -1,4 +1,5 @@
-"""Parse and format SIP2 messages: lenient input, strict output (REFERENCE.md 2 and 7).
+"""Parse and format SIP2 messages: lenient input, strict output (SIP2 error detection, AY/AZ;
+the rules in docs/architecture.rst, "Protocol decisions").
 
 Pure functions over bytes; no I/O. Both directions are driven by ``messages.MESSAGES``.
 

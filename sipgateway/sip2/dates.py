@@ -1,4 +1,4 @@
-"""SIP2 18-character dates: ``YYYYMMDDZZZZHHMMSS`` (REFERENCE.md 3.1)."""
+"""SIP2 18-character dates: ``YYYYMMDDZZZZHHMMSS`` (the SIP2 specification's date format)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The message table: every SIP2 message both ways, driving both parse and format.
 
 Fixed fields are in wire order with their width and kind (``values.KINDS``); variable
-tags are in output order (REFERENCE.md 5 and 9; WISE extensions placed where Wise puts
+tags are in output order (the SIP2 specification's message definitions and OCLC Wise's SIP2+
+manual; WISE extensions placed where Wise puts
 them, FQ between AF and AG as in Wise's own replies). Per-message plans used on the hot
 path (slices, checks, tag sets) are computed once, here, at import.
 """
@@ -79,7 +80,7 @@ _CIRC_REPLY = ("ok:1:bit renewal_ok:1:yn magnetic_media:1:ynu desensitize:1:ynu 
 _PATRON_STATUS = "patron_status:14:patron_status language:3:language " + _DATE
 
 _TABLE = (
-    # -- 3M SIP2 (REFERENCE.md 5)
+    # -- 3M SIP2 (the specification's message definitions)
     _spec("93", "Login", "request", "94", "uid_algorithm:1:char pwd_algorithm:1:char",
           "CN CO CP", "CN CO"),
     _spec("94", "Login Response", "response", None, "ok:1:bit", ""),
@@ -141,7 +142,7 @@ _TABLE = (
           "BV AO AA AC AD CG BK FX FA FB FC", "BV AO AA"),
     _spec("38", "Fee Paid Response", "response", None, "payment_accepted:1:yn " + _DATE,
           "AO AA BK AF FQ AG CC", "AO AA"),
-    # -- OCLC Wise SIP2+ (REFERENCE.md 9)
+    # -- OCLC Wise SIP2+ (Wise's SIP2 manual, SIP2+ extensions)
     _spec("39", "Usage Debit (WISE)", "request", "40", _DATE, "AA BV FH FI", "BV FH FI"),
     _spec("40", "Usage Debit Response (WISE)", "response", None, "payment_accepted:1:yn " + _DATE,
           "AA AF FQ AG CC"),

@@ -1,4 +1,5 @@
-"""Names of variable-field tags (REFERENCE.md 6 and 9), for people reading messages."""
+"""Names of variable-field tags (the SIP2 specification's and Wise's SIP2+ ones), for people
+reading messages."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ TAG_NAMES: dict[str, str] = {
     "CP": "location code", "CQ": "valid patron password", "CR": "collection code",
     "CS": "call number", "CT": "destination location", "CV": "alert type", "CY": "hold patron id",
     "DA": "hold patron name",
-    # OCLC Wise SIP2+ (REFERENCE.md 9); F-tags mean other things to other vendors
+    # OCLC Wise SIP2+; F-tags mean other things to other vendors
     "DR": "process awaiting hold (WISE)", "FA": "membership fee / contributions (WISE)",
     "FB": "registrations (WISE)", "FC": "deposit (WISE)", "FD": "open registrations only (WISE)",
     "FE": "double loan period (WISE)", "FG": "punch cards (WISE)", "FH": "fiscal transaction type (WISE)",
@@ -42,7 +43,7 @@ TAG_NAMES: dict[str, str] = {
 #: never shown in logs or error messages
 SECRET_TAGS = frozenset({"CO", "AD", "AC"})
 
-#: lists in every message (REFERENCE.md 11); FG only where a message says so (a list in 42
+#: repeatable in every message; FG only where a message says so (a list in 42
 #: and Y2, a single count in 71)
 REPEATABLE = frozenset({"AF", "AG", "AS", "AT", "AU", "AV", "BU", "CD", "BM", "BN",
                         "FQ", "YZ", "GC", "FM", "AK"})

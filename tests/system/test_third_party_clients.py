@@ -16,7 +16,7 @@ assert on what each library parsed, then on the database.
 
 Where a library is wrong on its own, the test does what a new user would and says so:
 
-- Sip2 1.1 ``Sip2Wrapper._command_available`` reads patron status ``Y`` (REFERENCE 4.1:
+- Sip2 1.1 ``Sip2Wrapper._command_available`` reads patron status ``Y`` (SIP2 24, patron status:
   condition true, i.e. privilege *denied*) as "allowed". After the self-check the wrapper
   refuses checkout and renew for every patron in good standing and sends nothing; the
   ``Sip2`` class it wraps (``return_sip2()``) does the same calls fine.

@@ -42,7 +42,7 @@ from sipgateway.acs.sqlite.rules import CirculationRules
 from sipgateway.acs.sqlite.runner import Runner, SyncRunner
 from sipgateway.acs.sqlite.schema import migrate, require_writable
 
-#: every request code this backend serves (REFERENCE.md 4.3 lists 16; 93/99/97 included)
+#: every request code this backend serves (the 16 positions of BX in SIP2 98, 93/99/97 included)
 SUPPORTED = frozenset({"23", "11", "09", "01", "99", "97", "93", "63", "35", "37", "17", "19", "25", "15", "29",
                        "65"}) | {"39", "41", "70"}  # and OCLC Wise SIP2+ (Y1, Y3, X1 answered: not offered)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")

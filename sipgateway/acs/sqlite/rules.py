@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 
-#: media type (REFERENCE.md 4.8) → loan period in days; anything else gets ``default_loan_days``
+#: media type (SIP2 CK) → loan period in days; anything else gets ``default_loan_days``
 DEFAULT_LOAN_DAYS: Mapping[str, int] = MappingProxyType({"001": 21, "008": 21, "009": 21, "010": 21})
 #: due dates are at the end of the day (local time), as most libraries print them
 END_OF_DAY = time(23, 59, 59)

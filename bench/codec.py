@@ -1,4 +1,4 @@
-"""Micro-benchmark of the codec's hot path: ``python -m sipgateway.sip2.bench``.
+"""Micro-benchmark of the codec's hot path: ``python bench/codec.py``.
 
 Prints microseconds per ``parse`` of typical requests (with AY/AZ and without) and per
 ``format_message`` of typical replies (shaped as ``sipgateway.replies`` builds them, None
@@ -120,7 +120,7 @@ def run(number: int, repeat: int, cold: bool = False, cold_dates: int = COLD_DAT
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sipgateway.sip2.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python bench/codec.py", description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--number", type=int, default=20000, help="calls per round (default 20000)")
     ap.add_argument("-r", "--repeat", type=int, default=5, help="rounds; the best is shown (default 5)")
     ap.add_argument("--cold", action="store_true", help="also a new date in every message (worst case)")

@@ -1,6 +1,6 @@
 """Measure checkout+checkin throughput of the embedded ACS through its real database process.
 
-    python -m sipgateway.acs.sqlite.bench [--callers 500] [--seconds 10] [--db PATH]
+    python bench/acs.py [--callers 500] [--seconds 10] [--db PATH]
 
 Each caller (a simulated self-check terminal) checks an item of its own out and back in,
 over and over, calling the IACS directly on a real reactor; every call is one committed
