@@ -43,6 +43,12 @@ class Gateway:
     audit_key: str = field(default="", repr=False)
     #: OCLC Wise SIP2+ licences every 98 reports in GG ([gateway] licences)
     licences: tuple[str, ...] = ()
+    #: told of every request answered: ``served(session, code, outcome, seconds)`` with outcome
+    #: ok, refused (the reply says not done), failed (the ACS broke or did not answer), bad (96)
+    #: or replayed (a 97, or a repeated request answered from the last reply); metrics, usage
+    observers: list = field(default_factory=list)
+    #: the sessions alive now (their doors' connections are open)
+    sessions: set = field(default_factory=set)
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:

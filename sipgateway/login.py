@@ -39,6 +39,7 @@ class LoginSteps:
     _location: str
     _ctx: Any
     _recent: Any
+    since: float | None
     who: str
 
     def _drain(self) -> None:
@@ -93,6 +94,7 @@ class LoginSteps:
 
     def _logged_in(self, account: m.Account, location: str) -> None:
         self.account = account
+        self.since = self.gateway.reactor.seconds()
         self._ctx = None  # replies now speak for this account
         self._recent = None  # and requests are read in its character set
         if self.state is State.AWAITING_LOGIN:

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipgateway.acs import model as m
-from sipgateway.audit import AUDIT_CODES
+from sipgateway.audit import AUDIT_CODES, outcome
 from sipgateway.exchange import EXCHANGES, BadRequest, Exchange, Reply, ReplyContext
 from sipgateway.exchange.status import LOGIN
 from sipgateway.gateway import Gateway
@@ -52,11 +52,13 @@ ACS_TIMEOUT = "The library system did not answer in time; please try again or as
 class _Flight:
     """The request in progress: what it was, where its reply goes, and its timer."""
 
-    __slots__ = ("received", "msg", "exchange", "reply_to", "timer")
+    __slots__ = ("received", "msg", "exchange", "reply_to", "timer", "started")
 
-    def __init__(self, received: Received, msg: Message, exchange: Exchange, reply_to: Deferred | None) -> None:
+    def __init__(self, received: Received, msg: Message, exchange: Exchange, reply_to: Deferred | None,
+                 started: float) -> None:
         self.received, self.msg, self.exchange, self.reply_to = received, msg, exchange, reply_to
         self.timer: Any = None
+        self.started = started
 
 
 class Session(LoginSteps):
@@ -90,6 +92,11 @@ class Session(LoginSteps):
         self.repeated = RepeatedLines(self._clock)
         #: the backend answers by each call's deadline: no timer here (IACS.answers_by_deadline)
         self._backend_deadline = bool(getattr(self.acs, "answers_by_deadline", False))
+        #: what the session has served: requests, the last one's code and when (for /sessions)
+        self.served, self.last_code, self.last_at = 0, "", 0.0
+        #: when it logged in (the reactor's clock), None before
+        self.since: float | None = None
+        gateway.sessions.add(self)
         self.timers = ConnectionTimers(self._clock, settings.idle_timeout, settings.login_timeout,
                                        self._idle_timed_out, self._login_timed_out)
 
@@ -124,6 +131,7 @@ class Session(LoginSteps):
         self._serve(received, reply_to)
 
     def connection_lost(self) -> None:
+        self.gateway.sessions.discard(self)
         self.state = State.CLOSED
         self._flight = None  # a late ACS answer finds no request to answer
         queued, self._queue = self._queue, deque()
@@ -172,13 +180,15 @@ class Session(LoginSteps):
             if not self.out.resend(received, reply_to):
                 self.repeated.log(self.log.info, "97 before any reply", self.who,
                                   "97 before any reply was sent; answered 96")
+            self._served("97", "replayed")
             return
         history = self.out.history
         if history.replayable is not None and received == history.replayable:
+            code = request_bytes(received)[:2].decode("ascii", "replace")
             self.repeated.log(self.log.info, "repeated request", self.who,
-                              "repeated {code} request answered from the last reply, not run again",
-                              code=request_bytes(received)[:2].decode("ascii", "replace"))
+                              "repeated {code} request answered from the last reply, not run again", code=code)
             self.out.deliver(history.last_reply, reply_to)
+            self._served(code, "replayed")
             return
         recent = self._recent
         if recent is not None and received == recent[0]:
@@ -199,17 +209,19 @@ class Session(LoginSteps):
                                   "{code} before a successful login (93); refused", code=msg.code)
                 self._send(received, reply_to, exchange, msg,
                            exchange.failure(msg, self._context(msg), NOT_LOGGED_IN))
+                self._served(msg.code, "refused")
                 return
             try:
                 request = exchange.parse(msg)
             except BadRequest as e:
                 self._send(received, reply_to, exchange, msg, exchange.failure(msg, self._context(msg), e.screen))
+                self._served(msg.code, "refused")
                 return
             if type(received) is bytes:
                 # its parse depends only on the bytes, the character set and the error detection
                 # policy, which change only at a login, where this is forgotten
                 self._recent = (received, msg, exchange, request)
-        flight = self._flight = _Flight(received, msg, exchange, reply_to)
+        flight = self._flight = _Flight(received, msg, exchange, reply_to, self._clock.seconds())
         self.state = State.BUSY
         try:
             if exchange is LOGIN:
@@ -283,8 +295,12 @@ class Session(LoginSteps):
             if self.gateway.trace:
                 self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
             self.out.send(data, flight.received, flight.reply_to, False)
+            self._served(msg.code, "ok", flight.started)
         else:
-            self._send(flight.received, flight.reply_to, exchange, msg, self._build(exchange, result, ctx, msg))
+            reply = self._build(exchange, result, ctx, msg)
+            self._send(flight.received, flight.reply_to, exchange, msg, reply)
+            self._served(msg.code, outcome(reply) if exchange.side_effect or exchange is LOGIN else "ok",
+                         flight.started)
         self._next()
 
     def _build(self, exchange: Exchange, result: object, ctx: ReplyContext, msg: Message) -> Reply:
@@ -320,7 +336,15 @@ class Session(LoginSteps):
         exchange = flight.exchange
         self._send(flight.received, flight.reply_to, exchange, msg, exchange.failure(msg, self._context(msg), screen),
                    audit_failed=True)
+        self._served(msg.code, "failed", flight.started)
         self._next()
+
+    def _served(self, code: str, outcome: str, started: float | None = None) -> None:
+        now = self._clock.seconds()
+        self.served += 1
+        self.last_code, self.last_at = code, now
+        for observer in self.gateway.observers:
+            observer.served(self, code, outcome, 0.0 if started is None else now - started)
 
     def _next(self) -> None:
         if self.state is State.BUSY:
@@ -367,7 +391,9 @@ class Session(LoginSteps):
         """Answer 96: nothing is executed; the SC is expected to resend."""
         self.repeated.log(self.log.warn, "unusable request", self.who, "unusable request ({reason}): {line}",
                           reason=reason, line=excerpt(request_bytes(received)))
-        if self.out.bad(received, reply_to):
+        give_up = self.out.bad(received, reply_to)
+        self._served(request_bytes(received)[:2].decode("ascii", "replace"), "bad")
+        if give_up:
             self.log.warn("{peer}: the same unusable request {n} times in a row; closing", peer=self.who,
                           n=self.out.history.bad_count)
             self.close()

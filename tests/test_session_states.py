@@ -207,3 +207,32 @@ def test_a_line_served_again_is_read_again_after_a_login_changes_the_rules() -> 
     assert h.send(ITEM).startswith(b"18") and h.send(ITEM).startswith(b"18")
     assert h.send(b"9300CNstrict|COpw|CPMAIN|") == b"941"  # an account that requires AY/AZ
     assert h.send(ITEM) == b"96AZFEF6"  # required: no AY/AZ is unusable now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def served(self, session, code, outcome, seconds) -> None:
+        self.seen.append((code, outcome, seconds))
+
+
+def test_observers_hear_every_request_with_its_outcome_and_time() -> None:
+    h = Harness()
+    rec = Recorder()
+    h.gateway.observers.append(rec)
+    assert h.session in h.gateway.sessions
+    h.send(ITEM)                                   # before login: refused
+    h.login()                                      # ok
+    h.send(b"9300CNsc1|COwrong|CPMAIN|")           # refused
+    h.acs.manual = True
+    h.session.line_received(with_ed(CHECKOUT, "1"))
+    h.clock.advance(0.25)
+    h.acs.fire()                                   # ok after 0.25 s
+    h.send(with_ed(CHECKOUT, "1"))                 # replayed
+    h.send(b"22garbage")                           # bad
+    assert rec.seen == [("17", "refused", 0.0), ("93", "ok", 0.0), ("93", "refused", 0.0), ("11", "ok", 0.25),
+                        ("11", "replayed", 0.0), ("22", "bad", 0.0)]
+    assert (h.session.served, h.session.last_code, h.session.since) == (6, "22", h.clock.seconds() - 0.25)
+    h.session.connection_lost()
+    assert h.session not in h.gateway.sessions
