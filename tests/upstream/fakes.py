@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -100,6 +100,7 @@ class FakeUpstreamProtocol(Protocol):
         self.token = 0
         self.idle_timer = None
         self.gone = False
+        self.lost: Deferred = Deferred()
 
     @property
     def encoding(self) -> str:
@@ -115,6 +116,7 @@ class FakeUpstreamProtocol(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         self.gone = True
+        self.lost.callback(None)
         if self.idle_timer is not None and self.idle_timer.active():
             self.idle_timer.cancel()
 
