@@ -145,6 +145,15 @@ class ReplyTests(SynchronousTestCase):
         self.assertIsInstance(f.value, OutcomeUnknown)
         self.assertTrue(transport.disconnecting)
 
+    def test_96_after_our_97_is_not_a_reason_to_send_the_request_again(self):
+        proto, transport, _ = protocol()
+        d = proto.send("09", CHECKIN_FIXED, CHECKIN_FIELDS)
+        transport.clear()
+        proto.dataReceived(checkin_reply("0")[:-5] + b"0000\r")  # bad checksum: we ask with a 97
+        proto.dataReceived(b"96\r")  # a server that cannot resend
+        self.assertEqual(transport.value(), b"97AZFEF5\r")
+        self.assertIsInstance(self.failureResultOf(d, BadReply).value, OutcomeUnknown)
+
     def test_96_makes_us_send_the_request_once_more(self):
         proto, transport, _ = protocol()
         d = proto.send("09", CHECKIN_FIXED, CHECKIN_FIELDS)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
@@ -42,7 +43,7 @@ from sipgateway.acs.upstream.errors import (
     Unavailable,
 )
 from sipgateway.acs.upstream.url import UpstreamConfig
-from sipgateway.exchange import LOGIN, Body
+from sipgateway.exchange import LOGIN, Body, RequestContext
 from sipgateway.sip2 import Message
 
 log = Logger()
@@ -60,10 +61,6 @@ Outcome = Callable[[bool, str], None]
 
 def gateway_login(config: UpstreamConfig) -> Body:
     """The 93 of pooled mode: the URL's login, password and location."""
-    from datetime import datetime
-
-    from sipgateway.exchange import RequestContext
-
     assert config.login is not None
     request = rq.LoginRequest(user=config.login, password=config.password, location=config.location)
     _code, fixed, fields = LOGIN.request_message(request, RequestContext(institution=config.institution,

@@ -16,7 +16,8 @@ after which it is closed rather than trusted:
 * a line when nothing was asked: logged, and the connection is closed.
 
 A reply with a checksum that does not match is asked for again once with a 97; a 96 (the
-server could not read our request) makes us send the request once more.
+server could not read our request, so it did nothing) makes us send the request once more,
+but never after a 97 (then the request may have been applied).
 
 ``send`` takes an optional ``deadline`` (clock seconds): a request whose deadline has
 passed is not sent (``DeadlinePassed``); one that is sent waits at most until the deadline
@@ -173,7 +174,9 @@ class UpstreamProtocol(Protocol):
             self._bad(pending, line, f"not a SIP2 reply ({e.reason})",
                       in_step=self.settings.profile.error_line_in_step)
             return
-        if msg.code == "96" and not pending.sent_again:
+        if msg.code == "96" and not pending.sent_again and not pending.asked_again:
+            # the server could not read the request, so it did not act on it: sending it again
+            # is safe. (A 96 answering our 97 is not that: the request may have been applied.)
             pending.sent_again = True
             log.info("upstream {server} could not read our {code} (96); sending it again",
                      server=self.server, code=pending.code)
