@@ -192,6 +192,15 @@ class ReconnectTests(SynchronousTestCase):
         self.assertGreater(h.fake.codes().count("93"), 4)
         self.assertTrue(all(ok is False for ok, _ in h.outcomes))
 
+    def test_a_close_on_the_login_is_a_refused_login(self):
+        h = PoolHarness(self, url="sip2://h:1?login=gw&password=secret&pool=1",
+                        behaviour=Behaviour(close_on_login=True))
+        h.start()
+        self.assertEqual(h.pool.ready_connections, 0)
+        self.assertEqual(h.outcomes, [(False, "the server closed the connection on our login")])
+        f = self.failureResultOf(h.checkout(), Unavailable)
+        self.assertIn("11 not sent: no connection (the server closed the connection on our login)", str(f.value))
+
     def test_stop_fails_queued_requests_and_closes(self):
         h = PoolHarness(self, url="sip2://h:1?login=gw&password=secret&pool=1", behaviour=Behaviour(delay=1.0))
         h.start()

@@ -86,6 +86,12 @@ class SendingTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         self.assertTrue(proto.idle)
 
+    def test_only_requests_with_a_reply_can_be_sent(self):
+        proto, transport, _ = protocol()
+        for code in ("97", "10", "ZZ"):
+            self.failureResultOf(proto.send(code, {}, {}), NotEncodable)
+        self.assertEqual(transport.value(), b"")
+
     def test_sequence_is_not_used_up_by_a_refused_send(self):
         proto, transport, clock = protocol()
         clock.advance(10)

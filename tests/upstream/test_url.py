@@ -36,6 +36,10 @@ class ParseTests(SynchronousTestCase):
                                            location="DESK", institution="MAIN", pool=8, timeout=2.5,
                                            encoding="iso8859-1", checksum="characters", terminator="CRLF"))
         self.assertTrue(c.pooled)
+        self.assertEqual(str(c), "sip2://10.0.0.5:6001?profile=koha&login=gw&password=****&location=DESK"
+                                 "&institution=MAIN&pool=8&timeout=2.5&encoding=iso8859-1&checksum=characters"
+                                 "&terminator=CRLF")
+        self.assertEqual(parse_url(str(c).replace("****", "s%26cret")), c)
 
     def test_profile_gives_defaults_the_url_overrides(self):
         self.assertEqual(parse_url("sip2://h:1?profile=folio").encoding, "cp850")

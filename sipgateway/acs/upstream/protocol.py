@@ -46,7 +46,15 @@ from sipgateway.acs.upstream.errors import (
     ReplyTimeout,
     Unavailable,
 )
-from sipgateway.acs.upstream.wire import MAX_REPLY, WireSettings, decode_reply, encode_request, resend_request, show
+from sipgateway.acs.upstream.wire import (
+    MAX_REPLY,
+    Shown,
+    WireSettings,
+    decode_reply,
+    encode_request,
+    resend_request,
+    show,
+)
 from sipgateway.sip2 import MESSAGES, ChecksumError, Message, SIP2Error
 from sipgateway.transports.framing import LineSplitter
 
@@ -119,6 +127,9 @@ class UpstreamProtocol(Protocol):
         if not self.idle:
             why = "busy with another request" if self.usable else "connection closed or out of step"
             return _failed(Unavailable(f"{code} not sent: {why}", server=self.server, code=code))
+        spec = MESSAGES.get(code)
+        if spec is None or spec.direction != "request" or spec.reply is None:
+            return _failed(NotEncodable(f"{code!r} is not a request SIP2 answers", server=self.server, code=code))
         sequence = None
         if self.settings.error_detection:
             sequence = str(self._sequence)
@@ -127,12 +138,11 @@ class UpstreamProtocol(Protocol):
             data = encode_request(code, fixed, fields, sequence, self.settings)
         except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
             return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
-        spec = MESSAGES[code]
-        pending = _Pending(code=code, expect=spec.reply or "", data=data, sequence=sequence, done=Deferred())
+        pending = _Pending(code=code, expect=spec.reply, data=data, sequence=sequence, done=Deferred())
         delay = self.timeout if deadline is None else min(self.timeout, deadline - now)
         pending.timer = self.clock.callLater(delay, self._timed_out, pending)
         self._pending = pending
-        log.debug("upstream {server} <- {line}", server=self.server, line=show(data))
+        log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
         self.transport.write(data)
         return pending.done
 
@@ -158,7 +168,7 @@ class UpstreamProtocol(Protocol):
                          server=self.server, line=show(line))
                 self.close()
             return
-        log.debug("upstream {server} -> {line}", server=self.server, line=show(line))
+        log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
         try:
             msg = decode_reply(line, self.settings)
         except ChecksumError:

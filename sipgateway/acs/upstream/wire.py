@@ -83,6 +83,22 @@ def decode_reply(line: bytes, settings: WireSettings) -> Message:
     return settings.profile.normalise(msg)
 
 
+class Shown:
+    """``show(data)`` computed only when a log observer formats it (trace lines cost nothing
+    when nobody records them)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __str__(self) -> str:
+        return show(self.data)
+
+    def __format__(self, spec: str) -> str:
+        return format(show(self.data), spec)
+
+
 def show(data: bytes, limit: int = SHOW_LIMIT) -> str:
     """``data`` for a log line or an error: CO/AD/AC values masked, bytes outside printable
     ASCII (and the backslash) escaped, at most ``limit`` bytes shown."""
