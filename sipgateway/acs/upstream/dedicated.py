@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from sipgateway.acs.upstream.connection import UpstreamConnection
@@ -49,7 +49,7 @@ class Dedicated:
         return self._pool.stop()
 
 
-def open_dedicated(config: UpstreamConfig, clock, endpoint: IStreamClientEndpoint, login: Body, *,
+def open_dedicated(config: UpstreamConfig, clock: IReactorTime, endpoint: IStreamClientEndpoint, login: Body, *,
                    deadline: float | None = None, on_outcome: list[Outcome] | None = None) -> Deferred[Dedicated]:
     """Connect and send the device's 93 (``login``: its fixed and variable fields).
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -96,7 +96,7 @@ class UpstreamPool:
     for a real server); ``login`` the 93 body (default: the config's own login, or none in
     pass-through mode)."""
 
-    def __init__(self, config: UpstreamConfig, clock, endpoint: IStreamClientEndpoint, *,
+    def __init__(self, config: UpstreamConfig, clock: IReactorTime, endpoint: IStreamClientEndpoint, *,
                  login: Body | None = None, size: int | None = None, lazy: bool = False,
                  max_queue: int | None = None) -> None:
         self.config = config
