@@ -207,3 +207,16 @@ def test_a_client_certificate_bound_to_an_account_logs_in_without_a_93(gateway: 
         stranger = gateway.connect(gateway.certs)
         wise(stranger, "9900302.00")
     assert f"logged in as 'lpl-sc' (client certificate {CLIENT_SUBJECT})" in gateway.proc.log()
+
+
+def test_clients_that_offer_alpn_get_http_1_1(gateway: Gateway) -> None:
+    """curl, browsers and most HTTP libraries offer ALPN (h2, http/1.1).  Twisted's own ALPN
+    callback fails the handshake when the listener names no protocol ("tlsv1 alert internal
+    error"); the http door selects http/1.1 and answers."""
+    context = ssl.create_default_context(cafile=gateway.pki.ca.cert_path)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    conn = http.client.HTTPSConnection("127.0.0.1", gateway.https, timeout=TIMEOUT, context=context)
+    status, login = wise(conn, "9300CNsc1|COpass1|CPMAIN|")
+    assert status == 200 and login["sip2response"] == "941"
+    assert conn.sock.selected_alpn_protocol() == "http/1.1"
+    conn.close()
