@@ -64,6 +64,7 @@ class Bench:
                  tlsload: Path | None = None) -> None:
         self.loadgen = loadgen
         self.tlsload = tlsload
+        self.tlsload_error: str | None = None
         self.ceiling = ceiling
         self.gateway = gateway
         self.database = database
@@ -85,8 +86,10 @@ class Bench:
             if w.door == "sip":
                 figures = lg.run(self.loadgen, self.gateway.port, load)
             else:
-                if self.tlsload is None or w.door not in self.gateway.doors:
-                    raise lg.LoadgenError(f"no {w.door} door or no tlsload to drive it")
+                if self.tlsload is None:
+                    raise lg.LoadgenError(self.tlsload_error or "no tlsload to drive the TLS doors")
+                if w.door not in self.gateway.doors:
+                    raise lg.LoadgenError(f"the gateway was started without its {w.door} door")
                 figures = lg.run_tls(self.tlsload, self.gateway.doors[w.door], load,
                                      "wise" if w.door == "https" else "sip")
         cpu_after = self.gateway.cpu_seconds()
@@ -251,10 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loadgen = build_loadgen()
-        tlsload = build_tlsload() if any(w.door != "sip" for w in plan) else None
     except BuildError as e:
         print(f"run.py: cannot build the load generator: {e}", file=sys.stderr)
         return 2
+    tlsload, tlsload_error = None, None
+    if any(w.door != "sip" for w in plan):
+        try:
+            tlsload = build_tlsload()
+        except BuildError as e:  # those rows fail, saying why; the others run
+            tlsload_error = f"cannot build bench/tlsload.c (it needs OpenSSL's headers: libssl-dev): {e}"
+            _progress(f"bench: {tlsload_error}")
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the servers are stopped on the way out
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
@@ -277,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if gateway_error:
             _progress(f"bench: {gateway_error}")
         bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp, tlsload)
+        bench.tlsload_error = tlsload_error
         for w in plan:
             _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
                       f"{f' x{w.repeats}' if w.repeats > 1 else ''})")
