@@ -102,3 +102,31 @@ def run(binary: Path, port: int, load: Load, host: str = "127.0.0.1", as_json: b
     figures["client_cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3)
     figures["stderr"] = proc.stderr.strip()
     return figures
+
+
+def run_tls(binary: Path, port: int, load: Load, mode: str, host: str = "127.0.0.1",
+            setup_allowance: float = 60.0) -> dict:
+    """tlsload once (``mode`` "sip" for the TLS socket door, "wise" for the http door's
+    tunnel), closed loop; its figures as a dict, as ``run`` returns them."""
+    with tempfile.NamedTemporaryFile("w", prefix="sipbench-", suffix=".txt", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in load.requests))
+        f.flush()
+        cmd = [str(binary), "-h", host, "-p", str(port), "-c", str(load.conns), "-d", str(load.seconds),
+               "-f", f.name, "-m", mode, "--json"]
+        if load.login:
+            cmd += ["-l", load.login]
+        if load.codes:
+            cmd += ["-x", load.codes]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                  timeout=load.seconds + setup_allowance)
+        except subprocess.TimeoutExpired:
+            raise LoadgenError(f"{binary.name} did not finish within {load.seconds + setup_allowance:.0f} s") from None
+    if proc.returncode != 0:
+        raise LoadgenError(f"{binary.name} exited with status {proc.returncode}: {proc.stderr.strip()[:500]}")
+    try:
+        figures = json.loads(proc.stdout)
+    except ValueError as e:
+        raise LoadgenError(f"{binary.name} printed no JSON ({e}): {proc.stdout.strip()[:300]!r}") from None
+    figures["stderr"] = proc.stderr.strip()
+    return figures

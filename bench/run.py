@@ -7,7 +7,8 @@ Builds bench/out/loadgen (cc -O2, when stale), starts bench/ceiling.py and
 ports), runs every workload against both (99, 63, 17 and checkout+checkin at 1, 10 and 100
 connections; 99 paced at 10,000 req/s over 100 connections, median of three; 10 active
 connections with and without 10,000 idle logged-in ones; 10,000 logging in at once on a
-fresh gateway and again warm), checks every reply code and that
+fresh gateway and again warm; 63 over the TLS socket door and over the http door's HTTPS
+tunnel, driven by bench/out/tlsload), checks every reply code and that
 every ok'd checkout was committed, prints one table with PASS/FAIL against the targets and
 writes the figures as JSON (default bench/out/bench-<timestamp>.json).  Exit status 1 when
 a row fails.  About 4 minutes; --quick about 1.
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from bench import benchdata, report, servers, workloads  # noqa: E402
 from bench import loadgen_runner as lg  # noqa: E402
-from bench.build import OUT_DIR, BuildError, build_loadgen  # noqa: E402
+from bench.build import OUT_DIR, BuildError, build_loadgen, build_tlsload  # noqa: E402
 
 
 def _progress(message: str) -> None:
@@ -59,8 +60,11 @@ class Bench:
     """Runs workloads against the two servers; keeps the offsets of the write path."""
 
     def __init__(self, loadgen: Path, ceiling: servers.Server | None, gateway: servers.Server | None,
-                 database: Path | None, gateway_error: str | None, workdir: Path | None = None) -> None:
+                 database: Path | None, gateway_error: str | None, workdir: Path | None = None,
+                 tlsload: Path | None = None) -> None:
         self.loadgen = loadgen
+        self.tlsload = tlsload
+        self.tlsload_error: str | None = None
         self.ceiling = ceiling
         self.gateway = gateway
         self.database = database
@@ -77,8 +81,17 @@ class Bench:
         assert self.gateway is not None
         self.gateway.wait_quiet()
         cpu_before = self.gateway.cpu_seconds()
+        load = self._load(w, workloads.EXPECTED[w.request], offset)
         with servers.RSSSampler(self.gateway) as rss:
-            figures = lg.run(self.loadgen, self.gateway.port, self._load(w, workloads.EXPECTED[w.request], offset))
+            if w.door == "sip":
+                figures = lg.run(self.loadgen, self.gateway.port, load)
+            else:
+                if self.tlsload is None:
+                    raise lg.LoadgenError(self.tlsload_error or "no tlsload to drive the TLS doors")
+                if w.door not in self.gateway.doors:
+                    raise lg.LoadgenError(f"the gateway was started without its {w.door} door")
+                figures = lg.run_tls(self.tlsload, self.gateway.doors[w.door], load,
+                                     "wise" if w.door == "https" else "sip")
         cpu_after = self.gateway.cpu_seconds()
         if cpu_before is not None and cpu_after is not None:
             # CPU over the whole loadgen run (set-up included): near 100 % means the gateway is the bottleneck
@@ -201,7 +214,7 @@ class Bench:
 def _start_gateway(tmp: Path, plan: list[workloads.Workload]) -> tuple[servers.Server | None, Path | None, str | None]:
     database = tmp / "bench.sqlite3"
     try:
-        gateway = servers.start_gateway(tmp, database)
+        gateway = servers.start_gateway(tmp, database, tls=any(w.door != "sip" for w in plan))
     except (servers.ServerError, OSError) as e:
         return None, None, f"the gateway did not start: {e}"
     try:
@@ -244,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as e:
         print(f"run.py: cannot build the load generator: {e}", file=sys.stderr)
         return 2
+    tlsload, tlsload_error = None, None
+    if any(w.door != "sip" for w in plan):
+        try:
+            tlsload = build_tlsload()
+        except BuildError as e:  # those rows fail, saying why; the others run
+            tlsload_error = f"cannot build bench/tlsload.c (it needs OpenSSL's headers: libssl-dev): {e}"
+            _progress(f"bench: {tlsload_error}")
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the servers are stopped on the way out
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
@@ -265,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway, database, gateway_error = _start_gateway(tmp, plan)
         if gateway_error:
             _progress(f"bench: {gateway_error}")
-        bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp)
+        bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp, tlsload)
+        bench.tlsload_error = tlsload_error
         for w in plan:
             _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
                       f"{f' x{w.repeats}' if w.repeats > 1 else ''})")

@@ -51,11 +51,14 @@ def _die_with_parent() -> None:
 class Server:
     """A child process serving on ``port``; stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, proc: subprocess.Popen, port: int, log: Path | None = None) -> None:
+    def __init__(self, name: str, proc: subprocess.Popen, port: int, log: Path | None = None,
+                 doors: dict[str, int] | None = None) -> None:
         self.name = name
         self.proc = proc
         self.port = port
         self.log = log
+        #: the ports of the gateway's other doors ("tls", "https"), when it was started with them
+        self.doors = doors or {}
 
     @property
     def pid(self) -> int:
@@ -221,16 +224,30 @@ def write_gateway_config(path: Path, max_connections: int) -> None:
                     f"max_connections_per_address = {max_connections}\n", encoding="utf-8")
 
 
+def tls_listeners(workdir: Path) -> tuple[dict[str, int], list[str]]:
+    """Free ports and ``--listen`` arguments for the TLS socket door and the http door over
+    TLS, both with a self-signed certificate written into ``workdir``."""
+    from bench.tlscert import write_self_signed
+
+    key, cert = write_self_signed(workdir)
+    doors = {"tls": free_port(), "https": free_port()}
+    tls = f"tls:{{port}}:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+    return doors, ["--listen", "sip:" + tls.format(port=doors["tls"]),
+                   "--listen", "http:" + tls.format(port=doors["https"])]
+
+
 def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (), python: str = sys.executable,
-                  max_connections: int = 30000, timeout: float = 60.0) -> Server:
-    """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout."""
+                  max_connections: int = 30000, timeout: float = 60.0, tls: bool = False) -> Server:
+    """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout;
+    with ``tls`` also the TLS socket door and the http door over TLS (``Server.doors``)."""
     port = free_port()
     config = workdir / "gateway.ini"
     write_gateway_config(config, max_connections)
     log = workdir / "twistd.log"
+    doors, door_args = tls_listeners(workdir) if tls else ({}, [])
     cmd = twistd_command(python) + [
         "-n", "--pidfile=", f"--logfile={log}", "sipgateway", "--config", str(config),
-        "--listen", f"sip:tcp:{port}:interface=127.0.0.1:backlog=1024",
+        "--listen", f"sip:tcp:{port}:interface=127.0.0.1:backlog=1024", *door_args,
         "--database", f"sqlite:{database}", "--demo", *extra_args]
     env = dict(os.environ)
     # this checkout's sipgateway and twisted/plugins, whether or not the project is installed
@@ -238,7 +255,7 @@ def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (),
     output = workdir / "twistd.out"
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-    server = Server("gateway", proc, port, log)
+    server = Server("gateway", proc, port, log, doors)
     try:
         wait_for_port(server, timeout)
     except ServerError as e:

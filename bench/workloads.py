@@ -57,7 +57,7 @@ class Target:
         if self.kind == "rss_max_mb":
             return f"RSS<={self.limit:g}MB"
         if self.kind == "ratio_min":
-            return f">={self.limit:.0%} of no-idle"
+            return f">={self.limit:.0%} of {self.ref}"
         if self.kind == "cold_ratio_max":
             return f"cold<={self.limit:g}x warm"
         raise ValueError(f"unknown target kind {self.kind!r}")
@@ -89,6 +89,9 @@ class Workload:
     targets: tuple[Target, ...] = field(default=())
     #: a login storm: every connection logs in at once on a fresh gateway, then again (warm)
     storm: bool = False
+    #: the gateway's door the load goes through: "sip" (plain TCP, loadgen), "tls" (the TLS
+    #: socket door) or "https" (the http door's Wise tunnel), the last two driven by tlsload
+    door: str = "sip"
 
     @property
     def label(self) -> str:
@@ -99,6 +102,8 @@ class Workload:
             label += f" +{self.idle:,} idle"
         elif self.key.endswith("-noidle"):
             label += " no idle"
+        if self.door != "sip":
+            label += f" over {self.door.upper()}"
         return label
 
     @property
@@ -136,6 +141,8 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "99-paced": (Target("p50_max_us", 1000.0), Target("p99_max_us", 10_000.0)),
     "99-idle": (Target("rss_max_mb", 150.0), Target("ratio_min", 0.80, ref="99-noidle")),
     "93-storm": (Target("cold_ratio_max", 2.0),),
+    # the http door's Wise tunnel beside the TLS socket door, both on keep-alive TLS connections
+    "63-https-c10": (Target("ratio_min", 0.50, ref="63-tls-c10"),),
 }
 
 
@@ -148,6 +155,9 @@ def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[W
                               targets=TARGETS["99-paced"]))
     workloads.append(Workload("99-noidle", "99", 10, durations.idle))
     workloads.append(Workload("99-idle", "99", 10, durations.idle, idle=IDLE_CONNECTIONS, targets=TARGETS["99-idle"]))
+    for door in ("tls", "https"):
+        workloads.append(Workload(f"63-{door}-c10", "63", 10, durations.closed, repeats=durations.closed_repeats,
+                                  targets=TARGETS.get(f"63-{door}-c10", ()), door=door))
     workloads.append(Workload("93-storm", "93", STORM_CONNECTIONS, 0.1, targets=TARGETS["93-storm"], storm=True))
     if only:
         unknown = only - {w.key for w in workloads}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_MAX_LINE = 4096        # bytes; the longest real SIP2 message is well under 2 KiB
 DEFAULT_IDLE_TIMEOUT = 600.0   # seconds without a request before the connection is closed
@@ -39,6 +40,8 @@ class ListenerSettings:
     terminator: bytes | None = None
     #: TLS client certificate subject -> SC account
     cert_accounts: Mapping[str, str] = field(default_factory=dict)
+    #: the door's own settings (``Door.options`` in transports/doors.py), None for doors without any
+    options: Any = None
 
 
 @dataclass(frozen=True)

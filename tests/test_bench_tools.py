@@ -190,7 +190,7 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 16 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert len(keys) == 18 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
@@ -264,3 +264,19 @@ def test_the_login_storm_row_is_judged_on_cold_over_warm_and_shows_both_times():
                         "gateway), 5.00 s warm, in the same run (x1.80; PASS)")
     assert "cold<=2x warm failed: got 2.20x" in "\n".join(report.failure_notes(rows))
     assert "not_logged_in=3" in "\n".join(report.failure_notes(rows))
+
+
+def test_the_https_row_is_judged_against_the_tls_row_of_the_same_run():
+    rows = {w.key: w for w in workloads.plan(only={"63-tls-c10", "63-https-c10"})}
+    assert rows["63-tls-c10"].door == "tls" and rows["63-https-c10"].door == "https"
+    assert rows["63-https-c10"].label == "63 patron info over HTTPS"
+    (target,) = rows["63-https-c10"].targets
+    assert (target.kind, target.limit, target.ref) == ("ratio_min", 0.50, "63-tls-c10")
+    assert target.describe() == ">=50% of 63-tls-c10"
+    figures = {"rate": 1000.0, "p50_us": 1, "p99_us": 2, "replies": 10}
+    judged = report.evaluate([
+        {"key": "63-tls-c10", "label": "tls", "conns": 10, "targets": [], "ours": figures,
+         "ceiling": figures},
+        {"key": "63-https-c10", "label": "https", "conns": 10, "ours": dict(figures, rate=450.0),
+         "ceiling": figures, "targets": [{"kind": "ratio_min", "limit": 0.5, "ref": "63-tls-c10"}]}])
+    assert judged[1]["result"] == "FAIL" and judged[1]["checks"][-1]["detail"] == "got 45%"

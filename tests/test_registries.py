@@ -76,7 +76,7 @@ def test_a_registered_door_is_a_listener_kind(monkeypatch: pytest.MonkeyPatch) -
 
 def test_an_unknown_kind_names_the_registered_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(DOORS, "echo", Door(f"{__name__}.EchoFactory"))
-    with pytest.raises(ConfigError, match="KIND is one of sip, telnet, echo"):
+    with pytest.raises(ConfigError, match="KIND is one of sip, telnet, http, echo"):
         load(None, listen=["ftp:tcp:21"])
 
 

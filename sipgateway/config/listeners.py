@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from twisted.python.reflect import namedAny
+
 from sipgateway.config.values import (
     ConfigError,
     check_encoding,
@@ -13,7 +15,7 @@ from sipgateway.config.values import (
 )
 from sipgateway.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_LINE, ListenerSettings
 from sipgateway.transports.backlog import BACKLOG_ENDPOINTS, MAX_BACKLOG, endpoint_type
-from sipgateway.transports.doors import DOORS
+from sipgateway.transports.doors import DOORS, door_keys
 from sipgateway.transports.endpointstrings import split_endpoint
 
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
@@ -39,11 +41,13 @@ def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] |
         raise ConfigError(
             f"{where}: {value!r} is not KIND:ENDPOINT; KIND is one of {', '.join(DOORS)}, "
             f"for example sip:tcp:6001:interface=127.0.0.1")
-    ours: dict[str, str] = dict(defaults or {})
+    door = DOORS[kind]
+    ours: dict[str, str] = {**door.defaults, **(defaults or {})}
+    own_keys = door_keys()
     kept = []
     for part in split_endpoint(rest):
         key, eq, val = part.partition("=")
-        if eq and key in LISTENER_KEYS:
+        if eq and (key in LISTENER_KEYS or key in own_keys):
             ours[key] = val
         else:
             kept.append(part)
@@ -54,7 +58,21 @@ def parse_listen(value: str, where: str = "--listen", defaults: dict[str, str] |
         raise ConfigError(f"{where}: account= cannot be used on a {kind} listener: {DOORS[kind].no_account}")
     backlog = _backlog(ours.pop("backlog", ""), endpoint, where)
     settings = listener_settings(ours, name=f"{kind}:{endpoint}", where=where, serial=kept[0] == "serial")
+    if door.options or any(key in own_keys for key in ours):
+        settings = replace(settings, options=_door_options(kind, ours, where))
     return ListenerConfig(kind=kind, endpoint=endpoint, settings=settings, backlog=backlog)
+
+
+def _door_options(kind: str, values: dict[str, str], where: str) -> object:
+    """The door's own settings from its keys; another door's key is an error."""
+    door = DOORS[kind]
+    for key in sorted(door_keys() - set(door.keys)):
+        if key in values:
+            kinds = ", ".join(name for name, other in DOORS.items() if key in other.keys)
+            raise ConfigError(f"{where}: {key}= applies only to {kinds} listeners, not {kind}")
+    if not door.options:
+        return None
+    return namedAny(door.options)({key: values[key] for key in door.keys if key in values}, where)
 
 
 def _backlog(raw: str, endpoint: str, where: str) -> int | None:
@@ -102,11 +120,11 @@ def listener_section(name: str, values: dict[str, str]) -> ListenerConfig:
                     raise ConfigError(f"{where} cert_accounts: {line.strip()!r} is not "
                                       "'CERTIFICATE SUBJECT -> SC ACCOUNT'")
                 cert_accounts[subject.strip()] = account.strip()
-        elif key in _LISTENER_SECTION_KEYS:
+        elif key in _LISTENER_SECTION_KEYS or key in door_keys():
             plain[key] = value
         else:
             raise ConfigError(f"{where} {key}: unknown key (known: listen, {', '.join(LISTENER_KEYS)}, "
-                              "cert_accounts)")
+                              f"cert_accounts, {', '.join(sorted(door_keys()))})")
     if not plain.get("listen"):
         raise ConfigError(f"{where} listen: missing; for example listen = sip:tcp:6001:interface=127.0.0.1")
     listen = plain.pop("listen")

@@ -32,7 +32,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint, IStreamServerEndpointStringParser
+from twisted.internet.interfaces import (
+    IProtocolNegotiationFactory,
+    IStreamServerEndpoint,
+    IStreamServerEndpointStringParser,
+)
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -140,7 +144,8 @@ def server_options(private_key: str, cert_key: str | None = None, ca_certs: str 
             caCerts=[crypto.X509.from_cryptography(c) for c in cas] or None,
             requireCertificate=bool(cas),
         )
-        options.getContext()  # built now so that a bad combination stops start-up
+        # built now so that a bad combination stops start-up
+        options.getContext().set_alpn_select_callback(_select_alpn)
     except (SSL.Error, crypto.Error, ValueError, TypeError) as e:
         raise TLSConfigError(
             f"tls endpoint: privateKey file {private_key!r} and certKey file {cert_key!r} cannot be used "
@@ -167,12 +172,45 @@ class _FailureLog(ProtocolWrapper):
         super().connectionLost(reason)
 
 
+@implementer(IProtocolNegotiationFactory)
 class _FailureLogFactory(WrappingFactory):
     protocol = _FailureLog
 
     def __init__(self, wrapped, port: int) -> None:
         super().__init__(wrapped)
         self.port = port
+        self._alpn = _offered_protocols(wrapped)
+
+    def acceptableProtocols(self) -> list[bytes]:  # noqa: N802 - Twisted's name
+        """What ALPN may choose: the HTTP door's ``http/1.1``; nothing for the SIP2 doors."""
+        return self._alpn
+
+
+def _offered_protocols(factory, depth: int = 8) -> list[bytes]:
+    """The ALPN protocols of the innermost factory that has some (twisted.web's Site), looked
+    for through the wrapping factories (limits, logging) around it."""
+    for _ in range(depth):
+        if factory is None:
+            break
+        negotiating = IProtocolNegotiationFactory(factory, None)
+        if negotiating is not None:
+            return list(negotiating.acceptableProtocols())
+        factory = getattr(factory, "wrappedFactory", None)
+    return []
+
+
+def _select_alpn(connection: SSL.Connection, offered: list[bytes]):
+    """Choose the first of the listener's protocols that the client offered; with none in
+    common, carry on without ALPN.  Twisted's own callback answers b"" then, which OpenSSL
+    turns into a handshake failure: curl, browsers and most HTTP libraries offer ALPN."""
+    tls = connection.get_app_data()
+    factory = getattr(tls, "factory", None)
+    wrapped = getattr(factory, "wrappedFactory", None)
+    ours = wrapped.acceptableProtocols() if isinstance(wrapped, _FailureLogFactory) else []
+    for protocol in ours:
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 @implementer(IStreamServerEndpoint)

@@ -142,9 +142,12 @@ def check_ed(reply: bytes, seq: int) -> None:
 class TLSSIPClient(SIPClient):
     """``SIPClient`` over TLS from the standard library's ``ssl``."""
 
-    def __init__(self, port: int, ca: str, cert: Issued | None, timeout: float = TIMEOUT) -> None:
+    def __init__(self, port: int, ca: str, cert: Issued | None, timeout: float = TIMEOUT,
+                 alpn: list[str] | None = None) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(ca)  # the server's certificate names localhost and 127.0.0.1
+        if alpn:
+            context.set_alpn_protocols(alpn)
         if cert is not None:
             context.load_cert_chain(cert.cert_path, cert.key_path)
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -488,3 +491,11 @@ def test_the_subject_openssl_prints_is_the_one_cert_accounts_matches(tmp_path: P
             return cert
 
     assert printed.strip() == f"subject={peer_subject(Transport())}"
+
+
+def test_a_tls_client_offering_alpn_is_served_without_a_protocol(doors: FourDoors) -> None:
+    """A client library that offers ALPN (h2, http/1.1) to the SIP2 TLS door: no protocol in
+    common, so the handshake carries on without one (Twisted's own callback would fail it)."""
+    with TLSSIPClient(doors.tls_port, doors.pki.ca.cert_path, doors.pki.client, alpn=["h2", "http/1.1"]) as client:
+        assert client.sock.selected_alpn_protocol() is None
+        assert client.request("9900302.00").startswith(b"98")
