@@ -370,5 +370,14 @@ def _unlock_command(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=unlock.run)
 
 
+# -- report, db: modules of their own ------------------------------------------------------
+
+@command
+def _report_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import usagereport
+
+    usagereport.register(subparsers)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
