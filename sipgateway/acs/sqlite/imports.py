@@ -252,13 +252,13 @@ def write(conn: sqlite3.Connection, parsed: Parsed, kind: Kind, now: datetime) -
         extra.append("current_location")  # a new item starts where it belongs
     sql = (f"INSERT INTO {kind.table} ({', '.join(fields + extra)}) VALUES ({', '.join('?' * len(fields + extra))}) "
            f"ON CONFLICT (barcode) DO UPDATE SET {', '.join(updates) or 'barcode = excluded.barcode'}")
-    added = updated = 0
-    for row in parsed.rows:
-        values = [row[name] for name in header]
-        if conn.execute(f"SELECT 1 FROM {kind.table} WHERE barcode = ?", (row["barcode"],)).fetchone():
-            updated += 1
-        else:
-            added += 1
-        more = extra_values + ([row["permanent_location"]] if len(extra) > 1 else [])
-        conn.execute(sql, values + more)
-    return added, updated
+    barcodes = [row["barcode"] for row in parsed.rows]
+    updated = 0
+    for start in range(0, len(barcodes), 500):  # SQLite takes a bounded number of parameters
+        chunk = barcodes[start:start + 500]
+        updated += conn.execute(f"SELECT count(*) FROM {kind.table} WHERE barcode IN ({', '.join('?' * len(chunk))})",
+                                chunk).fetchone()[0]
+    moved = ["permanent_location"] if len(extra) > 1 else []
+    conn.executemany(sql, ([row[name] for name in header] + extra_values + [row[name] for name in moved]
+                           for row in parsed.rows))
+    return len(barcodes) - updated, updated
