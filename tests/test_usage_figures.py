@@ -3,6 +3,7 @@ code and outcome, written in batches to the database, kept when a write fails, b
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -131,8 +132,9 @@ class CountingTests(SynchronousTestCase):
 
 class DatabaseTests(SynchronousTestCase):
     def setUp(self) -> None:
-        path = Path(self.mktemp())
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        path = Path(folder.name) / "gw.sqlite3"
         self.acs = SQLiteACS.synchronous(str(path), hash_iterations=FAST)
         self.addCleanup(self.acs.close)
 
