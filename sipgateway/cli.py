@@ -1,4 +1,5 @@
-"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock.
+"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock;
+usage reports and the embedded database's data (usagereport.py, dbtool.py).
 
 Subcommands register themselves in ``COMMANDS``; another module adds one with::
 
@@ -368,6 +369,22 @@ def _unlock_command(subparsers: argparse._SubParsersAction) -> None:
                                           "account or a patron (on a running gateway too), or list them.")
     unlock.add_arguments(p)
     p.set_defaults(handler=unlock.run)
+
+
+# -- report, db: modules of their own ------------------------------------------------------
+
+@command
+def _report_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import usagereport
+
+    usagereport.register(subparsers)
+
+
+@command
+def _db_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import dbtool
+
+    dbtool.register(subparsers)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from sipgateway.transports.doors import door_factory
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
 from sipgateway.transports.listening import ListenerService
 from sipgateway.transports.tls import server_from_string
+from sipgateway.usagefigures import usage_figures
 
 #: what stops start-up with a one-line message naming the option, key or file
 StartupError = (ConfigError, ValueError, BackendUnavailable)
@@ -48,6 +49,10 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
 
     top = MultiService()
     backend.setServiceParent(top)  # started before the listeners listen, stopped with them
+    usage = usage_figures(backend, reactor)
+    if usage is not None:  # stopped before the backend: its last counts are written
+        gateway.observers.append(usage)
+        usage.setServiceParent(top)
     IgnoreSIGHUP(reactor).setServiceParent(top)
     for listener in config.listeners:
         factory = door_factory(listener.kind, gateway, listener.settings)

@@ -97,6 +97,8 @@ class EmbeddedBackend(Service):
     def __init__(self, acs: SQLiteACS, config: Config, findings: Findings) -> None:
         self.acs = self.accounts = acs
         self.attempts = acs.attempt_store()
+        #: where the usage figures go (sipgateway/usagefigures.py)
+        self.usage_store = acs.record_usage
         self.config = config
         self.findings = findings
 

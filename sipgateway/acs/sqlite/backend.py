@@ -30,6 +30,7 @@ from sipgateway.acs.sqlite import (
     renewaloptions,
     unoffered,
     usage,
+    usagestore,
 )
 from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
 from sipgateway.acs.sqlite.context import Call, Context, Tx
@@ -281,6 +282,11 @@ class SQLiteACS:
 
     def save_username(self, terminal: m.Terminal, request: rq.UsernameRequest) -> Deferred:
         return succeed(unoffered.save_username(request))
+
+    def record_usage(self, rows: tuple[usagestore.Row, ...], keep_from: str) -> Deferred:
+        """Add usage figures (a write of the database process, batched with the others; it
+        leaves the read cache alone: no answer depends on the figures)."""
+        return self.runner.submit("record usage figures", self._call(usagestore.add, (rows, keep_from), None), True)
 
     def attempt_store(self) -> SQLiteAttempts:
         """The failed-login and wrong-PIN counters, in this database (sipgateway/attempts.py)."""

@@ -240,7 +240,25 @@ WISE_MONEY = Migration(5, "patron credit, fee categories and the payments journa
 ))
 
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES, AUTH_FAILURES, WISE_MONEY)
+# Usage figures (sipgateway/usagefigures.py): requests answered, counted per day,
+# institution, listener, SC account, terminal location, request code and outcome, for the
+# figures libraries are asked for per branch and device (``sipgateway report usage``).
+USAGE_FIGURES = Migration(6, "usage figures: requests per day, institution, listener, account, terminal, code", (
+    """CREATE TABLE usage_figures (
+        day TEXT NOT NULL,
+        institution TEXT NOT NULL,
+        listener TEXT NOT NULL,
+        account TEXT NOT NULL,
+        terminal TEXT NOT NULL,
+        code TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        requests INTEGER NOT NULL CHECK (requests >= 0),
+        PRIMARY KEY (day, institution, listener, account, terminal, code, outcome)) WITHOUT ROWID""",
+))
+
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES, AUTH_FAILURES, WISE_MONEY,
+                                     USAGE_FIGURES)
 
 #: items whose status disagrees with their loans: charged exactly when an open loan exists.
 #: Empty on a consistent database (the crash tests use it).
