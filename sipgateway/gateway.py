@@ -68,10 +68,11 @@ class Gateway:
         self.logins: dict[str, int] = {"ok": 0, "failed": 0, "locked": 0, "error": 0}
 
     def authenticate(self, address: str, user: str, password: str, location: str, who: str,
-                     repeated: RepeatedLines | None = None) -> Deferred:
+                     repeated: RepeatedLines | None = None, listener: str = "") -> Deferred:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out).
-        ``repeated``: the connection's, when it can send any number of 93s."""
+        ``repeated``: the connection's, when it can send any number of 93s; ``listener``: its
+        name, a key of the log lines (as ``account``) for the JSON log."""
         lockout, accounts, logins = self.lockout, self.accounts, self.logins
         assert lockout is not None and accounts is not None  # set in __post_init__
 
@@ -81,7 +82,7 @@ class Gateway:
                 _warn(self.log, repeated, "login locked out", who,
                       "login for {user!r} refused: locked out ({what}) after too many failures; "
                       "'sipgateway unlock {subject}' lifts it", user=user, what=check.locked.key.describe(),
-                      subject=check.locked.key.subject, account=user)
+                      subject=check.locked.key.subject, account=user, listener=listener)
                 return None
             d = maybeDeferred(accounts.authenticate, user, password, location)
             return d.addCallbacks(checked, broken, callbackArgs=(check,))
@@ -90,7 +91,7 @@ class Gateway:
             if account is None:
                 logins["failed"] += 1
                 _warn(self.log, repeated, "login failed", who, "login failed for account {user!r}", user=user,
-                      account=user)
+                      account=user, listener=listener)
                 return lockout.failed(address, user)  # the reply waits until the failure is counted
             logins["ok"] += 1
             lockout.succeeded(address, user, check)
