@@ -66,6 +66,7 @@ def test_the_database_process_reports_its_batches_and_commits(acs: SQLiteACS, ch
 def test_ready_while_it_serves_then_the_reason_when_its_file_is_deleted(acs: SQLiteACS, children: Children) -> None:
     assert health.problem(acs) is None
     Path(acs.path).unlink()
+    assert health.problem(acs) == f"the database file {acs.path} is missing"      # before the process knows
     d = checkout(acs, "200001")
     children.pump_until(lambda: d.called)
     d.addErrback(lambda _: None)

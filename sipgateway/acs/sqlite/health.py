@@ -20,6 +20,8 @@ def problem(acs: Any) -> str | None:
     if why is not None:
         return why
     path = acs.path
+    if not os.path.exists(path):
+        return f"the database file {path} is missing"  # before the database process's heartbeat notices
     effective = os.access in os.supports_effective_ids
     if not os.access(path, os.W_OK, effective_ids=effective):
         return f"the database file {path} is not writable by uid {os.geteuid()}"
