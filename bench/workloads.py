@@ -57,7 +57,7 @@ class Target:
         if self.kind == "rss_max_mb":
             return f"RSS<={self.limit:g}MB"
         if self.kind == "ratio_min":
-            return f">={self.limit:.0%} of no-idle"
+            return f">={self.limit:.0%} of {self.ref}"
         if self.kind == "cold_ratio_max":
             return f"cold<={self.limit:g}x warm"
         raise ValueError(f"unknown target kind {self.kind!r}")
@@ -89,6 +89,8 @@ class Workload:
     targets: tuple[Target, ...] = field(default=())
     #: a login storm: every connection logs in at once on a fresh gateway, then again (warm)
     storm: bool = False
+    #: against a second gateway with the admin listener on, /metrics scraped every second
+    admin: bool = False
 
     @property
     def label(self) -> str:
@@ -99,6 +101,8 @@ class Workload:
             label += f" +{self.idle:,} idle"
         elif self.key.endswith("-noidle"):
             label += " no idle"
+        if self.admin:
+            label += ", admin+metrics"
         return label
 
     @property
@@ -136,14 +140,21 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "99-paced": (Target("p50_max_us", 1000.0), Target("p99_max_us", 10_000.0)),
     "99-idle": (Target("rss_max_mb", 150.0), Target("ratio_min", 0.80, ref="99-noidle")),
     "93-storm": (Target("cold_ratio_max", 2.0),),
+    # the admin listener and its metrics (a gateway observer) cost at most 10 % (issue 13)
+    "99-c10-admin": (Target("ratio_min", 0.90, ref="99-c10"),),
+    "11+09-c100-admin": (Target("ratio_min", 0.90, ref="11+09-c100"),),
 }
+#: the rows run again with the admin listener on, each right after itself
+ADMIN_ROWS = ("99-c10", "11+09-c100")
 
 
 def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
     """Every workload in the order run (the no-idle row before the idle one it is compared with)."""
-    workloads = [Workload(f"{request}-c{conns}", request, conns, durations.closed,
-                          repeats=durations.closed_repeats, targets=TARGETS.get(f"{request}-c{conns}", ()))
-                 for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)]
+    workloads = [Workload(f"{request}-c{conns}{admin}", request, conns, durations.closed,
+                          repeats=durations.closed_repeats, targets=TARGETS.get(f"{request}-c{conns}{admin}", ()),
+                          admin=bool(admin))
+                 for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)
+                 for admin in ("", "-admin") if not admin or f"{request}-c{conns}" in ADMIN_ROWS]
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))
     workloads.append(Workload("99-noidle", "99", 10, durations.idle))
