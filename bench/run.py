@@ -8,8 +8,10 @@ ports), runs every workload against both (99, 63, 17 and checkout+checkin at 1, 
 connections; 99 paced at 10,000 req/s over 100 connections, median of three; 10 active
 connections with and without 10,000 idle logged-in ones; 10,000 logging in at once on a
 fresh gateway and again warm; 63 over the TLS socket door and over the http door's HTTPS
-tunnel, driven by bench/out/tlsload), checks every reply code and that
-every ok'd checkout was committed, prints one table with PASS/FAIL against the targets and
+tunnel, driven by bench/out/tlsload; 99 at 10 and checkout+checkin at 100 connections again
+against a second gateway with the admin listener on and its /metrics scraped every second),
+checks every reply code and that every ok'd checkout was committed, prints one table with
+PASS/FAIL against the targets and
 writes the figures as JSON (default bench/out/bench-<timestamp>.json).  Exit status 1 when
 a row fails.  About 4 minutes; --quick about 1.
 """
@@ -61,7 +63,8 @@ class Bench:
 
     def __init__(self, loadgen: Path, ceiling: servers.Server | None, gateway: servers.Server | None,
                  database: Path | None, gateway_error: str | None, workdir: Path | None = None,
-                 tlsload: Path | None = None) -> None:
+                 tlsload: Path | None = None,
+                 admin: tuple[servers.Server | None, Path | None, str | None] = (None, None, None)) -> None:
         self.loadgen = loadgen
         self.tlsload = tlsload
         self.tlsload_error: str | None = None
@@ -71,6 +74,8 @@ class Bench:
         self.gateway_error = gateway_error
         self.workdir = workdir
         self.next_offset = 0
+        #: the gateway with the admin listener on, its database, why it is missing (the -admin rows)
+        self.admin, self.admin_database, self.admin_error = admin
 
     def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
         return lg.Load(requests=workloads.REQUESTS[w.request], conns=w.conns, seconds=w.seconds,
@@ -78,28 +83,33 @@ class Bench:
                        offset=offset)
 
     def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
-        assert self.gateway is not None
-        self.gateway.wait_quiet()
-        cpu_before = self.gateway.cpu_seconds()
+        gateway = self.admin if w.admin else self.gateway
+        assert gateway is not None
+        gateway.wait_quiet()
+        cpu_before = gateway.cpu_seconds()
         load = self._load(w, workloads.EXPECTED[w.request], offset)
-        with servers.RSSSampler(self.gateway) as rss:
+        with servers.RSSSampler(gateway) as rss, servers.Scraper(gateway.admin_url) as scraper:
             if w.door == "sip":
-                figures = lg.run(self.loadgen, self.gateway.port, load)
+                figures = lg.run(self.loadgen, gateway.port, load)
             else:
                 if self.tlsload is None:
                     raise lg.LoadgenError(self.tlsload_error or "no tlsload to drive the TLS doors")
-                if w.door not in self.gateway.doors:
+                if w.door not in gateway.doors:
                     raise lg.LoadgenError(f"the gateway was started without its {w.door} door")
-                figures = lg.run_tls(self.tlsload, self.gateway.doors[w.door], load,
+                figures = lg.run_tls(self.tlsload, gateway.doors[w.door], load,
                                      "wise" if w.door == "https" else "sip")
-        cpu_after = self.gateway.cpu_seconds()
+        if gateway.admin_url:
+            row["scrapes"] = row.get("scrapes", 0) + scraper.scrapes
+            if scraper.error:
+                raise lg.LoadgenError(f"scraping {gateway.admin_url}/metrics failed: {scraper.error}")
+        cpu_after = gateway.cpu_seconds()
         if cpu_before is not None and cpu_after is not None:
             # CPU over the whole loadgen run (set-up included): near 100 % means the gateway is the bottleneck
             figures["gateway_cpu_s"] = round(cpu_after - cpu_before, 2)
         row["rss_peak_kb"] = max(row.get("rss_peak_kb") or 0, rss.peak_kb)
-        if not self.gateway.alive():
-            raise lg.LoadgenError(f"the gateway died (status {self.gateway.proc.returncode}); "
-                                  f"see {self.gateway.log}:\n{self.gateway.log_tail()}")
+        if not gateway.alive():
+            raise lg.LoadgenError(f"the gateway died (status {gateway.proc.returncode}); "
+                                  f"see {gateway.log}:\n{gateway.log_tail()}")
         return figures
 
     def _run_ceiling(self, w: workloads.Workload, offset: int) -> dict:
@@ -170,6 +180,10 @@ class Bench:
             self.gateway = None
         if self.gateway is None:
             row["ours_error"] = self.gateway_error
+        if w.admin and self.admin is None:
+            row["ours_error"] = self.admin_error
+        if w.admin and self.admin is not None and not self.admin.alive():
+            row["ours_error"] = f"the admin gateway exited earlier; see {self.admin.log}"
         verify_counts = [0, 0]
         first_offset = self.next_offset
         for attempt in range(w.repeats):
@@ -200,9 +214,10 @@ class Bench:
                     _progress(f"  {w.key}: ceiling failed: {e}")
         row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
         row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
-        if w.writes and row["ours_runs"] and row["ours_error"] is None and self.database is not None:
+        database = self.admin_database if w.admin else self.database
+        if w.writes and row["ours_runs"] and row["ours_error"] is None and database is not None:
             try:
-                row["verify"] = benchdata.verify(self.database, first_offset, self.next_offset - first_offset,
+                row["verify"] = benchdata.verify(database, first_offset, self.next_offset - first_offset,
                                                  *verify_counts)
             except benchdata.BenchDataError as e:
                 row["verify"] = {"ok": False, "problems": [str(e)], "loans": None, "returned": None}
@@ -211,12 +226,19 @@ class Bench:
         return row
 
 
-def _start_gateway(tmp: Path, plan: list[workloads.Workload]) -> tuple[servers.Server | None, Path | None, str | None]:
+def _start_gateway(tmp: Path, plan: list[workloads.Workload],
+                   admin: bool = False) -> tuple[servers.Server | None, Path | None, str | None]:
+    """The gateway under test; with ``admin`` another in ``tmp``/admin with the admin
+    listener on (the write rows' patrons and items are added to each database)."""
+    if admin:
+        tmp = tmp / "admin"
+        tmp.mkdir()
     database = tmp / "bench.sqlite3"
     try:
-        gateway = servers.start_gateway(tmp, database, tls=any(w.door != "sip" for w in plan))
+        gateway = servers.start_gateway(tmp, database, tls=not admin and any(w.door != "sip" for w in plan),
+                                        admin=admin)
     except (servers.ServerError, OSError) as e:
-        return None, None, f"the gateway did not start: {e}"
+        return None, None, f"the {'admin ' if admin else ''}gateway did not start: {e}"
     try:
         needed = workloads.write_connections(plan)
         if needed:
@@ -274,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     tmpdir = tempfile.mkdtemp(prefix="sipbench-")
     tmp = Path(tmpdir)
     gateway = ceiling = None
+    admin: tuple[servers.Server | None, Path | None, str | None] = (None, None, None)
     try:
         _progress(f"bench: working in {tmp}")
         try:
@@ -285,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         gateway, database, gateway_error = _start_gateway(tmp, plan)
         if gateway_error:
             _progress(f"bench: {gateway_error}")
-        bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp, tlsload)
+        if any(w.admin for w in plan):
+            admin = _start_gateway(tmp, plan, admin=True)
+            if admin[2]:
+                _progress(f"bench: {admin[2]}")
+        bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp, tlsload, admin)
         bench.tlsload_error = tlsload_error
         for w in plan:
             _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
@@ -299,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("bench: interrupted; stopping the servers")
         return 130
     finally:
-        for server in (gateway, ceiling):
+        for server in (gateway, admin[0], ceiling):
             if server is not None:
                 server.stop()
         if args.keep:

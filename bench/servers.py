@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,13 +53,15 @@ class Server:
     """A child process serving on ``port``; stopped with SIGTERM, then SIGKILL."""
 
     def __init__(self, name: str, proc: subprocess.Popen, port: int, log: Path | None = None,
-                 doors: dict[str, int] | None = None) -> None:
+                 doors: dict[str, int] | None = None, admin_url: str | None = None) -> None:
         self.name = name
         self.proc = proc
         self.port = port
         self.log = log
         #: the ports of the gateway's other doors ("tls", "https"), when it was started with them
         self.doors = doors or {}
+        #: http://127.0.0.1:PORT of its admin listener, when it has one
+        self.admin_url = admin_url
 
     @property
     def pid(self) -> int:
@@ -174,6 +177,40 @@ class RSSSampler:
             self.peak_kb = max(self.peak_kb, rss)
 
 
+class Scraper:
+    """GETs ``url``/metrics every ``interval`` s in a thread, as Prometheus would (more
+    often than its default); nothing when ``url`` is None.  ``scrapes`` and the first
+    ``error`` after ``stop``."""
+
+    def __init__(self, url: str | None, interval: float = 1.0) -> None:
+        self.url = url
+        self.interval = interval
+        self.scrapes = 0
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+                    if b"sipgateway_requests_total" not in response.read():
+                        raise OSError("no sipgateway_requests_total in the scrape")
+                self.scrapes += 1
+            except OSError as e:
+                self.error = self.error or str(e)
+
+    def __enter__(self) -> Scraper:
+        if self.url:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.url:
+            self._thread.join()
+
+
 def wait_for_port(server: Server, timeout: float, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,10 +274,15 @@ def tls_listeners(workdir: Path) -> tuple[dict[str, int], list[str]]:
 
 
 def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (), python: str = sys.executable,
-                  max_connections: int = 30000, timeout: float = 60.0, tls: bool = False) -> Server:
+                  max_connections: int = 30000, timeout: float = 60.0, tls: bool = False,
+                  admin: bool = False) -> Server:
     """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout;
-    with ``tls`` also the TLS socket door and the http door over TLS (``Server.doors``)."""
+    with ``tls`` also the TLS socket door and the http door over TLS (``Server.doors``); with
+    ``admin`` its admin listener on another."""
     port = free_port()
+    admin_port = free_port() if admin else None
+    if admin_port:
+        extra_args = [*extra_args, "--admin", f"tcp:{admin_port}:interface=127.0.0.1"]
     config = workdir / "gateway.ini"
     write_gateway_config(config, max_connections)
     log = workdir / "twistd.log"
@@ -255,7 +297,7 @@ def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (),
     output = workdir / "twistd.out"
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-    server = Server("gateway", proc, port, log, doors)
+    server = Server("gateway", proc, port, log, doors, f"http://127.0.0.1:{admin_port}" if admin_port else None)
     try:
         wait_for_port(server, timeout)
     except ServerError as e:

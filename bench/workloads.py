@@ -92,6 +92,8 @@ class Workload:
     #: the gateway's door the load goes through: "sip" (plain TCP, loadgen), "tls" (the TLS
     #: socket door) or "https" (the http door's Wise tunnel), the last two driven by tlsload
     door: str = "sip"
+    #: against a second gateway with the admin listener on, /metrics scraped every second
+    admin: bool = False
 
     @property
     def label(self) -> str:
@@ -104,6 +106,8 @@ class Workload:
             label += " no idle"
         if self.door != "sip":
             label += f" over {self.door.upper()}"
+        if self.admin:
+            label += ", admin+metrics"
         return label
 
     @property
@@ -143,14 +147,21 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "93-storm": (Target("cold_ratio_max", 2.0),),
     # the http door's Wise tunnel beside the TLS socket door, both on keep-alive TLS connections
     "63-https-c10": (Target("ratio_min", 0.50, ref="63-tls-c10"),),
+    # the admin listener and its metrics (a gateway observer) cost at most 10 % (issue 13)
+    "99-c10-admin": (Target("ratio_min", 0.90, ref="99-c10"),),
+    "11+09-c100-admin": (Target("ratio_min", 0.90, ref="11+09-c100"),),
 }
+#: the rows run again with the admin listener on, each right after itself
+ADMIN_ROWS = ("99-c10", "11+09-c100")
 
 
 def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
     """Every workload in the order run (the no-idle row before the idle one it is compared with)."""
-    workloads = [Workload(f"{request}-c{conns}", request, conns, durations.closed,
-                          repeats=durations.closed_repeats, targets=TARGETS.get(f"{request}-c{conns}", ()))
-                 for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)]
+    workloads = [Workload(f"{request}-c{conns}{admin}", request, conns, durations.closed,
+                          repeats=durations.closed_repeats, targets=TARGETS.get(f"{request}-c{conns}{admin}", ()),
+                          admin=bool(admin))
+                 for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)
+                 for admin in ("", "-admin") if not admin or f"{request}-c{conns}" in ADMIN_ROWS]
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))
     workloads.append(Workload("99-noidle", "99", 10, durations.idle))

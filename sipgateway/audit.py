@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from sipgateway.logmask import printable
+from sipgateway.sessioninfo import peer_address
 
 if TYPE_CHECKING:
     from sipgateway.acs.model import Terminal
@@ -33,6 +34,8 @@ PATRON_MODES = ("mask", "hash", "full")
 MIN_KEY = 16
 #: bytes of the keyed hash written (as hex): 64 bits, no collisions among a library's patrons
 _HASH_BYTES = 8
+#: the fields of an audit record (``Audit.flush``'s ``audit_records``), in order
+RECORD_KEYS = ("listener", "peer", "account", "location", "code", "outcome", "patron", "item")
 #: audit lines gathered into one log event at most (the rest go into the next)
 MAX_LINES_PER_EVENT = 1000
 
@@ -75,7 +78,9 @@ class Audit:
     """Writes the audit lines.  A twistd log event costs about 100 µs (time formatting,
     a lock, an unbuffered write): as much as a checkout.  So the lines of one reactor turn
     go out as one event, one line per transaction (twistd indents the lines after the
-    first with a tab; journald and syslog keep them as lines)."""
+    first with a tab; journald and syslog keep them as lines).  The event also carries each
+    line's fields as a tuple of strings (``audit_records``, in the order of ``RECORD_KEYS``;
+    "" for none) for the JSON log (logjson.py), which alone turns them into objects."""
 
     log = Logger()
 
@@ -88,6 +93,7 @@ class Audit:
         self.patron = patron
         self._key = key.encode("utf-8")
         self._lines: list[str] = []
+        self._records: list[tuple[str, ...]] = []
 
     def patron_text(self, patron_id: str) -> str:
         if not patron_id:
@@ -99,17 +105,25 @@ class Audit:
             return "h:" + digest.hexdigest()
         return _safe(patron_id)
 
-    def transaction(self, who: str, terminal: Terminal, request: Message, reply: Reply | None) -> None:
+    def transaction(self, who: str, terminal: Terminal, request: Message, reply: Reply | None,
+                    session: Any = None) -> None:
         """One line for ``request``; ``reply`` None means it failed (the ACS broke or did not
         answer in time) and got the generic failure reply.  The patron is the request's, or
-        for a checkin the reply's (who had the item)."""
+        for a checkin the reply's (who had the item).  ``session``: where it came from (its
+        listener and peer), for the line's fields."""
         fields = request.fields
-        patron = fields.get("AA") or (reply[2].get("AA") if reply is not None else None) or ""
+        patron = self.patron_text(fields.get("AA") or (reply[2].get("AA") if reply is not None else None) or "")
         item = fields.get("AB")
+        item = _safe(item) if item else "-"
+        done = "failed" if reply is None else outcome(reply)
         lines = self._lines
-        lines.append(f"{who}: audit {request.code} {'failed' if reply is None else outcome(reply)} "
-                     f"{_terminal_text(terminal)} patron={self.patron_text(patron)} "
-                     f"item={_safe(item) if item else '-'}")
+        lines.append(f"{who}: audit {request.code} {done} {_terminal_text(terminal)} patron={patron} item={item}")
+        if session is not None:
+            listener, peer = session.settings.name, peer_address(session)
+        else:
+            listener, peer = "", who
+        self._records.append((listener, peer, _safe(terminal.account), _safe(terminal.location), request.code, done,
+                              "" if patron == "-" else patron, "" if item == "-" else item))
         if len(lines) == 1:
             self.reactor.callLater(0, self.flush)
         elif len(lines) >= MAX_LINES_PER_EVENT:
@@ -119,4 +133,5 @@ class Audit:
         """Log the lines gathered so far, as one event."""
         if self._lines:
             lines, self._lines = self._lines, []
-            self.log.info("{audit}", audit="\n".join(lines))
+            records, self._records = self._records, []
+            self.log.info("{audit}", audit="\n".join(lines), audit_records=records)

@@ -9,6 +9,7 @@ from datetime import datetime
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from sipgateway.acs.interface import IACS, IAccounts
 from sipgateway.acs.model import Account
@@ -63,32 +64,44 @@ class Gateway:
         self.memo = ReplyMemo(self.reactor)
         #: the audit line of each transaction with side effects
         self.audit = Audit(self.reactor, self.audit_patron, self.audit_key)
+        #: logins checked by ``authenticate``, by outcome (the admin listener's /metrics)
+        self.logins: dict[str, int] = {"ok": 0, "failed": 0, "locked": 0, "error": 0}
 
     def authenticate(self, address: str, user: str, password: str, location: str, who: str,
-                     repeated: RepeatedLines | None = None) -> Deferred:
+                     repeated: RepeatedLines | None = None, listener: str = "") -> Deferred:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out).
-        ``repeated``: the connection's, when it can send any number of 93s."""
-        lockout, accounts = self.lockout, self.accounts
+        ``repeated``: the connection's, when it can send any number of 93s; ``listener``: its
+        name, a key of the log lines (as ``account``) for the JSON log."""
+        lockout, accounts, logins = self.lockout, self.accounts, self.logins
         assert lockout is not None and accounts is not None  # set in __post_init__
 
         def try_it(check: LoginCheck) -> Deferred | None:
             if check.locked is not None:
+                logins["locked"] += 1
                 _warn(self.log, repeated, "login locked out", who,
                       "login for {user!r} refused: locked out ({what}) after too many failures; "
                       "'sipgateway unlock {subject}' lifts it", user=user, what=check.locked.key.describe(),
-                      subject=check.locked.key.subject)
+                      subject=check.locked.key.subject, account=user, listener=listener)
                 return None
-            return maybeDeferred(accounts.authenticate, user, password, location).addCallback(checked, check)
+            d = maybeDeferred(accounts.authenticate, user, password, location)
+            return d.addCallbacks(checked, broken, callbackArgs=(check,))
 
         def checked(account: Account | None, check: LoginCheck) -> Deferred | Account:
             if account is None:
-                _warn(self.log, repeated, "login failed", who, "login failed for account {user!r}", user=user)
+                logins["failed"] += 1
+                _warn(self.log, repeated, "login failed", who, "login failed for account {user!r}", user=user,
+                      account=user, listener=listener)
                 return lockout.failed(address, user)  # the reply waits until the failure is counted
+            logins["ok"] += 1
             lockout.succeeded(address, user, check)
             return account
 
-        return lockout.check(address, user).addCallback(try_it)
+        def broken(failure: Failure) -> Failure:
+            logins["error"] += 1
+            return failure
+
+        return lockout.check(address, user).addCallbacks(try_it, broken)
 
     def now(self) -> datetime:
         """The local time to the second: SIP2 dates have no finer resolution, and one

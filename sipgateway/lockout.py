@@ -62,6 +62,8 @@ class Lockout:
         self.max_per_address = max_per_address
         self.max_per_account = max_per_account
         self.lock_seconds = lock_seconds
+        #: locks imposed since start (the admin listener's /metrics)
+        self.locks = 0
 
     def _limits(self, address: str, account: str) -> list[Limit]:
         """The keys a login counts against; a limit of 0 turns its key off."""
@@ -104,6 +106,7 @@ class Lockout:
         return self.store.reset([pair]).addErrback(_store_failed, "clearing failed logins")
 
     def _log_locks(self, locked: Sequence[Record]) -> None:
+        self.locks += len(locked)
         for record in locked:
             key = record.key
             log.warn("login locked out for {what} {who} after {n} failed logins (last from {source}) "

@@ -81,7 +81,7 @@ class LoginSteps:
             return succeed(None)
         self._location = request.location
         return self.gateway.authenticate(self.address, request.user, request.password, request.location,
-                                         self.who, self.repeated)
+                                         self.who, self.repeated, self.settings.name)
 
     def _login_answered(self, account: m.Account | None) -> bool:
         """The 93's answer, delivered to the login in flight: log in, or not."""

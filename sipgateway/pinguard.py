@@ -138,6 +138,8 @@ class PinGuard:
         self.max_per_terminal = max_per_terminal
         self.lock_seconds = lock_seconds
         self.slots = Slots(clock, hold_limit)
+        #: locks imposed since start (the admin listener's /metrics)
+        self.locks = 0
         self._known_keys: dict[tuple[str, str, str], list[Key]] = {}
 
     def _keys(self, terminal: m.Terminal, patron_id: str) -> list[Key]:
@@ -235,6 +237,7 @@ class PinGuard:
             self.store.reset([patron]).addErrback(_store_failed, "clearing wrong PINs")
 
     def _log_locks(self, locked: Sequence[Record]) -> None:
+        self.locks += len(locked)
         for record in locked:
             key = record.key
             if key.scope == PIN_PATRON:

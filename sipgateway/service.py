@@ -65,4 +65,8 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
         service = ListenerService(endpoint, LimitedFactory(factory, counter, listener.settings.name), label,
                                   listener.endpoint)
         service.setServiceParent(top)
+    if config.admin is not None:
+        from sipgateway.admin import admin_service  # twisted.web and prometheus_client only when asked for
+
+        admin_service(config.admin, gateway, backend, top, reactor).setServiceParent(top)
     return top

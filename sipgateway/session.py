@@ -385,7 +385,7 @@ class Session(LoginSteps):
             self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
         self.out.send(data, received, reply_to, exchange.side_effect)
         if msg.code in AUDIT_CODES and self.terminal is not None:
-            self.gateway.audit.transaction(self.who, self.terminal, msg, None if audit_failed else reply)
+            self.gateway.audit.transaction(self.who, self.terminal, msg, None if audit_failed else reply, self)
 
     def _bad(self, received: Received, reply_to: Deferred | None, reason: str) -> None:
         """Answer 96: nothing is executed; the SC is expected to resend."""

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from sipgateway.acs.backends import BackendUnavailable, IBackend
-from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, open_sqlite_acs
+from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, health, open_sqlite_acs
 from sipgateway.config import Config, ConfigError
 from sipgateway.privileges import RunAs, acting_as, check_can_run
 
@@ -110,6 +110,16 @@ class EmbeddedBackend(Service):
     def stopService(self):  # noqa: N802 - Twisted's name
         super().stopService()
         return self.acs.close()
+
+    def unready(self) -> str | None:
+        """Why it cannot serve now, in one line (the admin listener's /readyz), or None."""
+        return health.problem(self.acs)
+
+    def collectors(self) -> list:
+        """Its figures for the admin listener's /metrics: the database process's batches."""
+        from sipgateway.acs.sqlite.metrics import DatabaseCollector  # prometheus_client, only with the admin listener
+
+        return [DatabaseCollector(self.acs.runner)]
 
     def _report(self) -> None:
         found = self.findings

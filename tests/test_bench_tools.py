@@ -194,8 +194,27 @@ def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
-    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 111
-    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 333
+    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 211    # 11+09-c100-admin's 100 too
+    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 633
+
+
+def test_the_admin_rows_follow_their_own_and_are_held_within_10_percent_of_them():
+    keys = [w.key for w in workloads.plan()]
+    assert keys[keys.index("99-c10") + 1] == "99-c10-admin"
+    assert keys[keys.index("11+09-c100") + 1] == "11+09-c100-admin"
+    admin = {w.key: w for w in workloads.plan() if w.admin}
+    assert set(admin) == {"99-c10-admin", "11+09-c100-admin"}
+    assert admin["99-c10-admin"].label == "99 status, admin+metrics"
+    rows = report.evaluate([
+        _row("99-c10", 10, _figures(30000), _figures(50000)),
+        _row("99-c10-admin", 10, _figures(26000), _figures(50000)),
+        _row("11+09-c100", 100, _figures(6000), _figures(50000)),
+        _row("11+09-c100-admin", 100, _figures(5500), _figures(50000)),
+    ])
+    by_key = {row["key"]: row for row in rows}
+    assert by_key["99-c10-admin"]["result"] == "FAIL"                  # 87 %
+    assert by_key["11+09-c100-admin"]["result"] == "PASS"              # 92 %
+    assert ">=90% of 99-c10 failed: got 87%" in "\n".join(report.failure_notes(rows))
 
 
 def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 
 class IBackend(IService):
+    """Two optional methods feed the admin listener (sipgateway/admin/): ``unready()``, a
+    one-line reason why it cannot serve now or None (``/readyz``, ``sipgateway_acs_up``: the
+    embedded one checks its database process and file; one reaching a library system over
+    SIP2 would say when no upstream answers), and ``collectors()``, prometheus_client
+    collectors of its own figures read at scrape time (``/metrics``).  A backend without
+    them counts as always ready, with no figures of its own."""
+
     acs = Attribute("IACS: circulation, every request but the login")
     accounts = Attribute("IAccounts: who may log in (93, telnet, the account a door names); the backend's own "
                          "SC accounts, or another provider's when the backend keeps none")

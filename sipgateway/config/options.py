@@ -9,12 +9,15 @@ from sipgateway.config.values import ConfigError
 
 
 class Options(usage.Options):
-    synopsis = "[--config FILE] [--listen KIND:ENDPOINT ...] [--database sqlite:PATH] [--init] [--demo]"
+    synopsis = ("[--config FILE] [--listen KIND:ENDPOINT ...] [--database sqlite:PATH] [--init] [--demo] "
+                "[--admin ENDPOINT]")
     longdesc = ("Run the sipgateway SIP2 gateway. With no --config and no --listen it serves the demo "
                 "database on 127.0.0.1 ports 6001 (raw SIP2) and 6002 (telnet).")
     optParameters = [
         ["config", "c", None, "ini configuration file (see etc/sipgateway.ini)"],
         ["database", "d", None, f"database URL (default {DEFAULT_DATABASE})"],
+        ["admin", None, None, "endpoint of the admin listener (health, readiness, metrics, sessions over HTTP), "
+                              "e.g. tcp:6080:interface=127.0.0.1; replaces [admin] listen; off by default"],
     ]
     optFlags = [["demo", None, "seed the demo fixtures into an empty database (created if missing)"],
                 ["init", None, "create the database if the file is missing (an empty library); without "
@@ -32,6 +35,6 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             self.config = load(self["config"], listen=self["listen"], database=self["database"],
-                               demo=self["demo"], init=self["init"])
+                               demo=self["demo"], init=self["init"], admin=self["admin"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None

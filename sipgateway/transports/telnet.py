@@ -237,7 +237,8 @@ class TelnetSIPProtocol(LineDoor, TelnetProtocol):
         self._sync_echo()
         self._write(b"\r\n")  # the client echoed nothing, not even the line end
         self.tries += 1
-        d = self.gateway.authenticate(self.address, user, password, "", f"{self.peer} (telnet)")
+        d = self.gateway.authenticate(self.address, user, password, "", f"{self.peer} (telnet)",
+                                      listener=self.settings.name)
         d.addCallbacks(self._checked, self._check_failed, callbackArgs=(user,), errbackArgs=(user,))
 
     def _checked(self, account, user: str) -> None:

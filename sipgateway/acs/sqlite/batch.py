@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sipgateway.acs.sqlite.errors import unavailable
@@ -25,6 +27,10 @@ JobFunction = Callable[[sqlite3.Connection], Any]
 Record = Callable[[sqlite3.Connection, Sequence["Outcome"]], None]
 #: the most jobs one transaction takes; bounds the latency of the first job of a batch
 MAX_BATCH = 512
+#: upper bounds of the batch-size histogram (jobs per transaction), for the admin listener's /metrics
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+#: upper bounds of the commit-time histogram (seconds a COMMIT took: the fsync)
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclass
@@ -48,10 +54,36 @@ class Outcome:
 
 @dataclass
 class BatchStats:
+    """The batches run so far.  The database process sends them with every answer, so
+    reading them costs the gateway nothing until someone asks (bench, /metrics)."""
+
     batches: int = 0
     jobs: int = 0
     commits: int = 0
     largest: int = 0
+    #: batches by size: [i] counts those of at most SIZE_BUCKETS[i] jobs (not cumulative; the last: more)
+    sizes: list[int] = field(default_factory=lambda: [0] * (len(SIZE_BUCKETS) + 1))
+    #: commits by the time the COMMIT took, likewise over COMMIT_BUCKETS, and their sum in seconds
+    commit_times: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
+    commit_seconds: float = 0.0
+
+    def ran(self, jobs: int) -> None:
+        self.batches += 1
+        self.jobs += jobs
+        self.largest = max(self.largest, jobs)
+        self.sizes[bisect_left(SIZE_BUCKETS, jobs)] += 1
+
+    def committed(self, seconds: float) -> None:
+        self.commits += 1
+        self.commit_times[bisect_left(COMMIT_BUCKETS, seconds)] += 1
+        self.commit_seconds += seconds
+
+
+def _commit(conn: sqlite3.Connection, stats: BatchStats | None) -> None:
+    started = time.perf_counter()
+    conn.execute("COMMIT")
+    if stats is not None:
+        stats.committed(time.perf_counter() - started)
 
 
 def translate(job: Job, error: Exception) -> Exception:
@@ -99,15 +131,12 @@ def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats 
         outcomes = [Outcome(True, value) for value in values]
         if record is not None:
             record(conn, outcomes)
-        conn.execute("COMMIT")
+        _commit(conn, stats)
     except Exception:
         rollback(conn)
         return None
     if stats is not None:
-        stats.commits += 1
-        stats.batches += 1
-        stats.jobs += len(jobs)
-        stats.largest = max(stats.largest, len(jobs))
+        stats.ran(len(jobs))
     return outcomes
 
 
@@ -155,16 +184,12 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
         try:
             if record is not None:
                 record(conn, [o for o in outcomes if o is not None])
-            conn.execute("COMMIT")
-            if stats is not None:
-                stats.commits += 1
+            _commit(conn, stats)
         except Exception as e:
             rollback(conn)
             lose_pending(e)
     if stats is not None:
-        stats.batches += 1
-        stats.jobs += len(jobs)
-        stats.largest = max(stats.largest, len(jobs))
+        stats.ran(len(jobs))
     return [o for o in outcomes if o is not None]
 
 

@@ -230,6 +230,14 @@ class ProcessRunner:
         return (self._closing or (self._started and self._child is None) or self._database_error
                 or self._silent or bool(self._calls.late) or self._file_problem is not None)
 
+    def problem(self) -> str | None:
+        """Why calls fail or wait now, in one line (the admin listener's /readyz), or None."""
+        if not self._started or self._closing or self._child is None:
+            return "the database process is not running"
+        if self._database_error:
+            return "the database process's last transaction met a database error (locked, disk full or I/O)"
+        return self._unreachable() or (None if self._ready else "the database process has not opened the database")
+
     def _unreachable(self) -> str | None:
         """Why calls cannot be sent to the child now (they fail at once, not applied)."""
         if self._file_problem is not None:
