@@ -190,7 +190,7 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 18 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert len(keys) == 20 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
