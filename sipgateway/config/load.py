@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass, field
 
 from sipgateway.acs.backends import split_url
+from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
-from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.config.upstream import upstreams
 from sipgateway.config.values import ConfigError, number, yes_no
 from sipgateway.exchange.status import parse_licences
@@ -95,7 +95,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         elif kind == "account" and name:
             accounts.append(account_section(name, values))
         else:
-            raise ConfigError(f"[{section}]: unknown section; use [gateway], [upstream], [listener:NAME] or [account:NAME]")
+            raise ConfigError(f"[{section}]: unknown section; use [gateway], [upstream], [listener:NAME] or "
+                              "[account:NAME]")
 
     if listen:
         listeners = [parse_listen(v) for v in listen]
