@@ -151,3 +151,11 @@ class PassThroughSessionTests(SynchronousTestCase):
         self.assertEqual(self.send(two, "9300CNgw|COsecret|CPS2|"), b"941")
         self.assertEqual((one.account.name, two.account.name), ("sorter1", "gw"))
         self.assertEqual(len(self.server.connections), 2)
+
+    def test_an_account_a_door_checked_itself_logs_in_upstream_too(self):
+        s = self.session()
+        s.bind_account(self.own_accounts.accounts["sc1"][1])  # as the telnet door does after its prompt
+        self.up.flush()
+        self.assertIs(s.state, State.READY)
+        self.assertEqual([msg.get("CN") for msg in self.server.received if msg.code == "93"], ["sorter1"])
+        self.assertTrue(self.send(s, "9900302.00").startswith(b"98Y"))
