@@ -17,6 +17,7 @@ without them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -38,7 +39,8 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     database for its accounts and counters."""
     if not config.upstreams[0].pooled:
         check_bound_credentials(config)
-    upstream = UpstreamACS(config.upstreams, reactor)  # checks sip2s files: a ValueError naming the key
+    servers = [replace(server, trace=config.trace) for server in config.upstreams]  # wire lines: [gateway] trace
+    upstream = UpstreamACS(servers, reactor)  # checks sip2s files: a ValueError naming the key
     try:
         own, findings = open_database(config, reactor, run_as)
     except ACSUnavailable as e:

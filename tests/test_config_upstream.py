@@ -122,7 +122,8 @@ institution = MAIN
     backend = open_backend(config, MemoryReactorClock(), (None, None))
     try:
         assert isinstance(backend, ForwardingBackend)
-        assert backend.acs.pooled and backend.acs.configs == config.upstreams
+        assert backend.acs.pooled and [c.server for c in backend.acs.configs] == ["127.0.0.1:1"]
+        assert [c.trace for c in backend.acs.configs] == [False]  # wire lines only with [gateway] trace
         assert backend.accounts.account_names() == {"kiosk"}
     finally:
         backend.accounts.close()

@@ -6,11 +6,13 @@ upstream servers over iosim; the bytes the device gets are asserted."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from sipgateway.acs import requests as rq
 from sipgateway.acs.upstream.backend import UpstreamACS
 from sipgateway.acs.upstream.url import parse_url
 from sipgateway.gateway import Gateway
@@ -159,3 +161,16 @@ class PassThroughSessionTests(SynchronousTestCase):
         self.assertIs(s.state, State.READY)
         self.assertEqual([msg.get("CN") for msg in self.server.received if msg.code == "93"], ["sorter1"])
         self.assertTrue(self.send(s, "9900302.00").startswith(b"98Y"))
+
+    def test_lines_to_the_library_system_are_logged_only_with_trace(self):
+        self.assertEqual(self.send(self.session(), "9300CNsorter1|COpw1|CPS1|"), b"941")
+        self.assertIn("upstream ils:6001 <- 9300CNsorter1|CO****|", self.logs.text())  # parse_url: trace on
+        quiet = UpstreamACS([replace(parse_url("sip2://ils:6001?timeout=5"), trace=False)], self.clock,
+                            endpoint_for=self.up.endpoint_for)
+        session = quiet.open_session("b")
+        before = len(self.logs.events)
+        d = session.login(rq.LoginRequest("gw", "secret", "S2"), None)
+        self.up.flush()
+        self.assertTrue(self.successResultOf(d))
+        self.assertNotIn("upstream ils:6001 <-", "\n".join(self.logs.lines()[before:]))
+        session.close()
