@@ -39,8 +39,7 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     database for its accounts and counters."""
     if not config.upstreams[0].pooled:
         check_bound_credentials(config)
-    servers = [replace(server, trace=config.trace) for server in config.upstreams]  # wire lines: [gateway] trace
-    upstream = UpstreamACS(servers, reactor)  # checks sip2s files: a ValueError naming the key
+    upstream = build_upstream(config, reactor)
     try:
         own, findings = open_database(config, reactor, run_as)
     except ACSUnavailable as e:
@@ -49,6 +48,13 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     keep = {"SC accounts"} if upstream.pooled else set()
     findings.missing = [what for what in findings.missing if what in keep]
     return ForwardingBackend(upstream, EmbeddedBackend(own, config, findings), config)
+
+
+def build_upstream(config: Config, reactor: Any) -> UpstreamACS:
+    """The circulation backend for ``config.upstreams`` (a wrapper around it must keep
+    ``pooled``, ``configs`` and ``open_session`` reachable: passthrough.py asks for them)."""
+    servers = [replace(server, trace=config.trace) for server in config.upstreams]  # wire lines: [gateway] trace
+    return UpstreamACS(servers, reactor)  # checks sip2s files: a ValueError naming the key
 
 
 def check_bound_credentials(config: Config) -> None:
