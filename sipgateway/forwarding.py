@@ -89,3 +89,6 @@ class ForwardingBackend(MultiService):
         mode = "pooled" if self.acs.pooled else "pass-through"
         log.info("Forwarding to the library system in {mode} mode: {servers}", mode=mode,
                  servers=", ".join(str(c) for c in self.config.upstreams))
+        if not self.acs.pooled and not all(c.institution for c in self.config.upstreams):
+            log.warn("Pass-through mode without institution= in the upstream URL: a device whose login name has no "
+                     "[account:NAME] here (giving its institution) is forwarded with an empty AO")

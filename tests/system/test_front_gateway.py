@@ -153,6 +153,7 @@ def test_pass_through_all_16_pairs_reach_the_back(tmp_path: Path, stop: list) ->
         assert c.request("9300CNsc1|COwrong|CPMAIN|") == b"940"  # the back refuses it
     log = front.proc.log()
     assert "pass-through mode" in log and "login failed for account 'sc1'" in log
+    assert "without institution=" not in log
     assert "pass1" not in log and "wrong" not in log  # no password in the front's log
 
 
@@ -199,6 +200,7 @@ def test_sip2s_pass_through_and_an_unverifiable_server(tmp_path: Path, stop: lis
         assert c.request("9300CNlpl-sc|CO1234|CPMAIN|") == b"941"
         assert c.request(f"11NN{DATE}{' ' * 18}AOMAIN|AA100001|AB200001|AC|AD1234|").startswith(b"121")
     assert back.loans("200001") == [("lpl-sc", 0, 0)]
+    assert "forwarded with an empty AO" in front.proc.log()  # no institution= and no account lpl-sc here
     # without cafile the system's trust store does not know the test CA: nothing is sent
     other = started(stop, Front(tmp_path / "other", [f"sip2s://127.0.0.1:{back.tls_port}?{client}"]))
     with SIPClient(other.port) as c:
