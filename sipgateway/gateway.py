@@ -68,12 +68,14 @@ class Gateway:
         self.logins: dict[str, int] = {"ok": 0, "failed": 0, "locked": 0, "error": 0}
 
     def authenticate(self, address: str, user: str, password: str, location: str, who: str,
-                     repeated: RepeatedLines | None = None, listener: str = "") -> Deferred:
+                     repeated: RepeatedLines | None = None, listener: str = "",
+                     accounts: IAccounts | None = None) -> Deferred:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out).
         ``repeated``: the connection's, when it can send any number of 93s; ``listener``: its
-        name, a key of the log lines (as ``account``) for the JSON log."""
-        lockout, accounts, logins = self.lockout, self.accounts, self.logins
+        name, a key of the log lines (as ``account``) for the JSON log; ``accounts``: who
+        checks them, when not the gateway's own (a library system, in pass-through mode)."""
+        lockout, accounts, logins = self.lockout, accounts or self.accounts, self.logins
         assert lockout is not None and accounts is not None  # set in __post_init__
 
         def try_it(check: LoginCheck) -> Deferred | None:

@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass, field
 
 from sipgateway.acs.backends import split_url
+from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.admin import AdminConfig, admin_section
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
+from sipgateway.config.upstream import upstreams
 from sipgateway.config.values import ConfigError, number, yes_no
 from sipgateway.exchange.status import parse_licences
 
@@ -53,6 +55,8 @@ class Config:
     licences: tuple[str, ...] = ()
     #: the admin listener (health, metrics, sessions); None: off
     admin: AdminConfig | None = None
+    #: the library system's SIP2 servers in failover order (--acs, [upstream]); (): embedded
+    upstreams: tuple[UpstreamConfig, ...] = ()
 
 
 _GATEWAY_KEYS = {
@@ -64,7 +68,7 @@ _GATEWAY_KEYS = {
 
 
 def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
-         demo: bool = False, init: bool = False, admin: str | None = None) -> Config:
+         demo: bool = False, init: bool = False, admin: str | None = None, acs: list[str] | None = None) -> Config:
     """Read ``path`` (may be None) and apply the command-line overrides."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep case (certificate subjects)
@@ -85,7 +89,7 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     listeners: list[ListenerConfig] = []
     accounts: list[AccountConfig] = []
     for section in parser.sections():
-        if section in ("gateway", "admin"):
+        if section in ("gateway", "admin", "upstream"):
             continue
         kind, _, name = section.partition(":")
         values = dict(parser[section])
@@ -94,8 +98,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         elif kind == "account" and name:
             accounts.append(account_section(name, values))
         else:
-            raise ConfigError(f"[{section}]: unknown section; use [gateway], [listener:NAME], [account:NAME] or "
-                              "[admin]")
+            raise ConfigError(f"[{section}]: unknown section; use [gateway], [upstream], [listener:NAME], "
+                              "[account:NAME] or [admin]")
 
     if listen:
         listeners = [parse_listen(v) for v in listen]
@@ -137,6 +141,7 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         **_audit(gw),
         licences=licences,
         admin=admin_section(dict(parser["admin"]) if parser.has_section("admin") else {}, admin),
+        upstreams=upstreams(acs, dict(parser["upstream"]) if parser.has_section("upstream") else None),
     )
 
 

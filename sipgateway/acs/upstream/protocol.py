@@ -142,7 +142,8 @@ class UpstreamProtocol(Protocol):
         delay = self.timeout if deadline is None else min(self.timeout, deadline - now)
         pending.timer = self.clock.callLater(delay, self._timed_out, pending)
         self._pending = pending
-        log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
+        if self.settings.trace:
+            log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
         self.transport.write(data)
         return pending.done
 
@@ -168,7 +169,8 @@ class UpstreamProtocol(Protocol):
                          server=self.server, line=show(line))
                 self.close()
             return
-        log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
+        if self.settings.trace:
+            log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
         try:
             msg = decode_reply(line, self.settings)
         except ChecksumError:

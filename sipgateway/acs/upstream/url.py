@@ -79,6 +79,8 @@ class UpstreamConfig:
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
+    #: log every line to and from the server (masked): [gateway] trace, not a URL key
+    trace: bool = True
 
     @property
     def pooled(self) -> bool:
@@ -97,7 +99,7 @@ class UpstreamConfig:
 
     def wire(self) -> WireSettings:
         return WireSettings.for_profile(self.quirks, encoding=self.encoding, checksum=self.checksum,
-                                        terminator=self.terminator)
+                                        terminator=self.terminator, trace=self.trace)
 
     def url(self) -> str:
         """The URL with every key spelled out and the password masked."""

@@ -33,12 +33,15 @@ class WireSettings:
     encoding: str
     checksum: str
     terminator: bytes
+    #: log every line sent and received (masked), as [gateway] trace does for devices
+    trace: bool = True
 
     @classmethod
     def for_profile(cls, profile: Profile, *, encoding: str | None = None, checksum: str | None = None,
-                    terminator: str | None = None) -> WireSettings:
+                    terminator: str | None = None, trace: bool = True) -> WireSettings:
         return cls(profile=profile, encoding=codec_name(encoding or profile.encoding),
-                   checksum=checksum or profile.checksum, terminator=TERMINATORS[terminator or profile.terminator])
+                   checksum=checksum or profile.checksum, terminator=TERMINATORS[terminator or profile.terminator],
+                   trace=trace)
 
     @property
     def error_detection(self) -> bool:
