@@ -50,7 +50,7 @@ class ReloadOnSIGHUP(Service):
     def hup(self) -> Deferred | None:
         """What a SIGHUP does: reload, unless the gateway is stopping."""
         if not self.running:
-            log.info("SIGHUP received while stopping; ignored")
+            log.info("SIGHUP received while starting or stopping; ignored")
             return None
         log.info("SIGHUP received: reloading the configuration from {source}", source=self.source)
         d = self.reload()

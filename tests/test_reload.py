@@ -169,7 +169,7 @@ def test_sighup_while_stopping_is_ignored(logged: Logged) -> None:
     calls: list[str] = []
     hup = ReloadOnSIGHUP(Clock(), lambda: calls.append("reload") or succeed(True), "gw.ini")
     assert hup.hup() is None and calls == []
-    assert logged.lines("SIGHUP") == ["SIGHUP received while stopping; ignored"]
+    assert logged.lines("SIGHUP") == ["SIGHUP received while starting or stopping; ignored"]
     hup.running = True
     hup.hup()
     assert calls == ["reload"]
