@@ -5,10 +5,12 @@ address; and a ``tcp6:`` listener on ::1."""
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 from pathlib import Path
 
 from tests.system.process import BIN, GatewayProcess, SIPClient, free_port
+from tests.transports.certs_pki import make_pki
 from tests.transports.test_proxyheader import v2
 
 LOGIN = "9300CNsc1|COpass1|CPMAIN|"
@@ -74,3 +76,26 @@ def test_tcp6_listener_on_loopback(tmp_path: Path) -> None:
     finally:
         gw.stop()
     assert "[::1]:" in gw.log() and "logged in as 'sc1'" in gw.log()
+
+
+def test_proxy_header_before_tls(tmp_path: Path) -> None:
+    """``haproxy:tls:``: the header comes in clear, then the TLS handshake (HAProxy in TCP
+    mode with send-proxy); the session sees the header's address."""
+    pki = make_pki(str(tmp_path / "pki"))
+    port = free_port()
+    gw = GatewayProcess(tmp_path, ["--listen", f"sip:haproxy:tls:{port}:interface=127.0.0.1:"
+                                   f"privateKey={pki.server.key_path}:certKey={pki.server.cert_path}",
+                                   "--database", "sqlite:gw.sqlite3", "--demo"], [port]).start()
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(pki.ca.cert_path)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(v1("192.0.2.9"))
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                client = SIPClient.__new__(SIPClient)
+                client.sock, client.buffer = tls, b""
+                assert client.request(LOGIN) == b"941"
+                assert client.request("9900302.00").startswith(b"98")
+    finally:
+        gw.stop()
+    assert [line for line in gw.log().splitlines() if "logged in as 'sc1'" in line and " 192.0.2.9:40001 " in line]
