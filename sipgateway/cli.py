@@ -387,5 +387,19 @@ def _db_command(subparsers: argparse._SubParsersAction) -> None:
     dbtool.register(subparsers)
 
 
+# -- check-config -------------------------------------------------------------------------
+
+@command
+def _check_config_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import checkconfig
+
+    p = subparsers.add_parser("check-config", help="check a configuration file without starting the gateway",
+                              description="Make every check start-up makes (keys, values, endpoints, certificate "
+                                          "files, the accounts listeners name) without binding anything. Exit 0 "
+                                          "with a summary, or 1 with one line per problem.")
+    checkconfig.add_arguments(p)
+    p.set_defaults(handler=checkconfig.run)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,25 +9,27 @@ from twisted.application.service import MultiService
 
 from sipgateway.acs.backends import BackendUnavailable, open_backend
 from sipgateway.config import Config, ConfigError
+from sipgateway.config.options import ConfigSource
 from sipgateway.gateway import Gateway
 from sipgateway.lockout import Lockout
 from sipgateway.pinguard import PinGuard, PinGuardedACS
 from sipgateway.privileges import RunAs
-from sipgateway.sighup import IgnoreSIGHUP
-from sipgateway.transports.backlog import with_backlog
-from sipgateway.transports.doors import door_factory
-from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
-from sipgateway.transports.listening import ListenerService
-from sipgateway.transports.tls import server_from_string
+from sipgateway.reload import Reloader, Running
+from sipgateway.reload.accounts import account_tables
+from sipgateway.sighup import ReloadOnSIGHUP
+from sipgateway.transports.limits import ConnectionCounter
+from sipgateway.transports.listening import build_listener
 from sipgateway.usagefigures import usage_figures
 
 #: what stops start-up with a one-line message naming the option, key or file
 StartupError = (ConfigError, ValueError, BackendUnavailable)
 
 
-def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> MultiService:
+def make_service(config: Config, reactor=None, run_as: RunAs = (None, None),
+                 source: ConfigSource | None = None) -> MultiService:
     """``run_as``: the (uid, gid) twistd switches to after this (``--uid``/``--gid``); the
-    database is created and opened as that user (see privileges.py)."""
+    database is created and opened as that user (see privileges.py).  ``source``: where
+    ``config`` came from, read again on SIGHUP (without it a reload reads nothing new)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -40,10 +42,10 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
     pins = PinGuard(reactor, attempts, max_failures=config.max_pin_failures,
                     max_per_terminal=config.max_pin_failures_per_terminal, lock_seconds=config.pin_lockout_seconds,
                     hold_limit=config.acs_timeout)
+    idle_timeouts, account_settings = account_tables(config.accounts)
     gateway = Gateway(acs=PinGuardedACS(backend.acs, pins), accounts=backend.accounts, reactor=reactor,
                       lockout=lockout, acs_timeout=config.acs_timeout, trace=config.trace,
-                      idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
-                      account_settings={a.name: a.settings for a in config.accounts},
+                      idle_timeouts=idle_timeouts, account_settings=account_settings,
                       audit_patron=config.audit_patron, audit_key=config.audit_key, licences=config.licences)
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
@@ -53,18 +55,12 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
     if usage is not None:  # stopped before the backend: its last counts are written
         gateway.observers.append(usage)
         usage.setServiceParent(top)
-    IgnoreSIGHUP(reactor).setServiceParent(top)
+    running = Running(reactor, gateway, counter, backend, top, config,
+                      load=source.load if source is not None else (lambda: config),
+                      source=source.describe() if source is not None else "the command line")
+    ReloadOnSIGHUP(reactor, Reloader(running).reload, running.source).setServiceParent(top)
     for listener in config.listeners:
-        factory = door_factory(listener.kind, gateway, listener.settings)
-        try:
-            endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
-        except (ValueError, TypeError, KeyError, OSError) as e:
-            raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
-        full = f"{listener.kind}:{listener.endpoint}"
-        label = listener.settings.name if listener.settings.name == full else f"{listener.settings.name} ({full})"
-        service = ListenerService(endpoint, LimitedFactory(factory, counter, listener.settings.name), label,
-                                  listener.endpoint)
-        service.setServiceParent(top)
+        build_listener(reactor, listener, gateway, counter).setServiceParent(top)
     if config.admin is not None:
         from sipgateway.admin import admin_service  # twisted.web and prometheus_client only when asked for
 

@@ -1,28 +1,33 @@
-"""SIGHUP is logged and ignored until the gateway can reload its configuration.
+"""SIGHUP reloads the configuration (``systemctl reload``, ``kill -HUP``; see sipgateway/reload/).
 
-Its default action kills the process without a log line and leaves the pidfile behind, and
-``systemctl reload`` (or a closed terminal under ``twistd -n``) sends it.
+Its default action would kill the process without a log line and leave the pidfile behind,
+and a closed terminal under ``twistd -n`` sends it too: a reload then reads the same file
+and changes nothing.
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 log = Logger()
 
 
-class IgnoreSIGHUP(Service):
+class ReloadOnSIGHUP(Service):
     """Installs the handler when twistd starts the services: after it has daemonized and set
     up its own handlers (none of them SIGHUP's), in the process that keeps running. Put
     before the listeners, it is in place before they listen (privilegedStartService), so no
     client sees a gateway that a SIGHUP still kills. It stays installed while the services
-    stop, so that a SIGHUP then does not cut the last commits short."""
+    stop, so that a SIGHUP then does not cut the last commits short (it is ignored then)."""
 
-    def __init__(self, reactor) -> None:
+    def __init__(self, reactor, reload: Callable[[], Deferred], source: str = "") -> None:
         self.reactor = reactor
+        self.reload = reload
+        self.source = source
         self.installed = False
 
     def privilegedStartService(self) -> None:
@@ -39,6 +44,15 @@ class IgnoreSIGHUP(Service):
             self.installed = True
 
     def _received(self, signum: int, frame: object) -> None:
-        # a signal handler runs between two bytecodes of whatever was running: log from the loop
-        self.reactor.callFromThread(log.warn, "SIGHUP received; reload is not supported yet, ignoring it "
-                                              "(restart the gateway to apply a new configuration)")
+        # a signal handler runs between two bytecodes of whatever was running: act from the loop
+        self.reactor.callFromThread(self.hup)
+
+    def hup(self) -> Deferred | None:
+        """What a SIGHUP does: reload, unless the gateway is stopping."""
+        if not self.running:
+            log.info("SIGHUP received while starting or stopping; ignored")
+            return None
+        log.info("SIGHUP received: reloading the configuration from {source}", source=self.source)
+        d = self.reload()
+        d.addErrback(lambda failure: log.failure("Reload failed; the configuration in force is kept", failure))
+        return d

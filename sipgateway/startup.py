@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from sipgateway.acs.backends import BackendUnavailable, IBackend
 from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, health, open_sqlite_acs
-from sipgateway.config import Config, ConfigError
+from sipgateway.config import AccountConfig, Config, ConfigError
 from sipgateway.privileges import RunAs, acting_as, check_can_run
 
 log = Logger()
@@ -58,26 +58,40 @@ def _ensure_accounts(acs: SQLiteACS, config: Config) -> None:
         if not account.password:
             continue  # only settings for an account kept in the database
         try:
-            acs.ensure_account(account.name, account.password, account.institution, encoding=account.encoding,
-                               error_detection=account.error_detection.value, library_name=account.library_name,
-                               terminal_location=account.terminal_location)
+            acs.ensure_account(**account_row(account))
         except ValueError as e:
             raise ConfigError(f"[account:{account.name}]: {e}") from None
+
+
+def account_row(account: AccountConfig) -> dict[str, str]:
+    """What the database keeps of an ``[account:NAME]`` section (``ensure_account``'s arguments)."""
+    return {"name": account.name, "password": account.password, "institution": account.institution,
+            "encoding": account.encoding, "error_detection": account.error_detection.value,
+            "library_name": account.library_name, "terminal_location": account.terminal_location}
 
 
 def check_listener_accounts(config: Config, known: set[str]) -> None:
     """Every ``account`` and ``cert_accounts`` account must exist: a device bound to a
     misspelt one could never log in, and nothing else would say why."""
+    problems = listener_account_problems(config, known)
+    if problems:
+        raise ConfigError(problems[0])
+
+
+def listener_account_problems(config: Config, known: set[str]) -> list[str]:
+    """One line per account a listener names (``account``, ``cert_accounts``) that is not in ``known``."""
     hint = "declare it in an [account:{name}] section with a password, or create it in the database"
+    problems = []
     for listener in config.listeners:
         settings = listener.settings
         if settings.account and settings.account not in known:
-            raise ConfigError(f"listener {settings.name}: account={settings.account!r} is not an SC account "
-                              f"({hint.format(name=settings.account)})")
+            problems.append(f"listener {settings.name}: account={settings.account!r} is not an SC account "
+                            f"({hint.format(name=settings.account)})")
         for subject, name in settings.cert_accounts.items():
             if name not in known:
-                raise ConfigError(f"listener {settings.name}: cert_accounts: {subject} -> {name!r}: "
-                                  f"{name!r} is not an SC account ({hint.format(name=name)})")
+                problems.append(f"listener {settings.name}: cert_accounts: {subject} -> {name!r}: "
+                                f"{name!r} is not an SC account ({hint.format(name=name)})")
+    return problems
 
 
 def open_embedded(config: Config, reactor, run_as: RunAs = (None, None)) -> EmbeddedBackend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sipgateway.acs.backends import split_url
@@ -68,8 +69,11 @@ _GATEWAY_KEYS = {
 
 
 def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
-         demo: bool = False, init: bool = False, admin: str | None = None, acs: list[str] | None = None) -> Config:
-    """Read ``path`` (may be None) and apply the command-line overrides."""
+         demo: bool = False, init: bool = False, admin: str | None = None, acs: list[str] | None = None,
+         sections: Collection[str] | None = None) -> Config:
+    """Read ``path`` (may be None) and apply the command-line overrides.  ``sections``: read
+    only these sections of the file (``sipgateway check-config`` reads each alone, to find
+    the problems of every section rather than only the first)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep case (certificate subjects)
     if path is not None:
@@ -80,6 +84,9 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
                 parser.read_file(f)
         except (OSError, UnicodeDecodeError, configparser.Error) as e:
             raise ConfigError(f"--config: cannot read {path!r}: {e}") from None
+    for section in parser.sections() if sections is not None else ():
+        if section not in sections:
+            parser.remove_section(section)
 
     gw = dict(parser["gateway"]) if parser.has_section("gateway") else {}
     for key in gw:

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, replace
+
 from twisted.python import usage
 
 from sipgateway.config.load import DEFAULT_DATABASE, Config, load
 from sipgateway.config.values import ConfigError
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the configuration comes from: the file and the command line's overrides, so
+    that a reload (SIGHUP) reads it again the way start-up did."""
+
+    path: str | None = None
+    listen: tuple[str, ...] = ()
+    database: str | None = None
+    demo: bool = False
+    init: bool = False
+    admin: str | None = None
+    acs: tuple[str, ...] = ()
+
+    def load(self) -> Config:
+        return load(self.path, listen=list(self.listen), database=self.database, demo=self.demo, init=self.init,
+                    admin=self.admin, acs=list(self.acs))
+
+    def describe(self) -> str:
+        return self.path or "the command line (no --config)"
 
 
 class Options(usage.Options):
@@ -28,6 +52,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["acs"] = []
         self.config: Config | None = None
+        self.source = ConfigSource()
 
     def opt_listen(self, value: str) -> None:
         """KIND:ENDPOINT to listen on (repeatable), e.g. sip:tcp:6001:interface=127.0.0.1"""
@@ -40,8 +65,11 @@ class Options(usage.Options):
         self["acs"].append(value)
 
     def postOptions(self) -> None:
+        # the file's absolute path: twistd may change directory (--rundir) before a reload reads it again
+        path = os.path.abspath(self["config"]) if self["config"] else None
+        self.source = ConfigSource(path, tuple(self["listen"]), self["database"], self["demo"], self["init"],
+                                   self["admin"], tuple(self["acs"]))
         try:
-            self.config = load(self["config"], listen=self["listen"], database=self["database"],
-                               demo=self["demo"], init=self["init"], admin=self["admin"], acs=self["acs"])
+            self.config = replace(self.source, path=self["config"]).load()  # errors name the path as given
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None

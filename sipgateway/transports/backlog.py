@@ -10,6 +10,8 @@ allowed.
 
 from __future__ import annotations
 
+from sipgateway.transports.proxyheader import unwrapped
+
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
 #: where somaxconn cannot be read (not Linux, /proc not mounted)
 FALLBACK_BACKLOG = 1024
@@ -29,8 +31,9 @@ def default_backlog(path: str = SOMAXCONN) -> int:
 
 
 def endpoint_type(endpoint: str) -> str:
-    """The type of a Twisted endpoint string: "tcp" for "tcp:6001:interface=127.0.0.1"."""
-    return endpoint.split(":", 1)[0].strip().lower()
+    """The type of a Twisted endpoint string: "tcp" for "tcp:6001:interface=127.0.0.1" (and
+    for "haproxy:tcp:6001": the PROXY header is read on the endpoint it wraps)."""
+    return unwrapped(endpoint).split(":", 1)[0].strip().lower()
 
 
 def with_backlog(endpoint: str, backlog: int | None) -> str:

@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import TYPE_CHECKING
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceCollection
-from twisted.internet.abstract import isIPv6Address
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
 
-from sipgateway.config import ConfigError
+from sipgateway.config import ConfigError, ListenerConfig
+from sipgateway.transports.backlog import with_backlog
+from sipgateway.transports.doors import door_factory
 from sipgateway.transports.endpointstrings import split_description
+from sipgateway.transports.limits import ConnectionCounter, LimitedFactory
+from sipgateway.transports.proxyheader import unwrapped
+from sipgateway.transports.tls import server_from_string
+
+if TYPE_CHECKING:
+    from sipgateway.gateway import Gateway
 
 #: endpoint types that listen on a TCP port (Twisted's and our tls)
 _TCP_ENDPOINTS = frozenset({"tcp", "tcp6", "ssl", "tls", "siptls"})
@@ -32,28 +41,28 @@ class ListenError(ConfigError):
 
 
 class ListenerService(StreamServerEndpointService):
-    """One listener's endpoint and factory; ``listen`` raises ``ListenError``."""
+    """One listener's endpoint and factory; ``listen`` raises ``ListenError``.  ``config``:
+    what it was built from (a reload compares it with the new one)."""
 
-    def __init__(self, endpoint, factory, label: str, description: str) -> None:
+    def __init__(self, endpoint, factory, label: str, description: str,
+                 config: ListenerConfig | None = None) -> None:
         super().__init__(endpoint, factory)
         self.label = label
         self.description = description
+        self.config = config
         self._raiseSynchronously = True
 
     def check(self) -> None:
         """Bind a socket to the listener's TCP address and close it: raise ``ListenError``
         for what would make listening fail (nothing to check for other endpoints)."""
-        args, kwargs = split_description(self.description)
-        kind = args[0].lower() if args else ""
-        port = kwargs.get("port") or (args[1] if len(args) > 1 else "")
-        if kind not in _TCP_ENDPOINTS or not port.lstrip("-").isdigit():
+        address = tcp_address(self.description)
+        if address is None:
             return  # not TCP, or a port the endpoint parser already refused
-        interface = kwargs.get("interface") or ("::" if kind == "tcp6" else "")
-        family = socket.AF_INET6 if kind == "tcp6" or isIPv6Address(interface) else socket.AF_INET
+        family, interface, port = address
         try:
             with socket.socket(family, socket.SOCK_STREAM) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted's ports do
-                probe.bind((interface, int(port)))
+                probe.bind((interface, port))
         except (OSError, OverflowError) as e:
             raise ListenError(f"listener {self.label}: {listen_failure(e, self.description)}") from None
 
@@ -71,6 +80,55 @@ class ListenerService(StreamServerEndpointService):
         self.listen()
 
 
+def tcp_address(description: str) -> tuple[socket.AddressFamily, str, int] | None:
+    """(family, interface, port) a TCP-based endpoint string listens on; None for others."""
+    args, kwargs = split_description(unwrapped(description))
+    kind = args[0].lower() if args else ""
+    port = kwargs.get("port") or (args[1] if len(args) > 1 else "")
+    if kind not in _TCP_ENDPOINTS or not port.lstrip("-").isdigit():
+        return None
+    interface = kwargs.get("interface") or ("::" if kind == "tcp6" else "")
+    family = socket.AF_INET6 if kind == "tcp6" or isIPv6Address(interface) else socket.AF_INET
+    return family, interface, int(port)
+
+
+def address_problem(description: str) -> str | None:
+    """What ``check`` would find without binding anything: a port out of range, an
+    interface that is not an IP address (whether it is one of this host's needs a bind)."""
+    address = tcp_address(description)
+    if address is None:
+        return None
+    family, interface, port = address
+    if not 0 <= port <= 65535:
+        return f"port {port} is out of range (0-65535)"
+    valid = isIPv6Address if family == socket.AF_INET6 else isIPAddress
+    if interface and not valid(interface):
+        return f"interface {interface!r} is not an IP{'v6' if family == socket.AF_INET6 else 'v4'} address"
+    return None
+
+
+def listener_endpoint(reactor, listener: ListenerConfig):
+    """The server endpoint of ``listener`` (its files read and checked: a TLS listener's
+    certificate and key); ``ConfigError`` naming the listener when it cannot be built."""
+    try:
+        return server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
+
+
+def build_listener(reactor, listener: ListenerConfig, gateway: Gateway, counter: ConnectionCounter,
+                   endpoint=None) -> ListenerService:
+    """The service of one listener: its door's factory behind the shared connection limits.
+    ``endpoint``: one already built by ``listener_endpoint``."""
+    factory = door_factory(listener.kind, gateway, listener.settings)
+    if endpoint is None:
+        endpoint = listener_endpoint(reactor, listener)
+    full = f"{listener.kind}:{listener.endpoint}"
+    label = listener.settings.name if listener.settings.name == full else f"{listener.settings.name} ({full})"
+    return ListenerService(endpoint, LimitedFactory(factory, counter, listener.settings.name), label,
+                           listener.endpoint, listener)
+
+
 def check_listeners(top: IServiceCollection) -> None:
     """``check`` every listener of ``top`` (before twistd daemonizes)."""
     for service in top:
@@ -80,7 +138,7 @@ def check_listeners(top: IServiceCollection) -> None:
 
 def listen_failure(e: BaseException, description: str) -> str:
     """Why listening on ``description`` (a Twisted endpoint string) failed, in words."""
-    args, kwargs = split_description(description)
+    args, kwargs = split_description(unwrapped(description))
     port = kwargs.get("port") or (args[1] if len(args) > 1 else "?")
     interface = kwargs.get("interface", "")
     if isinstance(e, OverflowError):  # socket.bind's own check of the port number

@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
+    IOpenSSLServerConnectionCreator,
     IProtocolNegotiationFactory,
     IStreamServerEndpoint,
     IStreamServerEndpointStringParser,
@@ -45,6 +46,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sipgateway.transports import proxyheader
 from sipgateway.transports.backlog import MAX_BACKLOG, default_backlog
 from sipgateway.transports.endpointstrings import split_description
 
@@ -213,9 +215,22 @@ def _select_alpn(connection: SSL.Connection, offered: list[bytes]):
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
+@implementer(IOpenSSLServerConnectionCreator)
+class _CurrentOptions:
+    """Each new connection gets the endpoint's options as they are then: a reload puts
+    new ones there (a renewed certificate) without closing the port."""
+
+    def __init__(self, endpoint: TLSServerEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def serverConnectionForTLS(self, protocol):  # noqa: N802 - Twisted's name
+        return self.endpoint.options.serverConnectionForTLS(protocol)
+
+
 @implementer(IStreamServerEndpoint)
 class TLSServerEndpoint:
-    """TCP (v4, or v6 when ``interface`` has a ':') wrapped in TLS with our options."""
+    """TCP (v4, or v6 when ``interface`` has a ':') wrapped in TLS with our options.
+    ``options`` may be replaced while listening: new connections use the new ones."""
 
     def __init__(self, reactor, port: int, privateKey: str, certKey: str | None = None,
                  caCerts: str | None = None, extraCertChain: str | None = None, interface: str = "",
@@ -224,14 +239,15 @@ class TLSServerEndpoint:
         self.requires_client_certificate = bool(caCerts)
         self.port = port
         tcp = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
-        self._tcp = tcp(reactor, port, backlog=backlog or default_backlog(), interface=interface)
+        #: the TCP endpoint below the TLS (a PROXY header is read there, see proxyheader.py)
+        self.tcp = tcp(reactor, port, backlog=backlog or default_backlog(), interface=interface)
 
     def wrap(self, factory):
         """The TLS server factory around ``factory`` (what ``listen`` listens with)."""
-        return TLSMemoryBIOFactory(self.options, False, _FailureLogFactory(factory, self.port))
+        return TLSMemoryBIOFactory(_CurrentOptions(self), False, _FailureLogFactory(factory, self.port))
 
     def listen(self, protocolFactory):
-        return self._tcp.listen(self.wrap(protocolFactory))
+        return self.tcp.listen(self.wrap(protocolFactory))
 
 
 def _integer(key: str, value: str, low: int, high: int) -> int:
@@ -279,7 +295,12 @@ class TLSEndpointParser:
 
 
 def server_from_string(reactor, description: str):
-    """``serverFromString``, except that ``tls:`` is our endpoint (see the module docstring)."""
+    """``serverFromString``, except that ``tls:`` is our endpoint (see the module docstring)
+    and ``haproxy:`` reads the PROXY header before our protocols see the connection
+    (proxyheader.py)."""
+    inner = proxyheader.unwrapped(description)
+    if inner != description:
+        return proxyheader.ProxyHeaderEndpoint(reactor, server_from_string(reactor, inner))
     args, kwargs = split_description(description)
     if args and args[0].lower() == "tls":
         return parse_tls_endpoint(reactor, *args[1:], **kwargs)

@@ -110,7 +110,7 @@ class _RecordingReactor(MemoryReactorClock):
         return super().listenTCP(*args, **kwargs)
 
 
-def test_sighup_is_ignored_before_any_listener_listens(tmp_path: Path) -> None:
+def test_sighup_is_handled_before_any_listener_listens(tmp_path: Path) -> None:
     """A client that can connect must not find a gateway that SIGHUP still kills."""
     reactor = _RecordingReactor()
     top = build(tmp_path, reactor, ["sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002"])

@@ -22,7 +22,7 @@ class _SIPGatewayServiceMaker:
         from sipgateway.transports.listening import check_listeners
 
         try:
-            service = make_service(options.config, run_as=twistd_user(options))
+            service = make_service(options.config, run_as=twistd_user(options), source=options.source)
             check_listeners(service)  # before twistd daemonizes: a port in use is this one line too
             return service
         except StartupError as e:  # a clear one-line error, not a traceback

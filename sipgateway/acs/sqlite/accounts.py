@@ -80,3 +80,14 @@ def ensure(tx: Tx, name: str, password: str, institution: str, encoding: str, er
            tx.stamp)
     row = tx.one("SELECT * FROM sc_accounts WHERE name = ?", name)
     return _account(row)
+
+
+def names(tx: Tx) -> set[str]:
+    """Every SC account, enabled or not (what a listener may name)."""
+    return {row[0] for row in tx.all("SELECT name FROM sc_accounts")}
+
+
+def ensure_all(tx: Tx, rows: list[dict[str, str]]) -> list[str]:
+    """``ensure`` each account (keyword arguments of ``ensure``) in one transaction: a reload
+    writes all of the config's changes or none."""
+    return [ensure(tx, enabled=True, **row).name for row in rows]

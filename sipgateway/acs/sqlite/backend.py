@@ -182,6 +182,17 @@ class SQLiteACS:
         return self.run_sync("ensure_account", lambda tx: accounts.ensure(
             tx, name, password, institution, encoding, error_detection, library_name, terminal_location, enabled))
 
+    # --- the config's SC accounts while running (a reload) --------------------------------
+
+    def known_accounts(self) -> Deferred:
+        """Fires with every SC account in the database, enabled or not."""
+        return self._read("known_accounts", None, accounts.names)
+
+    def write_accounts(self, rows: list[dict[str, str]]) -> Deferred:
+        """Create or update SC accounts (keyword arguments of ``accounts.ensure``) in one
+        transaction of the database process; fires with their names once committed."""
+        return self._write("write_accounts", None, accounts.ensure_all, rows)
+
     # --- IAccounts ---------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, location: str) -> Deferred:
