@@ -39,6 +39,8 @@ class ListenerSettings:
     terminator: bytes | None = None
     #: TLS client certificate subject -> SC account
     cert_accounts: Mapping[str, str] = field(default_factory=dict)
+    #: the devices' response deadline in seconds (``deadline``, deadlines.py); None: acs_timeout
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class AccountSettings:
     terminator: bytes | None = None
     #: a checkin of an item that was not on loan answers ok=1 (True) or ok=0 with an alert
     checked_in_ok: bool = True
+    #: the account's devices' response deadline in seconds (``deadline``); None: the listener's
+    deadline: float | None = None
 
 
 DEFAULT_ACCOUNT_SETTINGS = AccountSettings()

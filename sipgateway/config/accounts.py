@@ -9,6 +9,7 @@ from sipgateway.config.values import (
     check_encoding,
     check_error_detection,
     check_terminator,
+    deadline_ms,
     number,
     yes_no,
 )
@@ -16,7 +17,8 @@ from sipgateway.settings import AccountSettings, ErrorDetection
 
 #: account keys the database does not hold: a section may give only these, for an account
 #: that is already in the database
-_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok"}
+_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok",
+                          "deadline"}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
                  *_ACCOUNT_SETTINGS_KEYS}
 
@@ -36,10 +38,13 @@ class AccountConfig:
     terminator: bytes | None = None
     #: a checkin of an item that was not on loan answers ok=1 (yes) or ok=0 (no)
     checked_in_ok: bool = True
+    #: seconds this account's devices wait for a reply (``deadline``, milliseconds); None: no limit of theirs
+    deadline: float | None = None
 
     @property
     def settings(self) -> AccountSettings:
-        return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok)
+        return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok,
+                               deadline=self.deadline)
 
 
 def account_section(name: str, values: dict[str, str]) -> AccountConfig:
@@ -51,10 +56,11 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
     idle_timeout = None if idle < 0 else idle
     terminator = check_terminator(values["terminator"], where) if values.get("terminator") else None
     checked_in_ok = yes_no(values["checked_in_ok"], f"{where} checked_in_ok") if "checked_in_ok" in values else True
+    extra = {"deadline": deadline_ms(values, where)}
     if set(values) <= _ACCOUNT_SETTINGS_KEYS:
         # settings only, for an account that already exists in the database
         return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout,
-                             terminator=terminator, checked_in_ok=checked_in_ok)
+                             terminator=terminator, checked_in_ok=checked_in_ok, **extra)
     if not values.get("password"):
         raise ConfigError(f"{where} password: missing")
     if not values.get("institution"):
@@ -70,4 +76,5 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
         error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
         library_name=values.get("library_name", ""),
         terminal_location=values.get("terminal_location", ""),
+        **extra,
     )
