@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from sipgateway import passthrough
 from sipgateway.acs import model as m
 from sipgateway.deadlines import answer_window
 from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS
@@ -47,9 +48,17 @@ class LoginSteps:
     #: a call arriving at t is due from the backend between t + answer_within and that + deadline_slack
     answer_within: float
     deadline_slack: float
+    closed: bool
+    acs: Any
+    #: pass-through mode: the session's own view of the library system (passthrough.py)
+    upstream: Any = None
 
     def _drain(self) -> None:
         raise NotImplementedError
+
+    def _connection_ended(self) -> None:
+        """A device's own upstream connection (pass-through mode) closes with its own."""
+        passthrough.ended(self)
 
     def bind(self, name: str, why: str) -> None:
         """Log in as the account the door names (``why``), without a 93; input waits."""
@@ -59,6 +68,7 @@ class LoginSteps:
         d = accounts.account(name)
         d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f, peer=self.peer,
                                                 name=name) or False)  # logged: no account, nothing more to say
+        d.addCallback(passthrough.bound, self, name)  # pass-through mode: logged in upstream first
         d.addCallback(self._bound, name, why)
 
     def _bound(self, account: m.Account | None | bool, name: str, why: str) -> None:
@@ -86,6 +96,8 @@ class LoginSteps:
                               user=request.user, bound=self.bound_account.name)
             return succeed(None)
         self._location = request.location
+        if passthrough.applies(self.gateway):
+            return passthrough.login(self, request)  # the library system answers the 93
         return self.gateway.authenticate(self.address, request.user, request.password, request.location,
                                          self.who, self.repeated)
 

@@ -53,6 +53,9 @@ class AccountSettings:
     checked_in_ok: bool = True
     #: the account's devices' response deadline in seconds (``deadline``); None: the listener's
     deadline: float | None = None
+    #: pass-through mode: what a device bound to the account logs in upstream with (93 CN, CO)
+    upstream_login: str | None = None
+    upstream_password: str = field(default="", repr=False)
 
 
 DEFAULT_ACCOUNT_SETTINGS = AccountSettings()
