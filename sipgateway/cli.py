@@ -1,4 +1,4 @@
-"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock.
+"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock; rules test.
 
 Subcommands register themselves in ``COMMANDS``; another module adds one with::
 
@@ -369,6 +369,15 @@ def _unlock_command(subparsers: argparse._SubParsersAction) -> None:
     unlock.add_arguments(p)
     p.set_defaults(handler=unlock.run)
 
+
+
+@command
+def _rules_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import rulestest
+
+    p = subparsers.add_parser("rules", help="try an account's rewrite rules on a message",
+                              description="Rewrite rules (forwarding mode): 'rules test' prints a message after them.")
+    rulestest.add_arguments(p)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -38,7 +38,9 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     database for its accounts and counters."""
     if not config.upstreams[0].pooled:
         check_bound_credentials(config)
-    upstream = UpstreamACS(config.upstreams, reactor)  # checks sip2s files: a ValueError naming the key
+    upstream = UpstreamACS(config.upstreams, reactor,  # checks sip2s files: a ValueError naming the key
+                           cached_answer_age=config.cached_answer_age,
+                           rules={a.name: a.rules for a in config.accounts if a.rules})
     try:
         own, findings = open_database(config, reactor, run_as)
     except ACSUnavailable as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sipgateway.acs.upstream.rules import RuleSet
+from sipgateway.config.forwarding import account_rules
 from sipgateway.config.upstream import UPSTREAM_ACCOUNT_KEYS, upstream_credentials
 from sipgateway.config.values import (
     ConfigError,
@@ -19,7 +21,7 @@ from sipgateway.settings import AccountSettings, ErrorDetection
 #: account keys the database does not hold: a section may give only these, for an account
 #: that is already in the database
 _ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok", *UPSTREAM_ACCOUNT_KEYS,
-                          "deadline"}
+                          "deadline", "rules"}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
                  *_ACCOUNT_SETTINGS_KEYS}
 
@@ -44,6 +46,8 @@ class AccountConfig:
     upstream_password: str = field(default="", repr=False)
     #: seconds this account's devices wait for a reply (``deadline``, milliseconds); None: no limit of theirs
     deadline: float | None = None
+    #: forwarding mode: rewrite rules for this account's requests and the library system's replies
+    rules: RuleSet | None = field(default=None, compare=False)
 
     @property
     def settings(self) -> AccountSettings:
@@ -62,7 +66,7 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
     terminator = check_terminator(values["terminator"], where) if values.get("terminator") else None
     checked_in_ok = yes_no(values["checked_in_ok"], f"{where} checked_in_ok") if "checked_in_ok" in values else True
     upstream_login, upstream_password = upstream_credentials(values, where)
-    extra = {"deadline": deadline_ms(values, where)}
+    extra = {"deadline": deadline_ms(values, where), "rules": account_rules(values, where)}
     if set(values) <= _ACCOUNT_SETTINGS_KEYS:
         # settings only, for an account that already exists in the database
         return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout,
