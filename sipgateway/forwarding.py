@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from sipgateway.acs.backends import BackendUnavailable, IBackend
 from sipgateway.acs.sqlite import ACSUnavailable
+from sipgateway.acs.upstream import protocol
 from sipgateway.acs.upstream.backend import UpstreamACS
 from sipgateway.config import Config, ConfigError
 from sipgateway.privileges import RunAs
@@ -38,6 +39,7 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     database for its accounts and counters."""
     if not config.upstreams[0].pooled:
         check_bound_credentials(config)
+    protocol.TRACE = config.trace  # every line to and from the library system in the log
     upstream = UpstreamACS(config.upstreams, reactor,  # checks sip2s files: a ValueError naming the key
                            cached_answer_age=config.cached_answer_age,
                            rules={a.name: a.rules for a in config.accounts if a.rules})

@@ -8,6 +8,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from sipgateway.acs.upstream import protocol as protocol_module
 from sipgateway.acs.upstream.errors import (
     BadReply,
     ConnectionLost,
@@ -277,6 +278,7 @@ class FolioErrorLineTests(SynchronousTestCase):
 
 class LogTests(SynchronousTestCase):
     def test_secrets_are_masked_and_bytes_escaped(self):
+        self.patch(protocol_module, "TRACE", True)
         proto, _, _ = protocol()
         log = LogCapture(self)
         proto.send("93", LOGIN_FIXED, LOGIN_FIELDS)
@@ -285,6 +287,12 @@ class LogTests(SynchronousTestCase):
         self.assertNotIn("secret", text)
         d = proto.send("09", CHECKIN_FIXED, CHECKIN_FIELDS)  # busy: refused
         self.failureResultOf(d)
+
+    def test_lines_are_logged_only_with_trace(self):
+        proto, _, _ = protocol()
+        log = LogCapture(self)
+        proto.send("93", LOGIN_FIXED, LOGIN_FIELDS)
+        self.assertEqual(log.lines(LogLevel.debug), [])
 
     def test_show_masks_escapes_and_bounds(self):
         self.assertEqual(show(b"6300120240101    000000          AOx|AApat|ADpin|ACtp|"),

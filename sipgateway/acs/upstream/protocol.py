@@ -62,6 +62,9 @@ log = Logger()
 
 #: the longest wait for a late reply after a timeout, before the connection is closed
 MAX_DRAIN = 60.0
+#: log every line sent to and received from the library system (masked), at debug level: the
+#: gateway's ``trace`` (forwarding.py sets it); off, it costs nothing per request
+TRACE = False
 
 
 @dataclass(eq=False)
@@ -142,7 +145,8 @@ class UpstreamProtocol(Protocol):
         delay = self.timeout if deadline is None else min(self.timeout, deadline - now)
         pending.timer = self.clock.callLater(delay, self._timed_out, pending)
         self._pending = pending
-        log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
+        if TRACE:
+            log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
         self.transport.write(data)
         return pending.done
 
@@ -168,7 +172,8 @@ class UpstreamProtocol(Protocol):
                          server=self.server, line=show(line))
                 self.close()
             return
-        log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
+        if TRACE:
+            log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
         try:
             msg = decode_reply(line, self.settings)
         except ChecksumError:
