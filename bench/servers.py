@@ -222,7 +222,7 @@ def write_gateway_config(path: Path, max_connections: int) -> None:
 
 
 def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (), python: str = sys.executable,
-                  max_connections: int = 30000, timeout: float = 60.0) -> Server:
+                  max_connections: int = 30000, timeout: float = 60.0, name: str = "gateway") -> Server:
     """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout."""
     port = free_port()
     config = workdir / "gateway.ini"
@@ -238,7 +238,7 @@ def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (),
     output = workdir / "twistd.out"
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-    server = Server("gateway", proc, port, log)
+    server = Server(name, proc, port, log)
     try:
         wait_for_port(server, timeout)
     except ServerError as e:
