@@ -47,6 +47,9 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
         own, findings = open_database(config, reactor, run_as)
     except ACSUnavailable as e:
         raise BackendUnavailable(str(e)) from None
+    # patrons and items are the library system's; in pass-through mode so are the logins
+    keep = {"SC accounts"} if upstream.pooled else set()
+    findings.missing = [what for what in findings.missing if what in keep]
     return ForwardingBackend(upstream, EmbeddedBackend(own, config, findings), config)
 
 

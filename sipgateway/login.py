@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from sipgateway import passthrough
@@ -85,6 +85,12 @@ class LoginSteps:
 
     def bind_account(self, account: m.Account) -> None:
         """Log the terminal in without a 93 (serial line, telnet login, TLS certificate)."""
+        if self.upstream is None and passthrough.applies(self.gateway):
+            # a door checked the account itself (telnet): it logs in upstream first; input waits
+            self.state = State.BINDING
+            d = maybeDeferred(passthrough.bound, account, self, account.name)
+            d.addCallback(self._bound, account.name, "a login at the door")
+            return
         self.bound_account = account
         self._logged_in(account, "")
 

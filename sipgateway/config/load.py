@@ -101,7 +101,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         elif kind == "account" and name:
             accounts.append(account_section(name, values))
         else:
-            raise ConfigError(f"[{section}]: unknown section; use [gateway], [upstream], [listener:NAME] or [account:NAME]")
+            raise ConfigError(f"[{section}]: unknown section; use [gateway], [upstream], [listener:NAME] or "
+                              "[account:NAME]")
 
     if listen:
         listeners = [parse_listen(v) for v in listen]
