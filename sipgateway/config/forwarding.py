@@ -22,10 +22,10 @@ def cached_answer_age(section: Mapping[str, str] | None) -> float:
     """``cached_answer_age`` (seconds): how old an answer to 17 or 63 may be to answer a
     device, marked as cached, when the library system does not answer by its deadline; 0
     turns it off."""
-    where = "[upstream]"
-    age = number(dict(section or {}), "cached_answer_age", DEFAULT_CACHED_ANSWER_AGE, where)
+    where, values = "[upstream]", dict(section or {})
+    age = number(values, "cached_answer_age", DEFAULT_CACHED_ANSWER_AGE, where)
     if age > MAX_CACHED_ANSWER_AGE:
-        raise ConfigError(f"{where}: cached_answer_age={section['cached_answer_age']!r} must be at most "  # type: ignore[index]
+        raise ConfigError(f"{where}: cached_answer_age={values['cached_answer_age']!r} must be at most "
                           f"{MAX_CACHED_ANSWER_AGE:g} seconds (0 turns answering from cache off)")
     return age
 
