@@ -72,6 +72,13 @@ def _target_value(target: Target, row: dict, rows: dict[str, dict]) -> float | N
         return ours["rate"] / ref["rate"] if ref and ref.get("rate") else None
     if target.kind == "cold_ratio_max":
         return ours["cold_s"] / ours["warm_s"] if ours.get("warm_s") else None
+    if target.kind in ("ref_share_min", "p99_hop_max_us"):
+        ref = rows.get(target.ref or "", {}).get("ours")
+        if not ref:
+            return None
+        if target.kind == "p99_hop_max_us":
+            return ours["p99_us"] - ref["p99_us"]
+        return ours["rate"] / ref["rate"] if ref.get("rate") else None
     raise ValueError(f"unknown target kind {target.kind!r}")
 
 
@@ -91,7 +98,7 @@ def evaluate(rows: Sequence[dict]) -> list[dict]:
         else:
             faults = _faults(ours)
             checks.append({"check": "replies right", "pass": not faults, "detail": ", ".join(faults)})
-        if ceiling is None and not row.get("storm"):
+        if ceiling is None and not row.get("storm") and not row.get("front"):
             checks.append({"check": "ceiling run", "pass": False, "detail": row.get("ceiling_error") or "not run"})
         if row.get("verify") is not None:
             v = row["verify"]

@@ -76,6 +76,9 @@ class Bench:
         self.next_offset = 0
         #: the gateway with the admin listener on, its database, why it is missing (the -admin rows)
         self.admin, self.admin_database, self.admin_error = admin
+        #: a gateway forwarding to ``gateway`` (--acs sip2://, pass-through), for the front rows
+        self.front: servers.Server | None = None
+        self.front_error: str | None = None
 
     def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
         return lg.Load(requests=workloads.REQUESTS[w.request], conns=w.conns, seconds=w.seconds,
@@ -83,34 +86,52 @@ class Bench:
                        offset=offset)
 
     def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
-        gateway = self.admin if w.admin else self.gateway
-        assert gateway is not None
-        gateway.wait_quiet()
-        cpu_before = gateway.cpu_seconds()
+        server = self.front if w.front else (self.admin if w.admin else self.gateway)
+        assert self.gateway is not None and server is not None
+        if w.front:
+            self.gateway.wait_quiet()
+        server.wait_quiet()
+        cpu_before = server.cpu_seconds()
         load = self._load(w, workloads.EXPECTED[w.request], offset)
-        with servers.RSSSampler(gateway) as rss, servers.Scraper(gateway.admin_url) as scraper:
+        with servers.RSSSampler(server) as rss, servers.Scraper(server.admin_url) as scraper:
             if w.door == "sip":
-                figures = lg.run(self.loadgen, gateway.port, load)
+                figures = lg.run(self.loadgen, server.port, load)
             else:
                 if self.tlsload is None:
                     raise lg.LoadgenError(self.tlsload_error or "no tlsload to drive the TLS doors")
-                if w.door not in gateway.doors:
+                if w.door not in server.doors:
                     raise lg.LoadgenError(f"the gateway was started without its {w.door} door")
-                figures = lg.run_tls(self.tlsload, gateway.doors[w.door], load,
+                figures = lg.run_tls(self.tlsload, server.doors[w.door], load,
                                      "wise" if w.door == "https" else "sip")
-        if gateway.admin_url:
+        if server.admin_url:
             row["scrapes"] = row.get("scrapes", 0) + scraper.scrapes
             if scraper.error:
-                raise lg.LoadgenError(f"scraping {gateway.admin_url}/metrics failed: {scraper.error}")
-        cpu_after = gateway.cpu_seconds()
+                raise lg.LoadgenError(f"scraping {server.admin_url}/metrics failed: {scraper.error}")
+        cpu_after = server.cpu_seconds()
         if cpu_before is not None and cpu_after is not None:
             # CPU over the whole loadgen run (set-up included): near 100 % means the gateway is the bottleneck
             figures["gateway_cpu_s"] = round(cpu_after - cpu_before, 2)
         row["rss_peak_kb"] = max(row.get("rss_peak_kb") or 0, rss.peak_kb)
-        if not gateway.alive():
-            raise lg.LoadgenError(f"the gateway died (status {gateway.proc.returncode}); "
-                                  f"see {gateway.log}:\n{gateway.log_tail()}")
+        for each in ((self.gateway, server) if w.front else (server,)):
+            if not each.alive():
+                raise lg.LoadgenError(f"the {each.name} died (status {each.proc.returncode}); "
+                                      f"see {each.log}:\n{each.log_tail()}")
         return figures
+
+    def start_front(self) -> None:
+        """The front gateway, once, for the first front row (its own demo database holds the
+        accounts it knows; devices log in through it to the gateway under test)."""
+        if self.front is not None or self.front_error is not None or self.gateway is None:
+            return
+        assert self.workdir is not None
+        workdir = self.workdir / "front"
+        workdir.mkdir(exist_ok=True)
+        try:
+            self.front = servers.start_gateway(workdir, workdir / "front.sqlite3", name="front", extra_args=[
+                "--acs", f"sip2://127.0.0.1:{self.gateway.port}?timeout=30"])
+        except (servers.ServerError, OSError) as e:
+            self.front_error = f"the front gateway did not start: {e}"
+            _progress(f"bench: {self.front_error}")
 
     def _run_ceiling(self, w: workloads.Workload, offset: int) -> dict:
         assert self.ceiling is not None
@@ -173,7 +194,11 @@ class Bench:
         row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": w.idle,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
-                     "rss_peak_kb": None, "verify": None}
+                     "rss_peak_kb": None, "verify": None, "front": w.front}
+        if w.front:
+            self.start_front()
+            if self.front is None:
+                row["ours_error"] = self.front_error or self.gateway_error
         if self.gateway is not None and not self.gateway.alive():
             self.gateway_error = (f"the gateway exited earlier (status {self.gateway.proc.returncode}); "
                                   f"see {self.gateway.log}")
@@ -203,7 +228,7 @@ class Bench:
                 except (lg.LoadgenError, OSError) as e:
                     row["ours_error"] = str(e)
                     _progress(f"  {w.key}: ours failed: {e}")
-            if self.ceiling is not None and row["ceiling_error"] is None:
+            if self.ceiling is not None and row["ceiling_error"] is None and not w.front:
                 try:
                     figures = self._run_ceiling(w, offset)
                     row["ceiling_runs"].append(figures)
@@ -297,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tmpdir)
     gateway = ceiling = None
     admin: tuple[servers.Server | None, Path | None, str | None] = (None, None, None)
+    bench: Bench | None = None
     try:
         _progress(f"bench: working in {tmp}")
         try:
@@ -326,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("bench: interrupted; stopping the servers")
         return 130
     finally:
-        for server in (gateway, admin[0], ceiling):
+        for server in (bench and bench.front, gateway, admin[0], ceiling):
             if server is not None:
                 server.stop()
         if args.keep:

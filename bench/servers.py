@@ -275,7 +275,7 @@ def tls_listeners(workdir: Path) -> tuple[dict[str, int], list[str]]:
 
 def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (), python: str = sys.executable,
                   max_connections: int = 30000, timeout: float = 60.0, tls: bool = False,
-                  admin: bool = False) -> Server:
+                  admin: bool = False, name: str = "gateway") -> Server:
     """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout;
     with ``tls`` also the TLS socket door and the http door over TLS (``Server.doors``); with
     ``admin`` its admin listener on another."""
@@ -297,7 +297,7 @@ def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (),
     output = workdir / "twistd.out"
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-    server = Server("gateway", proc, port, log, doors, f"http://127.0.0.1:{admin_port}" if admin_port else None)
+    server = Server(name, proc, port, log, doors, f"http://127.0.0.1:{admin_port}" if admin_port else None)
     try:
         wait_for_port(server, timeout)
     except ServerError as e:

@@ -39,7 +39,9 @@ class Target:
     """One figure a row must reach.  ``kind``: share_min (ours/ceiling rate), rate_min
     (ours, req/s), p50_max_us, p99_max_us, rss_max_mb, ratio_min (ours rate over the rate
     of row ``ref``), cold_ratio_max (a login storm's time on a cold cache over its time on
-    a warm one)."""
+    a warm one), ref_share_min (ours rate over the rate of row ``ref``: a front gateway's
+    over the back's alone), p99_hop_max_us (ours p99 minus row ``ref``'s: what the hop
+    through a front gateway adds)."""
 
     kind: str
     limit: float
@@ -60,15 +62,19 @@ class Target:
             return f">={self.limit:.0%} of {self.ref}"
         if self.kind == "cold_ratio_max":
             return f"cold<={self.limit:g}x warm"
+        if self.kind == "ref_share_min":
+            return f">={self.limit:.0%} of {self.ref}"
+        if self.kind == "p99_hop_max_us":
+            return f"p99<={self.ref}+{self.limit / 1000:g}ms"
         raise ValueError(f"unknown target kind {self.kind!r}")
 
     def show(self, value: float) -> str:
         """A measured value in the target's unit."""
-        if self.kind in ("share_min", "ratio_min"):
+        if self.kind in ("share_min", "ratio_min", "ref_share_min"):
             return f"{value:.0%}"
         if self.kind == "rate_min":
             return f"{value:,.0f}/s"
-        if self.kind in ("p50_max_us", "p99_max_us"):
+        if self.kind in ("p50_max_us", "p99_max_us", "p99_hop_max_us"):
             return f"{value / 1000:.3f} ms"
         if self.kind == "rss_max_mb":
             return f"{value:.0f} MB"
@@ -94,6 +100,10 @@ class Workload:
     door: str = "sip"
     #: against a second gateway with the admin listener on, /metrics scraped every second
     admin: bool = False
+    #: through a front gateway forwarding to the gateway under test (no ceiling run)
+    front: bool = False
+    #: the row run beside this one (the same workload on the gateway alone)
+    beside: str | None = None
 
     @property
     def label(self) -> str:
@@ -108,6 +118,8 @@ class Workload:
             label += f" over {self.door.upper()}"
         if self.admin:
             label += ", admin+metrics"
+        if self.front:
+            label += " via front"
         return label
 
     @property
@@ -150,9 +162,14 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     # the admin listener and its metrics (a gateway observer) cost at most 10 % (issue 13)
     "99-c10-admin": (Target("ratio_min", 0.90, ref="99-c10"),),
     "11+09-c100-admin": (Target("ratio_min", 0.90, ref="11+09-c100"),),
+    # a front gateway (--acs sip2://, pass-through) in front of the gateway under test
+    "63-front-c10": (Target("ref_share_min", 0.40, ref="63-c10"),),
+    "17-front-paced": (Target("p99_hop_max_us", 1000.0, ref="17-paced"),),
 }
 #: the rows run again with the admin listener on, each right after itself
 ADMIN_ROWS = ("99-c10", "11+09-c100")
+#: the hop-latency rows' pace (requests/s over 10 connections)
+HOP_RATE = 2_000.0
 
 
 def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
@@ -169,14 +186,29 @@ def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[W
     for door in ("tls", "https"):
         workloads.append(Workload(f"63-{door}-c10", "63", 10, durations.closed, repeats=durations.closed_repeats,
                                   targets=TARGETS.get(f"63-{door}-c10", ()), door=door))
+    workloads += front_workloads(durations)
     workloads.append(Workload("93-storm", "93", STORM_CONNECTIONS, 0.1, targets=TARGETS["93-storm"], storm=True))
     if only:
         unknown = only - {w.key for w in workloads}
         if unknown:
             raise ValueError(f"unknown workload {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(w.key for w in workloads)}")
+        # a row compared with another runs with it: the comparison is within one run
+        only = only | {w.beside for w in workloads if w.key in only and w.beside}
         workloads = [w for w in workloads if w.key in only]
     return workloads
+
+
+def front_workloads(durations: Durations) -> list[Workload]:
+    """63 and checkout+checkin through a front gateway beside the back alone (63-c10,
+    11+09-c10), and 17 paced at HOP_RATE both ways: what the hop costs."""
+    closed = {"seconds": durations.closed, "repeats": durations.closed_repeats}
+    paced = {"seconds": durations.paced, "repeats": 3, "rate": HOP_RATE}
+    return [Workload("63-front-c10", "63", 10, front=True, beside="63-c10", targets=TARGETS["63-front-c10"], **closed),
+            Workload("11+09-front-c10", "11+09", 10, front=True, beside="11+09-c10", **closed),
+            Workload("17-paced", "17", 10, **paced),
+            Workload("17-front-paced", "17", 10, front=True, beside="17-paced", targets=TARGETS["17-front-paced"],
+                     **paced)]
 
 
 def write_connections(workloads: list[Workload]) -> int:

@@ -1,4 +1,4 @@
-"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock;
+"""The ``sipgateway`` command: decode, checksum and send SIP2 messages by hand; unlock; rules test;
 usage reports and the embedded database's data (usagereport.py, dbtool.py).
 
 Subcommands register themselves in ``COMMANDS``; another module adds one with::
@@ -400,6 +400,14 @@ def _check_config_command(subparsers: argparse._SubParsersAction) -> None:
     checkconfig.add_arguments(p)
     p.set_defaults(handler=checkconfig.run)
 
+
+@command
+def _rules_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway import rulestest
+
+    p = subparsers.add_parser("rules", help="try an account's rewrite rules on a message",
+                              description="Rewrite rules (forwarding mode): 'rules test' prints a message after them.")
+    rulestest.add_arguments(p)
 
 if __name__ == "__main__":
     raise SystemExit(main())

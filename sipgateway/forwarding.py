@@ -54,7 +54,9 @@ def build_upstream(config: Config, reactor: Any) -> UpstreamACS:
     """The circulation backend for ``config.upstreams`` (a wrapper around it must keep
     ``pooled``, ``configs`` and ``open_session`` reachable: passthrough.py asks for them)."""
     servers = [replace(server, trace=config.trace) for server in config.upstreams]  # wire lines: [gateway] trace
-    return UpstreamACS(servers, reactor)  # checks sip2s files: a ValueError naming the key
+    return UpstreamACS(servers, reactor,  # checks sip2s files: a ValueError naming the key
+                       cached_answer_age=config.cached_answer_age,
+                       rules={a.name: a.rules for a in config.accounts if a.rules})
 
 
 def check_bound_credentials(config: Config) -> None:

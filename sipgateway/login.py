@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from sipgateway import passthrough
 from sipgateway.acs import model as m
+from sipgateway.deadlines import answer_window
 from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS
 from sipgateway.states import State
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sipgateway.gateway import Gateway
     from sipgateway.repeatlog import RepeatedLines
     from sipgateway.replies import ReplyWriter
+    from sipgateway.settings import ListenerSettings
     from sipgateway.timers import ConnectionTimers
 
 
@@ -42,6 +44,10 @@ class LoginSteps:
     _recent: Any
     since: float | None
     who: str
+    settings: ListenerSettings
+    #: a call arriving at t is due from the backend between t + answer_within and that + deadline_slack
+    answer_within: float
+    deadline_slack: float
     closed: bool
     acs: Any
     #: pass-through mode: the session's own view of the library system (passthrough.py)
@@ -123,4 +129,11 @@ class LoginSteps:
                                    location=location or account.terminal_location,
                                    checked_in_ok=extra.checked_in_ok, address=self.address)
         self.timers.logged_in(self.gateway.idle_timeouts.get(account.name))
+        self.set_deadline(extra.deadline)
+
+    def set_deadline(self, account_deadline: float | None) -> None:
+        """How soon calls must be answered: the shorter of the listener's and the account's
+        ``deadline`` and ``acs_timeout`` (deadlines.py)."""
+        self.answer_within, self.deadline_slack = answer_window(self.gateway.acs_timeout, self.settings.deadline,
+                                                                account_deadline)
 

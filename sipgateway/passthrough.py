@@ -48,7 +48,7 @@ def login(session: LoginSteps, request: rq.LoginRequest) -> Deferred:
     it, None when it (or the lockout) refused it or when it could not be asked."""
     gateway = session.gateway
     own = _own(session)
-    deadline = gateway.reactor.seconds() + gateway.acs_timeout
+    deadline = gateway.reactor.seconds() + session.answer_within  # the device's deadline (login.py)
     d = gateway.authenticate(session.address, request.user, request.password, request.location, session.who,
                              session.repeated, accounts=_UpstreamAccounts(gateway, own, deadline))
 
@@ -72,7 +72,7 @@ def bound(account: m.Account | None | bool, session: LoginSteps, name: str, atte
                           "the library system; it must log in with 93", peer=session.who, name=name)
         return False
     own = _own(session)
-    deadline = gateway.reactor.seconds() + gateway.acs_timeout
+    deadline = gateway.reactor.seconds() + session.answer_within  # the device's deadline (login.py)
     d = own.login(rq.LoginRequest(settings.upstream_login, settings.upstream_password, account.terminal_location),
                   deadline)
 

@@ -41,8 +41,6 @@ from sipgateway.timers import ConnectionTimers
 
 #: requests waiting behind one in progress (or a binding); a real SC sends one at a time
 MAX_PENDING = 16
-#: how much later than arrival + acs_timeout a call's deadline may be (seconds)
-DEADLINE_SLACK = 0.1
 
 NOT_LOGGED_IN = "Please log in first (93)"
 ACS_FAILED = "The library system could not complete this request; please try again or ask staff"
@@ -99,6 +97,7 @@ class Session(LoginSteps):
         gateway.sessions.add(self)
         self.timers = ConnectionTimers(self._clock, settings.idle_timeout, settings.login_timeout,
                                        self._idle_timed_out, self._login_timed_out)
+        self.set_deadline(None)  # the listener's deadline until a login (login.py)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -232,9 +231,9 @@ class Session(LoginSteps):
                 if self._backend_deadline:
                     # the terminal of the request in progress carries its deadline to the backend;
                     # a copy per request costs, so one serves while its deadline is no earlier
-                    deadline = self._clock.seconds() + self.gateway.acs_timeout
+                    deadline = self._clock.seconds() + self.answer_within  # (login.py, deadlines.py)
                     if terminal.deadline is None or terminal.deadline < deadline:
-                        terminal = self.terminal = terminal.until(deadline + DEADLINE_SLACK)
+                        terminal = self.terminal = terminal.until(deadline + self.deadline_slack)
                 d = getattr(self.acs, exchange.method)(terminal, request)
         except Exception:  # a bug: answer, log once, keep serving
             self._failed(Failure(), flight)
@@ -248,7 +247,7 @@ class Session(LoginSteps):
                 self._answered(result, flight)
             return
         if not self._backend_deadline:
-            flight.timer = self._clock.callLater(self.gateway.acs_timeout, self._timed_out, flight)
+            flight.timer = self._clock.callLater(self.answer_within, self._timed_out, flight)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(flight,), errbackArgs=(flight,))
 
     def _parse(self, received: Received) -> Message | str:
@@ -328,8 +327,8 @@ class Session(LoginSteps):
         flight.timer = None
         if not self._land(flight):
             return
-        self.log.error("{peer}: ACS did not answer {code} within {s:.0f} s; failure reply sent",
-                       peer=self.who, code=flight.msg.code, s=self.gateway.acs_timeout)
+        self.log.error("{peer}: ACS did not answer {code} within {s:g} s; failure reply sent",
+                       peer=self.who, code=flight.msg.code, s=round(self.answer_within, 3))
         self._refuse(flight, ACS_TIMEOUT)
 
     def _refuse(self, flight: _Flight, screen: str) -> None:

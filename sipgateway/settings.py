@@ -42,6 +42,8 @@ class ListenerSettings:
     cert_accounts: Mapping[str, str] = field(default_factory=dict)
     #: the door's own settings (``Door.options`` in transports/doors.py), None for doors without any
     options: Any = None
+    #: the devices' response deadline in seconds (``deadline``, deadlines.py); None: acs_timeout
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class AccountSettings:
     terminator: bytes | None = None
     #: a checkin of an item that was not on loan answers ok=1 (True) or ok=0 with an alert
     checked_in_ok: bool = True
+    #: the account's devices' response deadline in seconds (``deadline``); None: the listener's
+    deadline: float | None = None
     #: pass-through mode: what a device bound to the account logs in upstream with (93 CN, CO)
     upstream_login: str | None = None
     upstream_password: str = field(default="", repr=False)

@@ -190,12 +190,13 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 20 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert len(keys) == 24 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
-    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 211    # 11+09-c100-admin's 100 too
-    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 633
+    # 11+09-c100-admin's 100 and 11+09-front-c10's 10 too
+    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 221
+    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 663
 
 
 def test_the_admin_rows_follow_their_own_and_are_held_within_10_percent_of_them():
@@ -215,6 +216,19 @@ def test_the_admin_rows_follow_their_own_and_are_held_within_10_percent_of_them(
     assert by_key["99-c10-admin"]["result"] == "FAIL"                  # 87 %
     assert by_key["11+09-c100-admin"]["result"] == "PASS"              # 92 %
     assert ">=90% of 99-c10 failed: got 87%" in "\n".join(report.failure_notes(rows))
+def test_front_rows_run_beside_the_gateway_alone_and_are_judged_against_it():
+    assert [w.key for w in workloads.plan(only={"63-front-c10", "17-front-paced"})] == [
+        "63-c10", "63-front-c10", "17-paced", "17-front-paced"]
+    rows = report.evaluate([
+        _row("63-c10", 10, _figures(10000), _figures(50000)),
+        _row("63-front-c10", 10, _figures(4500), None, front=True),
+        _row("17-paced", 10, _figures(2000, p50=300, p99=2500), _figures(2000)),
+        _row("17-front-paced", 10, _figures(2000, p50=600, p99=3600), None, front=True),
+    ])
+    body = dict(zip([row["key"] for row in rows], report.format_table(rows).splitlines()[2:], strict=True))
+    assert body["63-front-c10"].split()[-2:] == ["63-c10", "PASS"] and ">=40% of 63-c10" in body["63-front-c10"]
+    assert body["17-front-paced"].split()[-1] == "FAIL" and "p99<=17-paced+1ms" in body["17-front-paced"]
+    assert "p99<=17-paced+1ms failed: got 1.100 ms" in "\n".join(report.failure_notes(rows))
 
 
 def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):

@@ -10,8 +10,9 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from sipgateway.acs import model as m
+from sipgateway.deadlines import DEADLINE_SLACK
 from sipgateway.gateway import Gateway
-from sipgateway.session import ACS_TIMEOUT, DEADLINE_SLACK, Session
+from sipgateway.session import ACS_TIMEOUT, Session
 from sipgateway.settings import ListenerSettings
 from tests.fakes import FakeACS
 from tests.test_session import T0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sipgateway.acs.upstream.rules import RuleSet
+from sipgateway.config.forwarding import account_rules
 from sipgateway.config.upstream import UPSTREAM_ACCOUNT_KEYS, upstream_credentials
 from sipgateway.config.values import (
     ConfigError,
     check_encoding,
     check_error_detection,
     check_terminator,
+    deadline_ms,
     number,
     yes_no,
 )
@@ -17,7 +20,8 @@ from sipgateway.settings import AccountSettings, ErrorDetection
 
 #: account keys the database does not hold: a section may give only these, for an account
 #: that is already in the database
-_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok", *UPSTREAM_ACCOUNT_KEYS}
+_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok", *UPSTREAM_ACCOUNT_KEYS,
+                          "deadline", "rules"}
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
                  *_ACCOUNT_SETTINGS_KEYS}
 
@@ -40,11 +44,16 @@ class AccountConfig:
     #: pass-through mode: the 93 a device bound to this account logs in upstream with
     upstream_login: str | None = None
     upstream_password: str = field(default="", repr=False)
+    #: seconds this account's devices wait for a reply (``deadline``, milliseconds); None: no limit of theirs
+    deadline: float | None = None
+    #: forwarding mode: rewrite rules for this account's requests and the library system's replies
+    rules: RuleSet | None = field(default=None, compare=False)
 
     @property
     def settings(self) -> AccountSettings:
         return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok,
-                               upstream_login=self.upstream_login, upstream_password=self.upstream_password)
+                               upstream_login=self.upstream_login, upstream_password=self.upstream_password,
+                               deadline=self.deadline)
 
 
 def account_section(name: str, values: dict[str, str]) -> AccountConfig:
@@ -57,11 +66,12 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
     terminator = check_terminator(values["terminator"], where) if values.get("terminator") else None
     checked_in_ok = yes_no(values["checked_in_ok"], f"{where} checked_in_ok") if "checked_in_ok" in values else True
     upstream_login, upstream_password = upstream_credentials(values, where)
+    extra = {"deadline": deadline_ms(values, where), "rules": account_rules(values, where)}
     if set(values) <= _ACCOUNT_SETTINGS_KEYS:
         # settings only, for an account that already exists in the database
         return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout,
                              terminator=terminator, checked_in_ok=checked_in_ok, upstream_login=upstream_login,
-                             upstream_password=upstream_password)
+                             upstream_password=upstream_password, **extra)
     if not values.get("password"):
         raise ConfigError(f"{where} password: missing")
     if not values.get("institution"):
@@ -79,4 +89,5 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
         error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
         library_name=values.get("library_name", ""),
         terminal_location=values.get("terminal_location", ""),
+        **extra,
     )

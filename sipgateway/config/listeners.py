@@ -11,6 +11,7 @@ from sipgateway.config.values import (
     check_encoding,
     check_error_detection,
     check_terminator,
+    deadline_ms,
     number,
 )
 from sipgateway.settings import DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_LINE, ListenerSettings
@@ -21,7 +22,7 @@ from sipgateway.transports.endpointstrings import split_endpoint
 DEFAULT_LISTENERS = ("sip:tcp:6001:interface=127.0.0.1", "telnet:tcp:6002:interface=127.0.0.1")
 #: keys of ours that may appear in an endpoint string; the rest goes to Twisted
 LISTENER_KEYS = ("account", "encoding", "checksum", "idle_timeout", "login_timeout", "max_line", "terminator",
-                 "backlog")
+                 "backlog", "deadline")
 _LISTENER_SECTION_KEYS = {"listen", *LISTENER_KEYS}
 
 
@@ -102,6 +103,7 @@ def listener_settings(values: dict[str, str], *, name: str, where: str, serial: 
         max_line=int(number(values, "max_line", DEFAULT_MAX_LINE, where, integer=True, minimum=64)),
         terminator=check_terminator(values["terminator"], where) if values.get("terminator") else None,
         cert_accounts=dict(cert_accounts or {}),
+        deadline=deadline_ms(values, where),
     )
 
 

@@ -17,6 +17,7 @@ from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.admin import AdminConfig, admin_section
+from sipgateway.config.forwarding import DEFAULT_CACHED_ANSWER_AGE, check_rules_forwarded, forwarding_keys
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
 from sipgateway.config.upstream import upstreams
 from sipgateway.config.values import ConfigError, number, yes_no
@@ -58,6 +59,11 @@ class Config:
     admin: AdminConfig | None = None
     #: the library system's SIP2 servers in failover order (--acs, [upstream]); (): embedded
     upstreams: tuple[UpstreamConfig, ...] = ()
+    #: seconds an answer to 17/63 may serve, marked as cached, when the library system is late
+    cached_answer_age: float = DEFAULT_CACHED_ANSWER_AGE
+
+    def __post_init__(self) -> None:
+        check_rules_forwarded(self.upstreams, self.accounts)
 
 
 _GATEWAY_KEYS = {
@@ -149,6 +155,7 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         licences=licences,
         admin=admin_section(dict(parser["admin"]) if parser.has_section("admin") else {}, admin),
         upstreams=upstreams(acs, dict(parser["upstream"]) if parser.has_section("upstream") else None),
+        **forwarding_keys(parser),
     )
 
 

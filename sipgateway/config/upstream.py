@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sipgateway.acs.upstream.url import KEYS, UpstreamConfig, UpstreamConfigError, _read_password, parse_section
+from sipgateway.config.forwarding import SECTION_KEYS
 from sipgateway.config.values import ConfigError
 
 EMBEDDED = "embedded"
@@ -24,8 +25,10 @@ def upstreams(acs: Sequence[str] | None, section: Mapping[str, str] | None) -> t
     """The upstream servers in failover order; () for the embedded library system."""
     if section is not None:
         for key in section:
-            if key != "servers" and key not in KEYS:
-                raise ConfigError(f"[upstream] {key}: unknown key (known: servers, {', '.join(KEYS)})")
+            if key != "servers" and key not in KEYS and key not in SECTION_KEYS:
+                raise ConfigError(f"[upstream] {key}: unknown key (known: servers, {', '.join(KEYS)}, "
+                                  f"{', '.join(SECTION_KEYS)})")
+        section = {k: v for k, v in section.items() if k not in SECTION_KEYS}
     if acs:
         values, where = {**(section or {}), "servers": "\n".join(acs)}, "--acs"
         urls = [u.strip() for u in acs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 
+from sipgateway.deadlines import MAX_DEADLINE_MS, MIN_DEADLINE_MS
 from sipgateway.settings import TERMINATORS, ErrorDetection
 
 
@@ -24,6 +25,17 @@ def number(values: dict[str, str], key: str, default: float, where: str, *, inte
     if n < minimum:
         raise ConfigError(f"{where}: {key}={raw!r} must be at least {minimum:g}")
     return n
+
+
+def deadline_ms(values: dict[str, str], where: str) -> float | None:
+    """The ``deadline`` key (whole milliseconds) in seconds; None when unset."""
+    raw = values.get("deadline", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not MIN_DEADLINE_MS <= int(raw) <= MAX_DEADLINE_MS:
+        raise ConfigError(f"{where}: deadline={raw!r} must be a whole number of milliseconds from {MIN_DEADLINE_MS} "
+                          f"to {MAX_DEADLINE_MS} (how long the devices wait for a reply, e.g. 1000)")
+    return int(raw) / 1000
 
 
 _ASCII = "".join(map(chr, range(128)))

@@ -213,6 +213,18 @@ class ReconnectTests(SynchronousTestCase):
         self.failureResultOf(first, ConnectionLost)
         self.failureResultOf(h.checkout(), Unavailable)
 
+    def test_a_request_cut_short_by_stop_is_not_held_against_the_server(self):
+        # a device that hangs up closes its own connection (pass-through): the server did nothing wrong
+        h = PoolHarness(self, url="sip2://h:1?login=gw&password=secret&pool=1", behaviour=Behaviour(delay=1.0))
+        h.start()
+        h.advance(1)
+        in_flight = h.checkout("it1")
+        h.flush()
+        h.pool.stop()
+        h.flush()
+        self.failureResultOf(in_flight, ConnectionLost)
+        self.assertEqual(h.outcomes, [])  # no failure held against the server
+
 
 class ProbeTests(SynchronousTestCase):
     def test_probe_opens_a_connection_at_once_and_sends_a_99(self):

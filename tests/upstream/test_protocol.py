@@ -4,6 +4,8 @@ timeouts and late replies, out-of-step detection, masked logs."""
 from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,7 +20,9 @@ from sipgateway.acs.upstream.errors import (
     ReplyTimeout,
     Unavailable,
 )
-from sipgateway.acs.upstream.wire import show
+from sipgateway.acs.upstream.profiles import PROFILES
+from sipgateway.acs.upstream.protocol import UpstreamProtocol
+from sipgateway.acs.upstream.wire import WireSettings, show
 from sipgateway.sip2 import checksum
 from tests.upstream.helpers import CHECKIN_FIELDS, CHECKIN_FIXED, LogCapture, checkin_reply, protocol, reply
 
@@ -277,7 +281,7 @@ class FolioErrorLineTests(SynchronousTestCase):
 
 class LogTests(SynchronousTestCase):
     def test_secrets_are_masked_and_bytes_escaped(self):
-        proto, _, _ = protocol()
+        proto, _, _ = protocol(trace=True)
         log = LogCapture(self)
         proto.send("93", LOGIN_FIXED, LOGIN_FIELDS)
         text = log.text()
@@ -285,6 +289,24 @@ class LogTests(SynchronousTestCase):
         self.assertNotIn("secret", text)
         d = proto.send("09", CHECKIN_FIXED, CHECKIN_FIELDS)  # busy: refused
         self.failureResultOf(d)
+
+    def test_requests_are_not_held_back_by_nagles_algorithm(self):
+        class TCPTransport(StringTransport):
+            no_delay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802 - Twisted's name
+                self.no_delay = enabled
+
+        transport = TCPTransport()
+        proto = UpstreamProtocol(WireSettings.for_profile(PROFILES["generic"]), Clock(), "ils:6001", timeout=5.0)
+        proto.makeConnection(transport)
+        self.assertTrue(transport.no_delay)
+
+    def test_lines_are_logged_only_with_trace(self):
+        proto, _, _ = protocol(trace=False)
+        log = LogCapture(self)
+        proto.send("93", LOGIN_FIXED, LOGIN_FIELDS)
+        self.assertEqual(log.lines(LogLevel.debug), [])
 
     def test_show_masks_escapes_and_bounds(self):
         self.assertEqual(show(b"6300120240101    000000          AOx|AApat|ADpin|ACtp|"),

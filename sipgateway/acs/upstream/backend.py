@@ -25,6 +25,9 @@ older than ``cached_answer_age`` (marked in AF as cached), else fails; a write s
 answered in time fails, and may still be applied by the library system: the late answer is
 logged (``late answer ... after the device was told it failed``) and dropped.  The device's
 deadline cannot wait for it: that is the price of a hard deadline (README.rst says so).
+
+An account's rewrite rules (``rules``, rules.py) change each request of its devices before
+it is sent and the library system's reply before it is read.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from sipgateway.acs.upstream.dedicated import Dedicated, open_dedicated
 from sipgateway.acs.upstream.endpoints import client_endpoint
 from sipgateway.acs.upstream.errors import DeadlinePassed, NotSent, OutcomeUnknown
 from sipgateway.acs.upstream.pool import UpstreamPool
+from sipgateway.acs.upstream.rules import RuleSet
 from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.exchange import EXCHANGES, Exchange, RequestContext
 from sipgateway.exchange.status import LOGIN, offline_status
@@ -96,7 +100,7 @@ class _Recent:
 
     def get(self, key: tuple) -> object | None:
         entry = self._entries.get(key)
-        if entry is None or self.clock.seconds() - entry[0] > self.age:
+        if entry is None or self.age <= 0 or self.clock.seconds() - entry[0] > self.age:
             return None
         return entry[1]
 
@@ -115,7 +119,7 @@ class UpstreamACS(Service):
 
     def __init__(self, configs: Sequence[UpstreamConfig], reactor: Any, *, endpoint_for: EndpointFor = client_endpoint,
                  cached_answer_age: float = DEFAULT_CACHED_ANSWER_AGE, breaker_threshold: int = 5,
-                 probe_interval: float = 5.0) -> None:
+                 probe_interval: float = 5.0, rules: Mapping[str, RuleSet] | None = None) -> None:
         if not configs:
             raise ValueError("no upstream server")
         if len({c.pooled for c in configs}) > 1:
@@ -141,6 +145,8 @@ class UpstreamACS(Service):
             members.append(Member(config.server, breaker, send))
         self.group = FailoverGroup(members, reactor)
         self.recent = _Recent(reactor, cached_answer_age)
+        #: SC account -> its rewrite rules
+        self.rules: Mapping[str, RuleSet] = dict(rules or {})
         self._status: tuple[float, m.ACSStatus] | None = None
 
     # --- IService ---------------------------------------------------------------------------
@@ -196,10 +202,14 @@ class UpstreamACS(Service):
                              location=config.location or terminal.location)
         code, fixed, fields = exchange.request_message(request, ctx)
         key = _cache_key(code, terminal, request)
+        rules = self.rules.get(terminal.account) if self.rules else None
+        if rules:
+            rewritten = rules.apply(Message(code, dict(fixed), dict(fields)))
+            fixed, fields = rewritten.fixed, rewritten.fields
         d = send(code, fixed, fields, terminal.deadline)
 
         def answered(msg: Message) -> object:
-            result = exchange.read(msg)
+            result = exchange.read(rules.apply(msg) if rules else msg)
             if key is not None:
                 self.recent.put(key, result)
             return result

@@ -288,6 +288,8 @@ class UpstreamPool:
             return msg
 
         def failed(f: Failure) -> Failure:
+            if self._stopped:  # cut short by our own stop (a device hung up): not the server's failure
+                return f
             if f.check(OutcomeUnknown, LoginRefused) or (f.check(Unavailable) and not conn.alive):
                 self._report(False, getattr(f.value, "detail", f.getErrorMessage()))
             return f

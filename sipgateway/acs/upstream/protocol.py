@@ -278,6 +278,11 @@ class UpstreamProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        # one small request, then wait for its reply: Nagle's algorithm would hold a request
+        # back until the last reply's delayed ACK (up to 40 ms) whenever a write is split
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)
 
     def handshakeCompleted(self) -> None:
         if not self.handshake.called:
