@@ -24,13 +24,18 @@ from sipgateway.transports.tls import server_from_string
 StartupError = (ConfigError, ValueError, BackendUnavailable)
 
 
-def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> MultiService:
+def make_service(config: Config, reactor=None, run_as: RunAs = (None, None), adoption=None) -> MultiService:
     """``run_as``: the (uid, gid) twistd switches to after this (``--uid``/``--gid``); the
-    database is created and opened as that user (see privileges.py)."""
+    database is created and opened as that user (see privileges.py).  ``adoption``: in a
+    worker process, which inherited sockets its listeners adopt (workers/ports.py)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    if config.workers > 1 and adoption is None:  # the parent of the worker processes
+        from sipgateway.workers.parent import make_parent
+
+        return make_parent(config, reactor, run_as)
     backend = open_backend(config, reactor, run_as)
     attempts = backend.attempts  # failed logins and wrong PINs outlive the process
     lockout = Lockout(reactor, attempts, max_failures=config.max_login_failures,
@@ -44,17 +49,23 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None)) -> 
                       idle_timeouts={a.name: a.idle_timeout for a in config.accounts if a.idle_timeout is not None},
                       account_settings={a.name: a.settings for a in config.accounts},
                       audit_patron=config.audit_patron, audit_key=config.audit_key, licences=config.licences)
+    if adoption is not None:
+        gateway.worker = adoption.pid
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()
     backend.setServiceParent(top)  # started before the listeners listen, stopped with them
     IgnoreSIGHUP(reactor).setServiceParent(top)
-    for listener in config.listeners:
+    for index, listener in enumerate(config.listeners):
         factory = door_factory(listener.kind, gateway, listener.settings)
         try:
             endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
         except (ValueError, TypeError, KeyError, OSError) as e:
             raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
+        if adoption is not None:
+            endpoint = adoption.endpoint(index, endpoint)
+            if endpoint is None:
+                continue  # served by worker 1 alone (a serial line)
         full = f"{listener.kind}:{listener.endpoint}"
         label = listener.settings.name if listener.settings.name == full else f"{listener.settings.name} ({full})"
         service = ListenerService(endpoint, LimitedFactory(factory, counter, listener.settings.name), label,

@@ -16,6 +16,7 @@ from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
 from sipgateway.config.values import ConfigError, number, yes_no
+from sipgateway.config.workers import parse_workers
 from sipgateway.exchange.status import parse_licences
 
 DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
@@ -50,7 +51,8 @@ class Config:
     audit_key: str = field(default="", repr=False)
     #: OCLC Wise SIP2+ licences every 98 reports in GG
     licences: tuple[str, ...] = ()
-
+    #: worker processes serving every listener (--workers, [gateway] workers); 1: this process alone
+    workers: int = 1
 
 
 _GATEWAY_KEYS = {
@@ -58,11 +60,12 @@ _GATEWAY_KEYS = {
     "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
     "max_login_failures_per_address", "max_login_failures_per_account", "max_pin_failures",
     "max_pin_failures_per_terminal", "pin_lockout_seconds", "licences",
+    "workers",
 }
 
 
 def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
-         demo: bool = False, init: bool = False) -> Config:
+         demo: bool = False, init: bool = False, workers: str | None = None) -> Config:
     """Read ``path`` (may be None) and apply the command-line overrides."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep case (certificate subjects)
@@ -133,7 +136,14 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         accounts=tuple(accounts),
         **_audit(gw),
         licences=licences,
+        workers=_workers(workers, gw),
     )
+
+
+def _workers(option: str | None, gw: dict[str, str]) -> int:
+    if option is not None:
+        return parse_workers(option, "--workers")
+    return parse_workers(gw["workers"], "[gateway] workers") if "workers" in gw else 1
 
 
 def _audit(gw: dict[str, str]) -> dict[str, str]:

@@ -15,6 +15,8 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "ini configuration file (see etc/sipgateway.ini)"],
         ["database", "d", None, f"database URL (default {DEFAULT_DATABASE})"],
+        ["workers", None, None, "worker processes serving every listener: N or auto (one per core); "
+                                "default 1, or [gateway] workers"],
     ]
     optFlags = [["demo", None, "seed the demo fixtures into an empty database (created if missing)"],
                 ["init", None, "create the database if the file is missing (an empty library); without "
@@ -32,6 +34,6 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             self.config = load(self["config"], listen=self["listen"], database=self["database"],
-                               demo=self["demo"], init=self["init"])
+                               demo=self["demo"], init=self["init"], workers=self["workers"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
