@@ -67,26 +67,47 @@ class Bench:
         self.gateway_error = gateway_error
         self.workdir = workdir
         self.next_offset = 0
+        #: gateways started with --workers N (N > 1), by N, started when a row first needs one
+        self.worker_gateways: dict[int, servers.Server] = {}
 
     def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
         return lg.Load(requests=workloads.REQUESTS[w.request], conns=w.conns, seconds=w.seconds,
                        login=workloads.LOGIN, idle=w.idle, codes=codes, rate=w.rate, same_start=w.writes,
                        offset=offset)
 
+    def _gateway_for(self, w: workloads.Workload) -> servers.Server:
+        if w.workers == 1:
+            assert self.gateway is not None
+            return self.gateway
+        if w.workers not in self.worker_gateways:
+            assert self.workdir is not None
+            workdir = self.workdir / f"workers-{w.workers}"
+            workdir.mkdir(exist_ok=True)
+            try:
+                self.worker_gateways[w.workers] = servers.start_gateway(
+                    workdir, workdir / "bench.sqlite3", extra_args=["--workers", str(w.workers)])
+            except servers.ServerError as e:
+                raise lg.LoadgenError(f"the gateway with {w.workers} workers did not start: {e}") from None
+        return self.worker_gateways[w.workers]
+
+    def stop_worker_gateways(self) -> None:
+        for server in self.worker_gateways.values():
+            server.stop()
+
     def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
-        assert self.gateway is not None
-        self.gateway.wait_quiet()
-        cpu_before = self.gateway.cpu_seconds()
-        with servers.RSSSampler(self.gateway) as rss:
-            figures = lg.run(self.loadgen, self.gateway.port, self._load(w, workloads.EXPECTED[w.request], offset))
-        cpu_after = self.gateway.cpu_seconds()
+        gateway = self._gateway_for(w)
+        gateway.wait_quiet()
+        cpu_before = gateway.cpu_seconds()
+        with servers.RSSSampler(gateway) as rss:
+            figures = lg.run(self.loadgen, gateway.port, self._load(w, workloads.EXPECTED[w.request], offset))
+        cpu_after = gateway.cpu_seconds()
         if cpu_before is not None and cpu_after is not None:
             # CPU over the whole loadgen run (set-up included): near 100 % means the gateway is the bottleneck
             figures["gateway_cpu_s"] = round(cpu_after - cpu_before, 2)
         row["rss_peak_kb"] = max(row.get("rss_peak_kb") or 0, rss.peak_kb)
-        if not self.gateway.alive():
-            raise lg.LoadgenError(f"the gateway died (status {self.gateway.proc.returncode}); "
-                                  f"see {self.gateway.log}:\n{self.gateway.log_tail()}")
+        if not gateway.alive():
+            raise lg.LoadgenError(f"the gateway died (status {gateway.proc.returncode}); "
+                                  f"see {gateway.log}:\n{gateway.log_tail()}")
         return figures
 
     def _run_ceiling(self, w: workloads.Workload, offset: int) -> dict:
@@ -148,6 +169,7 @@ class Bench:
         if w.storm:
             return self.run_storm(w)
         row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": w.idle,
+                     "workers": w.workers,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
                      "rss_peak_kb": None, "verify": None}
@@ -253,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     tmpdir = tempfile.mkdtemp(prefix="sipbench-")
     tmp = Path(tmpdir)
-    gateway = ceiling = None
+    gateway = ceiling = bench = None
     try:
         _progress(f"bench: working in {tmp}")
         try:
@@ -278,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         _progress("bench: interrupted; stopping the servers")
         return 130
     finally:
+        if bench is not None:
+            bench.stop_worker_gateways()
         for server in (gateway, ceiling):
             if server is not None:
                 server.stop()

@@ -57,13 +57,15 @@ class Target:
         if self.kind == "rss_max_mb":
             return f"RSS<={self.limit:g}MB"
         if self.kind == "ratio_min":
-            return f">={self.limit:.0%} of no-idle"
+            return f">={self.limit:.0%} of no-idle" if self.ref == "99-noidle" else f">={self.limit:.2f}x {self.ref}"
         if self.kind == "cold_ratio_max":
             return f"cold<={self.limit:g}x warm"
         raise ValueError(f"unknown target kind {self.kind!r}")
 
     def show(self, value: float) -> str:
         """A measured value in the target's unit."""
+        if self.kind == "ratio_min" and self.ref != "99-noidle":
+            return f"{value:.2f}x"
         if self.kind in ("share_min", "ratio_min"):
             return f"{value:.0%}"
         if self.kind == "rate_min":
@@ -89,6 +91,8 @@ class Workload:
     targets: tuple[Target, ...] = field(default=())
     #: a login storm: every connection logs in at once on a fresh gateway, then again (warm)
     storm: bool = False
+    #: worker processes of the gateway measured (--workers); 1: the single-process gateway
+    workers: int = 1
 
     @property
     def label(self) -> str:
@@ -99,6 +103,8 @@ class Workload:
             label += f" +{self.idle:,} idle"
         elif self.key.endswith("-noidle"):
             label += " no idle"
+        if self.workers > 1:
+            label += f", {self.workers} workers"
         return label
 
     @property
@@ -136,7 +142,11 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "99-paced": (Target("p50_max_us", 1000.0), Target("p99_max_us", 10_000.0)),
     "99-idle": (Target("rss_max_mb", 150.0), Target("ratio_min", 0.80, ref="99-noidle")),
     "93-storm": (Target("cold_ratio_max", 2.0),),
+    # on 2 cores, where the load generator takes part of the second one
+    "99-c100-w2": (Target("ratio_min", 1.25, ref="99-c100"),),
 }
+#: the worker-process rows: the same requests on a gateway started with --workers 2
+WORKER_ROWS = (("99", 10), ("99", 100), ("63", 10), ("63", 100))
 
 
 def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
@@ -144,6 +154,9 @@ def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[W
     workloads = [Workload(f"{request}-c{conns}", request, conns, durations.closed,
                           repeats=durations.closed_repeats, targets=TARGETS.get(f"{request}-c{conns}", ()))
                  for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)]
+    workloads += [Workload(f"{request}-c{conns}-w2", request, conns, durations.closed, repeats=durations.closed_repeats,
+                           targets=TARGETS.get(f"{request}-c{conns}-w2", ()), workers=2)
+                  for request, conns in WORKER_ROWS]
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))
     workloads.append(Workload("99-noidle", "99", 10, durations.idle))

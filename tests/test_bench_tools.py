@@ -190,12 +190,21 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 16 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert len(keys) == 20 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert [w.workers for w in workloads.plan(only={"99-c100", "99-c100-w2"})] == [1, 2]
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
     assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 111
     assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 333
+
+
+def test_two_workers_are_judged_against_one_process_at_the_same_load():
+    one = _row("99-c100", 100, _figures(10_000), _figures(20_000))
+    two = [_row("99-c100-w2", 100, _figures(rate), _figures(20_000)) for rate in (12_600, 12_400)]
+    rows = report.evaluate([one, *two])
+    assert [row["result"] for row in rows[1:]] == ["PASS", "FAIL"]
+    assert rows[2]["checks"][-1]["check"] == ">=1.25x 99-c100" and rows[2]["checks"][-1]["detail"] == "got 1.24x"
 
 
 def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):
