@@ -43,6 +43,17 @@ class ParentWatch(FileDescriptor):
         pass
 
 
+def share_read_cache(top, path: str, index: int) -> None:
+    """Give the embedded ACS's read cache the workers' write counts (generation.py)."""
+    from sipgateway.acs.sqlite.readcache import ReadCache
+    from sipgateway.workers.generation import Generation
+
+    for service in top:
+        cache = getattr(getattr(service, "acs", None), "cache", None)
+        if isinstance(cache, ReadCache):
+            cache.shared = Generation(path, index)
+
+
 def main() -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the gateway's own handler is in place
     from sipgateway.workers.setup import read_setup
@@ -69,6 +80,8 @@ def main() -> int:
     except StartupError as e:
         log.critical("worker {n}: {e}", n=setup.index, e=e)
         return 1
+    if setup.generation is not None:
+        share_read_cache(service, setup.generation, setup.index)
     status = [0]
 
     def start() -> None:

@@ -23,6 +23,7 @@ from sipgateway.config import Config, ConfigError
 from sipgateway.privileges import RunAs
 from sipgateway.transports.backlog import with_backlog
 from sipgateway.transports.tls import server_from_string
+from sipgateway.workers import generation
 from sipgateway.workers.ports import HeldPort, shareable
 from sipgateway.workers.supervisor import Supervisor
 
@@ -46,9 +47,9 @@ def make_parent(config: Config, reactor, run_as: RunAs = (None, None)) -> MultiS
             port = HeldPort(endpoint, listener.settings.name, listener.endpoint)
             port.setServiceParent(top)
             held[index] = port
-    metrics = MetricsDirectory()
-    metrics.setServiceParent(top)
-    supervisor = Supervisor(reactor, config, held, env=metrics.env, on_death=metrics.worker_died)
+    shared = RunDirectory(config.workers)
+    shared.setServiceParent(top)
+    supervisor = Supervisor(reactor, config, held, shared=shared)
     supervisor.setServiceParent(top)
     top.supervisor = supervisor  # type: ignore[attr-defined]  # the admin listener asks it for the workers
     return top
@@ -62,25 +63,33 @@ def _release(backend) -> None:
         backend.acs.close()  # its start-up connection; no database process was started
 
 
-class MetricsDirectory(Service):
-    """A fresh directory for prometheus_client's multiprocess mode, named to the workers in
+class RunDirectory(Service):
+    """The workers' private directory (mode 0700, made in ``startService`` as the user the
+    gateway runs as, removed when it stops): the file of their write counts (generation.py)
+    and, for prometheus_client's multiprocess mode, ``metrics/``, named to every worker in
     PROMETHEUS_MULTIPROC_DIR (and set here, for the parent's own /metrics) before any of them
-    imports prometheus_client; made in ``startService``, as the user the gateway runs as,
-    and removed when the gateway stops.  An operator's own PROMETHEUS_MULTIPROC_DIR is kept."""
+    imports prometheus_client.  An operator's own PROMETHEUS_MULTIPROC_DIR is kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: int) -> None:
+        self.count = count
         self.env: dict[str, str] = {}
         self.path: str | None = None
-        self._made = False
+        self.generation: str | None = None
+        self.metrics: str | None = None
+        self._set_variable = False
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
-        self.path = os.environ.get(METRICS_DIR_VARIABLE)
-        if not self.path:
-            self.path = tempfile.mkdtemp(prefix="sipgateway-metrics-")
-            self._made = True
-            os.environ[METRICS_DIR_VARIABLE] = self.path
-        self.env[METRICS_DIR_VARIABLE] = self.path
+        self.path = tempfile.mkdtemp(prefix="sipgateway-workers-")
+        self.generation = os.path.join(self.path, "generation")
+        generation.create(self.generation, self.count)
+        self.metrics = os.environ.get(METRICS_DIR_VARIABLE)
+        if not self.metrics:
+            self.metrics = os.path.join(self.path, "metrics")
+            os.mkdir(self.metrics, 0o700)
+            os.environ[METRICS_DIR_VARIABLE] = self.metrics
+            self._set_variable = True
+        self.env[METRICS_DIR_VARIABLE] = self.metrics
 
     def worker_died(self, pid: int) -> None:
         """prometheus_client keeps a dead process's live gauges until told."""
@@ -88,10 +97,11 @@ class MetricsDirectory(Service):
             from prometheus_client import multiprocess
         except ImportError:
             return
-        multiprocess.mark_process_dead(pid, self.path)
+        multiprocess.mark_process_dead(pid, self.metrics)
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
-        if self._made and self.path:
+        if self.path:
             shutil.rmtree(self.path, ignore_errors=True)
+        if self._set_variable:
             os.environ.pop(METRICS_DIR_VARIABLE, None)

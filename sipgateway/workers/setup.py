@@ -24,6 +24,8 @@ class WorkerSetup:
     count: int
     #: listener index -> (descriptor in the worker, address family) of the socket to adopt
     fds: dict[int, tuple[int, int]]
+    #: the file of the workers' write counts (generation.py); None: no read cache is shared
+    generation: str | None = None
 
 
 def encode_setup(setup: WorkerSetup) -> bytes:

@@ -131,7 +131,7 @@ class Supervisor(Service):
 
     def __init__(self, reactor, config: Config, ports: dict[int, Any], *, spawn: Spawn | None = None,
                  env: dict[str, str] | None = None, delays: tuple[float, ...] = RESTART_DELAYS,
-                 on_death: Callable[[int], None] | None = None) -> None:
+                 on_death: Callable[[int], None] | None = None, shared: Any = None) -> None:
         self.reactor = reactor
         self.config = config
         #: listener index -> the parent's HeldPort (fileno, family)
@@ -140,6 +140,8 @@ class Supervisor(Service):
         self.env = env or {}
         self.delays = delays
         self.on_death = on_death
+        #: the workers' private directory (parent.RunDirectory): their metrics and write counts
+        self.shared = shared
         self.slots = [Slot(i) for i in range(1, config.workers + 1)]
         self.stopping = False
         self._hup_installed = False
@@ -196,13 +198,16 @@ class Supervisor(Service):
             fds[index] = (FIRST_FD + n, port.family())
             child_fds[FIRST_FD + n] = port.fileno()
         protocol = WorkerProtocol(self, slot)
+        shared = self.shared
+        env = {**self.env, **shared.env} if shared is not None else self.env
         try:
-            self.spawn(protocol, worker_argv()[0], worker_argv(), worker_env(self.env), child_fds)
+            self.spawn(protocol, worker_argv()[0], worker_argv(), worker_env(env), child_fds)
         except OSError as e:
             log.error("cannot start worker {n}: {e}", n=slot.index, e=e)
             self._schedule(slot)
             return
-        setup = WorkerSetup(self.config, slot.index, len(self.slots), fds)
+        setup = WorkerSetup(self.config, slot.index, len(self.slots), fds,
+                            shared.generation if shared is not None else None)
         protocol.transport.write(encode_setup(setup))  # stdin then stays open: its end tells the worker we died
         slot.protocol = protocol
         slot.started_at = self.reactor.seconds()
@@ -215,8 +220,10 @@ class Supervisor(Service):
         if protocol is not slot.protocol:
             return
         slot.protocol = None
-        if protocol.pid is not None and self.on_death is not None:
-            self.on_death(protocol.pid)
+        if protocol.pid is not None:
+            for told in (self.on_death, getattr(self.shared, "worker_died", None)):
+                if told is not None:
+                    told(protocol.pid)
         waiters, slot.ended = slot.ended, []
         for d in waiters:
             d.callback(None)
