@@ -44,14 +44,18 @@ class ParentWatch(FileDescriptor):
 
 
 def share_read_cache(top, path: str, index: int) -> None:
-    """Give the embedded ACS's read cache the workers' write counts (generation.py)."""
+    """Give the embedded ACS's read cache and failed-attempt store the workers' write counts
+    (generation.py)."""
+    from sipgateway.acs.sqlite.attemptstore import SQLiteAttempts
     from sipgateway.acs.sqlite.readcache import ReadCache
     from sipgateway.workers.generation import Generation
 
+    generation = None
     for service in top:
-        cache = getattr(getattr(service, "acs", None), "cache", None)
-        if isinstance(cache, ReadCache):
-            cache.shared = Generation(path, index)
+        for kept in (getattr(getattr(service, "acs", None), "cache", None), getattr(service, "attempts", None)):
+            if isinstance(kept, ReadCache | SQLiteAttempts):
+                generation = generation or Generation(path, index)
+                kept.shared = generation.view()
 
 
 def main() -> int:
