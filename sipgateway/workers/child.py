@@ -15,13 +15,15 @@ import signal
 import sys
 
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.main import CONNECTION_DONE
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 
 log = Logger()
 
 
 class ParentWatch(FileDescriptor):
-    """Reads the parent's end of stdin: nothing more is ever sent, so readable means closed."""
+    """Watches the parent's end of stdin: nothing more is ever sent, so the end of file (a
+    hang-up, as epoll reports a pipe whose writer is gone) means the parent is gone."""
 
     def __init__(self, reactor, fd: int) -> None:
         super().__init__(reactor)
@@ -32,15 +34,13 @@ class ParentWatch(FileDescriptor):
 
     def doRead(self):  # noqa: N802 - Twisted's name
         if os.read(self.fd, 4096):
-            return None
-        log.info("the parent process is gone; stopping")
-        self.stopReading()
-        if self.reactor.running:
-            self.reactor.stop()
-        return None
+            return None  # never sent; ignored
+        return CONNECTION_DONE
 
     def connectionLost(self, reason) -> None:  # noqa: N802
-        pass
+        log.info("the parent process is gone; stopping")
+        if self.reactor.running:
+            self.reactor.stop()
 
 
 def share_read_cache(top, path: str, index: int) -> None:

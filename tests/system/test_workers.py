@@ -129,3 +129,12 @@ def test_sighup_reaches_every_worker(workers: Workers) -> None:
     assert sorted(children_of(workers.proc.proc.pid)) == sorted(pids.values())  # none of them died of it
     client, _ = workers.session()
     client.close()
+
+
+def test_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
+    pids = list(workers.serving().values())
+    databases = [child for pid in pids for child in children_of(pid)]
+    assert len(databases) == 2  # each worker's database process
+    workers.proc.kill9()
+    # the end of their stdin tells them; each lets its database process finish and exit
+    assert wait_gone(pids + databases) == []
