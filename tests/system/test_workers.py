@@ -138,3 +138,28 @@ def test_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
     workers.proc.kill9()
     # the end of their stdin tells them; each lets its database process finish and exit
     assert wait_gone(pids + databases) == []
+
+
+def test_start_up_errors_are_the_one_line_of_a_single_gateway(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from tests.system.process import TWISTD
+
+    def start(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([TWISTD, "-n", "--pidfile=", "--logfile=-", "sipgateway", "--workers", "2", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    missing = start("--database", f"sqlite:{tmp_path}/none.sqlite3", "--listen", f"sip:tcp:{free_port()}")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().endswith("none.sqlite3 does not exist; start once with --init to create an empty "
+                                           "library database there (or with --demo for the demo library)")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = start("--listen", f"sip:tcp:{port}:interface=127.0.0.1")
+    assert in_use.returncode != 0
+    assert in_use.stderr.strip() == (f"sipgateway: listener sip:tcp:{port}:interface=127.0.0.1: port {port} is "
+                                     "already in use on 127.0.0.1 (another gateway or program listens there)")
+    assert not list(tmp_path.glob("twistd.pid"))
