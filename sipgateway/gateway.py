@@ -52,6 +52,8 @@ class Gateway:
     #: the process id of the worker process this gateway runs in (``--workers``); None when
     #: the gateway is one process (/sessions shows each session's ``"worker"``)
     worker: int | None = None
+    #: with --workers, every worker to ask at once (workers/peers.py: /sessions, /metrics)
+    peers: object = None
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:

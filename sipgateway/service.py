@@ -50,7 +50,7 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None), ado
                       account_settings={a.name: a.settings for a in config.accounts},
                       audit_patron=config.audit_patron, audit_key=config.audit_key, licences=config.licences)
     if adoption is not None:
-        gateway.worker = adoption.pid
+        adoption.serving(gateway)  # its pid, and the other workers to ask
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()

@@ -76,9 +76,11 @@ def main() -> int:
     from twisted.internet import reactor
 
     from sipgateway.service import StartupError, make_service
+    from sipgateway.workers.peers import Peers
     from sipgateway.workers.ports import Adoption
 
-    adoption = Adoption(reactor, setup.fds, first=setup.index == 1, pid=os.getpid())
+    peers = Peers(reactor, setup.run_dir, setup.index, setup.count, os.getpid()) if setup.run_dir else None
+    adoption = Adoption(reactor, setup.fds, first=setup.index == 1, pid=os.getpid(), peers=peers)
     try:
         service = make_service(setup.config, reactor, adoption=adoption)
     except StartupError as e:
@@ -98,6 +100,10 @@ def main() -> int:
             reactor.stop()
             return
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+        if peers is not None:
+            peers.listen().addErrback(lambda f: log.failure("worker {n}: cannot listen for the other workers",
+                                                            f, n=setup.index))
+            reactor.addSystemEventTrigger("before", "shutdown", peers.stop)
         log.info("worker {n} of {count} serving (pid {pid})", n=setup.index, count=setup.count, pid=os.getpid())
 
     ParentWatch(reactor, 0).startReading()

@@ -110,14 +110,26 @@ class Adoption:
     """What a worker's ``make_service`` needs: which listener uses which inherited socket,
     and whether this worker also serves the listeners that cannot be shared."""
 
-    def __init__(self, reactor, fds: dict[int, tuple[int, int]], first: bool, pid: int) -> None:
+    def __init__(self, reactor, fds: dict[int | str, tuple[int, int]], first: bool, pid: int,
+                 peers=None) -> None:
         self.reactor = reactor
         self.fds = fds
         self.first = first
         self.pid = pid
+        #: the other workers, to ask (peers.py); becomes ``gateway.peers``
+        self.peers = peers
 
-    def endpoint(self, index: int, endpoint):
-        """The endpoint listener ``index`` listens on in this worker; None: not here."""
+    def serving(self, gateway) -> None:
+        """This worker's gateway: it learns its pid and its peers, which can list its sessions."""
+        gateway.worker, gateway.peers = self.pid, self.peers
+        if self.peers is not None:
+            from sipgateway.workers.peers import session_summary
+
+            self.peers.answers["sessions"] = lambda: [session_summary(s, self.pid) for s in gateway.sessions]
+
+    def endpoint(self, index: int | str, endpoint):
+        """The endpoint listener ``index`` (or the port the parent holds under another key,
+        such as "admin") listens on in this worker; None: not here."""
         if index in self.fds:
             fd, family = self.fds[index]
             return adopting(endpoint, AdoptedEndpoint(self.reactor, fd, family))

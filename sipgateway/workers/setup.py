@@ -22,10 +22,13 @@ class WorkerSetup:
     #: 1..count; worker 1 also serves the listeners that cannot be shared (serial lines)
     index: int
     count: int
-    #: listener index -> (descriptor in the worker, address family) of the socket to adopt
-    fds: dict[int, tuple[int, int]]
+    #: listener index (or another key: "admin") -> (descriptor in the worker, address family)
+    #: of the socket to adopt
+    fds: dict[int | str, tuple[int, int]]
     #: the file of the workers' write counts (generation.py); None: no read cache is shared
     generation: str | None = None
+    #: the workers' private directory (parent.RunDirectory): where each listens for its peers
+    run_dir: str | None = None
 
 
 def encode_setup(setup: WorkerSetup) -> bytes:

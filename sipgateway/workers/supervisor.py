@@ -134,7 +134,7 @@ class Supervisor(Service):
                  on_death: Callable[[int], None] | None = None, shared: Any = None) -> None:
         self.reactor = reactor
         self.config = config
-        #: listener index -> the parent's HeldPort (fileno, family)
+        #: listener index (or another key, such as "admin") -> the parent's HeldPort (fileno, family)
         self.ports = ports
         self.spawn = spawn if spawn is not None else self._spawn_process
         self.env = env or {}
@@ -192,9 +192,9 @@ class Supervisor(Service):
         slot.restart = None
         if self.stopping:
             return
-        fds: dict[int, tuple[int, int]] = {}
+        fds: dict[int | str, tuple[int, int]] = {}
         child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
-        for n, (index, port) in enumerate(sorted(self.ports.items())):
+        for n, (index, port) in enumerate(sorted(self.ports.items(), key=lambda item: str(item[0]))):
             fds[index] = (FIRST_FD + n, port.family())
             child_fds[FIRST_FD + n] = port.fileno()
         protocol = WorkerProtocol(self, slot)
@@ -207,7 +207,8 @@ class Supervisor(Service):
             self._schedule(slot)
             return
         setup = WorkerSetup(self.config, slot.index, len(self.slots), fds,
-                            shared.generation if shared is not None else None)
+                            shared.generation if shared is not None else None,
+                            shared.path if shared is not None else None)
         protocol.transport.write(encode_setup(setup))  # stdin then stays open: its end tells the worker we died
         slot.protocol = protocol
         slot.started_at = self.reactor.seconds()

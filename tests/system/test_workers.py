@@ -6,9 +6,12 @@ gateway's and whose remote port is the client's, and the worker holding it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +79,26 @@ def serving_pid(port: int, client_port: int, pids: list[int]) -> int:
     return holders[0]
 
 
+def ask_worker(pid: int, index: int, question: str) -> dict:
+    """Ask worker ``index`` over its socket in the workers' private directory (found from
+    the shared file the worker has open), as another worker does (sipgateway/workers/peers.py)."""
+    (run_dir,) = {os.path.dirname(os.readlink(fd)) for fd in Path(f"/proc/{pid}/fd").iterdir()
+                  if os.readlink(fd).endswith("/generation")}
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(TIMEOUT)
+        s.connect(os.path.join(run_dir, f"worker-{index}.sock"))
+        s.sendall(struct.pack(">I", len(question)) + question.encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    (length,) = struct.unpack(">I", data[:4])
+    assert len(data) == 4 + length
+    return json.loads(data[4:])
+
+
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
     port = free_port()
@@ -95,6 +118,11 @@ def test_two_processes_serve_and_a_killed_worker_is_replaced_while_the_other_ser
 
     first, first_pid = workers.session()
     assert first_pid in pids.values()
+    # the worker lists its session, with its pid, to the other workers (/sessions across workers)
+    index = next(n for n, pid in pids.items() if pid == first_pid)
+    (listed,) = ask_worker(first_pid, index, "sessions")["answer"]
+    assert listed["worker"] == first_pid and listed["account"] == "sc1" and listed["served"] == 2
+    assert listed["peer"].endswith(f"127.0.0.1:{first.sock.getsockname()[1]}")
     other_pid = next(pid for pid in pids.values() if pid != first_pid)
     os.kill(first_pid, signal.SIGKILL)
     assert wait_gone([first_pid]) == []
