@@ -16,7 +16,6 @@ import shutil
 import tempfile
 
 from twisted.application.service import MultiService, Service
-from twisted.logger import Logger
 
 from sipgateway.acs.backends import open_backend
 from sipgateway.config import Config, ConfigError
@@ -26,8 +25,6 @@ from sipgateway.transports.tls import server_from_string
 from sipgateway.workers import generation
 from sipgateway.workers.ports import HeldPort, shareable
 from sipgateway.workers.supervisor import Supervisor
-
-log = Logger()
 
 #: prometheus_client's multiprocess mode: every worker writes its figures there
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
