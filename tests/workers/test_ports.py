@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
@@ -28,6 +30,13 @@ class AdoptingReactor(MemoryReactor):
         return object()
 
 
+def temporary(case: SynchronousTestCase) -> str:
+    """A directory of its own, removed after the test (``mktemp`` would write into the checkout)."""
+    path = tempfile.mkdtemp(prefix="sipgateway-test-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
 class PortsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = AdoptingReactor()
@@ -36,7 +45,7 @@ class PortsTests(SynchronousTestCase):
         return server_from_string(self.reactor, description)
 
     def test_tcp_unix_tls_and_proxied_tcp_are_shared_serial_is_not(self) -> None:
-        pki = make_pki(self.mktemp())
+        pki = make_pki(os.path.join(temporary(self), "pki"))
         tls = f"tls:0:privateKey={pki.server.key_path}:certKey={pki.server.cert_path}"
         for description in ("tcp:0", "tcp6:0", "unix:/tmp/x.sock", "haproxy:tcp:0", tls):
             self.assertTrue(shareable(self.endpoint(description)), description)
@@ -68,7 +77,7 @@ class PortsTests(SynchronousTestCase):
         self.assertIs(used.wrappedFactory, factory)
 
     def test_tls_wraps_the_adopted_port(self) -> None:
-        pki = make_pki(self.mktemp())
+        pki = make_pki(os.path.join(temporary(self), "pki"))
         endpoint = self.endpoint(f"tls:6009:privateKey={pki.server.key_path}:certKey={pki.server.cert_path}")
         self.assertIsInstance(endpoint, TLSServerEndpoint)
         r, w = os.pipe()
@@ -89,7 +98,7 @@ class PortsTests(SynchronousTestCase):
 
 class WorkersSettingTests(SynchronousTestCase):
     def config_file(self, text: str) -> str:
-        path = self.mktemp()
+        path = os.path.join(temporary(self), "gateway.ini")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
