@@ -79,14 +79,35 @@ class Bench:
         #: a gateway forwarding to ``gateway`` (--acs sip2://, pass-through), for the front rows
         self.front: servers.Server | None = None
         self.front_error: str | None = None
+        #: gateways started with --workers N (N > 1), by N, started when a row first needs one
+        self.worker_gateways: dict[int, servers.Server] = {}
 
     def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
         return lg.Load(requests=workloads.REQUESTS[w.request], conns=w.conns, seconds=w.seconds,
                        login=workloads.LOGIN, idle=w.idle, codes=codes, rate=w.rate, same_start=w.writes,
                        offset=offset)
 
+    def _gateway_for(self, w: workloads.Workload) -> servers.Server:
+        if w.workers == 1:
+            assert self.gateway is not None
+            return self.gateway
+        if w.workers not in self.worker_gateways:
+            assert self.workdir is not None
+            workdir = self.workdir / f"workers-{w.workers}"
+            workdir.mkdir(exist_ok=True)
+            try:
+                self.worker_gateways[w.workers] = servers.start_gateway(
+                    workdir, workdir / "bench.sqlite3", extra_args=["--workers", str(w.workers)])
+            except servers.ServerError as e:
+                raise lg.LoadgenError(f"the gateway with {w.workers} workers did not start: {e}") from None
+        return self.worker_gateways[w.workers]
+
+    def stop_worker_gateways(self) -> None:
+        for server in self.worker_gateways.values():
+            server.stop()
+
     def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
-        server = self.front if w.front else (self.admin if w.admin else self.gateway)
+        server = self.front if w.front else (self.admin if w.admin else self._gateway_for(w))
         assert self.gateway is not None and server is not None
         if w.front:
             self.gateway.wait_quiet()
@@ -192,6 +213,7 @@ class Bench:
         if w.storm:
             return self.run_storm(w)
         row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": w.idle,
+                     "workers": w.workers,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
                      "rss_peak_kb": None, "verify": None, "front": w.front}
@@ -352,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         _progress("bench: interrupted; stopping the servers")
         return 130
     finally:
+        if bench is not None:
+            bench.stop_worker_gateways()
         for server in (bench and bench.front, gateway, admin[0], ceiling):
             if server is not None:
                 server.stop()

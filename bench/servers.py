@@ -71,14 +71,16 @@ class Server:
         return self.proc.poll() is None
 
     def family(self) -> list[int]:
-        """The server's pid and its children's (the gateway's database process)."""
+        """The server's pid and its descendants' (the gateway's database process; with
+        --workers, the workers and their database processes)."""
         pids = [self.pid]
-        try:
-            for task in os.listdir(f"/proc/{self.pid}/task"):
-                with open(f"/proc/{self.pid}/task/{task}/children", encoding="ascii") as f:
-                    pids += [int(p) for p in f.read().split()]
-        except (OSError, ValueError):
-            pass
+        for pid in pids:  # grows while walked: children, then theirs
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                        pids += [int(p) for p in f.read().split()]
+            except (OSError, ValueError):
+                continue
         return pids
 
     def status(self, field: str) -> int | None:
@@ -300,6 +302,18 @@ def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (),
     server = Server(name, proc, port, log, doors, f"http://127.0.0.1:{admin_port}" if admin_port else None)
     try:
         wait_for_port(server, timeout)
+        if "--workers" in extra_args:
+            _wait_workers(server, int(extra_args[list(extra_args).index("--workers") + 1]), timeout)
     except ServerError as e:
         raise ServerError(f"{e}\n{output.read_text(errors='replace').strip()[-2000:]}") from None
     return server
+
+
+def _wait_workers(server: Server, count: int, timeout: float) -> None:
+    """The parent listens before its workers run: wait until each says it serves."""
+    assert server.log is not None
+    deadline = time.monotonic() + timeout
+    while server.log.read_text(errors="replace").count(f"of {count} serving") < count:
+        if not server.alive() or time.monotonic() > deadline:
+            raise ServerError(f"the {count} workers did not all start; see {server.log}")
+        time.sleep(0.1)

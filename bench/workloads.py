@@ -104,6 +104,8 @@ class Workload:
     front: bool = False
     #: the row run beside this one (the same workload on the gateway alone)
     beside: str | None = None
+    #: worker processes of the gateway measured (--workers); 1: the single-process gateway
+    workers: int = 1
 
     @property
     def label(self) -> str:
@@ -120,6 +122,8 @@ class Workload:
             label += ", admin+metrics"
         if self.front:
             label += " via front"
+        if self.workers > 1:
+            label += f", {self.workers} workers"
         return label
 
     @property
@@ -165,11 +169,15 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     # a front gateway (--acs sip2://, pass-through) in front of the gateway under test
     "63-front-c10": (Target("ref_share_min", 0.40, ref="63-c10"),),
     "17-front-paced": (Target("p99_hop_max_us", 1000.0, ref="17-paced"),),
+    # on 2 cores, where the load generator takes part of the second one
+    "99-c100-w2": (Target("ratio_min", 1.25, ref="99-c100"),),
 }
 #: the rows run again with the admin listener on, each right after itself
 ADMIN_ROWS = ("99-c10", "11+09-c100")
 #: the hop-latency rows' pace (requests/s over 10 connections)
 HOP_RATE = 2_000.0
+#: the worker-process rows: the same requests on a gateway started with --workers 2
+WORKER_ROWS = (("99", 10), ("99", 100), ("63", 10), ("63", 100))
 
 
 def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[Workload]:
@@ -179,6 +187,9 @@ def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[W
                           admin=bool(admin))
                  for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)
                  for admin in ("", "-admin") if not admin or f"{request}-c{conns}" in ADMIN_ROWS]
+    workloads += [Workload(f"{request}-c{conns}-w2", request, conns, durations.closed, repeats=durations.closed_repeats,
+                           targets=TARGETS.get(f"{request}-c{conns}-w2", ()), workers=2)
+                  for request, conns in WORKER_ROWS]
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))
     workloads.append(Workload("99-noidle", "99", 10, durations.idle))

@@ -50,6 +50,11 @@ class Gateway:
     observers: list = field(default_factory=list)
     #: the sessions alive now (their doors' connections are open)
     sessions: set = field(default_factory=set)
+    #: the process id of the worker process this gateway runs in (``--workers``); None when
+    #: the gateway is one process (/sessions shows each session's ``"worker"``)
+    worker: int | None = None
+    #: with --workers, every worker to ask at once (workers/peers.py: /sessions, /metrics)
+    peers: object = None
     log: Logger = field(default_factory=Logger)
 
     def __post_init__(self) -> None:

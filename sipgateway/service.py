@@ -18,7 +18,7 @@ from sipgateway.reload import Reloader, Running
 from sipgateway.reload.accounts import account_tables
 from sipgateway.sighup import ReloadOnSIGHUP
 from sipgateway.transports.limits import ConnectionCounter
-from sipgateway.transports.listening import build_listener
+from sipgateway.transports.listening import build_listener, listener_endpoint
 from sipgateway.usagefigures import usage_figures
 
 #: what stops start-up with a one-line message naming the option, key or file
@@ -26,14 +26,20 @@ StartupError = (ConfigError, ValueError, BackendUnavailable)
 
 
 def make_service(config: Config, reactor=None, run_as: RunAs = (None, None),
-                 source: ConfigSource | None = None) -> MultiService:
+                 source: ConfigSource | None = None, adoption=None) -> MultiService:
     """``run_as``: the (uid, gid) twistd switches to after this (``--uid``/``--gid``); the
     database is created and opened as that user (see privileges.py).  ``source``: where
-    ``config`` came from, read again on SIGHUP (without it a reload reads nothing new)."""
+    ``config`` came from, read again on SIGHUP (without it a reload reads nothing new).
+    ``adoption``: in a worker process, which inherited sockets its listeners adopt
+    (workers/ports.py)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    if config.workers > 1 and adoption is None:  # the parent of the worker processes
+        from sipgateway.workers.parent import make_parent
+
+        return make_parent(config, reactor, run_as, source)
     backend = open_backend(config, reactor, run_as)
     attempts = backend.attempts  # failed logins and wrong PINs outlive the process
     lockout = Lockout(reactor, attempts, max_failures=config.max_login_failures,
@@ -47,6 +53,8 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None),
                       lockout=lockout, acs_timeout=config.acs_timeout, trace=config.trace,
                       idle_timeouts=idle_timeouts, account_settings=account_settings,
                       audit_patron=config.audit_patron, audit_key=config.audit_key, licences=config.licences)
+    if adoption is not None:
+        adoption.serving(gateway)  # its pid, and the other workers to ask
     counter = ConnectionCounter(config.max_connections, config.max_connections_per_address)
 
     top = MultiService()
@@ -57,10 +65,16 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None),
         usage.setServiceParent(top)
     running = Running(reactor, gateway, counter, backend, top, config,
                       load=source.load if source is not None else (lambda: config),
-                      source=source.describe() if source is not None else "the command line")
+                      source=source.describe() if source is not None else "the command line",
+                      workers=config.workers if adoption is not None else 1)
     ReloadOnSIGHUP(reactor, Reloader(running).reload, running.source).setServiceParent(top)
-    for listener in config.listeners:
-        build_listener(reactor, listener, gateway, counter).setServiceParent(top)
+    for index, listener in enumerate(config.listeners):
+        endpoint = listener_endpoint(reactor, listener)
+        if adoption is not None:
+            endpoint = adoption.endpoint(index, endpoint)
+            if endpoint is None:
+                continue  # served by worker 1 alone (a serial line)
+        build_listener(reactor, listener, gateway, counter, endpoint).setServiceParent(top)
     if config.admin is not None:
         from sipgateway.admin import admin_service  # twisted.web and prometheus_client only when asked for
 

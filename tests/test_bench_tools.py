@@ -190,7 +190,8 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 24 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert len(keys) == 28 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert [w.workers for w in workloads.plan(only={"99-c100", "99-c100-w2"})] == [1, 2]
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
@@ -229,6 +230,14 @@ def test_front_rows_run_beside_the_gateway_alone_and_are_judged_against_it():
     assert body["63-front-c10"].split()[-2:] == ["63-c10", "PASS"] and ">=40% of 63-c10" in body["63-front-c10"]
     assert body["17-front-paced"].split()[-1] == "FAIL" and "p99<=17-paced+1ms" in body["17-front-paced"]
     assert "p99<=17-paced+1ms failed: got 1.100 ms" in "\n".join(report.failure_notes(rows))
+
+
+def test_two_workers_are_judged_against_one_process_at_the_same_load():
+    one = _row("99-c100", 100, _figures(10_000), _figures(20_000))
+    two = [_row("99-c100-w2", 100, _figures(rate), _figures(20_000)) for rate in (12_600, 12_400)]
+    rows = report.evaluate([one, *two])
+    assert [row["result"] for row in rows[1:]] == ["PASS", "FAIL"]
+    assert rows[2]["checks"][-1]["check"] == ">=125% of 99-c100" and rows[2]["checks"][-1]["detail"] == "got 124%"
 
 
 def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):

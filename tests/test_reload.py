@@ -173,3 +173,20 @@ def test_sighup_while_stopping_is_ignored(logged: Logged) -> None:
     hup.running = True
     hup.hup()
     assert calls == ["reload"]
+
+
+def test_with_workers_a_listener_cannot_be_added_by_a_reload(logged: Logged) -> None:
+    """Worker processes adopt the parent's sockets: a listener a reload adds, removes or moves
+    would be bound by every worker on its own.  Refused, naming why; the old config stays."""
+    moved = load(None, listen=["sip:tcp:0:interface=127.0.0.1"])
+    part = Part("listeners", ("listeners",), "sipgateway.reload.listeners.prepare")
+    running = replace(running_with([moved], (part,)), workers=2)
+    Reloader(running).reload()
+    [line] = logged.lines("Reload refused")
+    assert "listeners cannot be added, removed or moved while 2 worker processes serve them" in line
+    assert running.config is BASE
+
+
+def test_the_admin_listener_is_refused_with_workers() -> None:
+    with pytest.raises(ConfigError, match=r"\[admin\] listen \(--admin\) cannot be used with workers = 2 yet"):
+        load(None, listen=["sip:tcp:6001:interface=127.0.0.1"], admin="tcp:6080:interface=127.0.0.1", workers="2")

@@ -21,6 +21,7 @@ from sipgateway.config.forwarding import DEFAULT_CACHED_ANSWER_AGE, check_rules_
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
 from sipgateway.config.upstream import upstreams
 from sipgateway.config.values import ConfigError, number, yes_no
+from sipgateway.config.workers import parse_workers
 from sipgateway.exchange.status import parse_licences
 
 DEFAULT_DATABASE = "sqlite:sipgateway.sqlite3"
@@ -55,6 +56,8 @@ class Config:
     audit_key: str = field(default="", repr=False)
     #: OCLC Wise SIP2+ licences every 98 reports in GG
     licences: tuple[str, ...] = ()
+    #: worker processes serving every listener (--workers, [gateway] workers); 1: this process alone
+    workers: int = 1
     #: the admin listener (health, metrics, sessions); None: off
     admin: AdminConfig | None = None
     #: the library system's SIP2 servers in failover order (--acs, [upstream]); (): embedded
@@ -64,6 +67,10 @@ class Config:
 
     def __post_init__(self) -> None:
         check_rules_forwarded(self.upstreams, self.accounts)
+        if self.admin is not None and self.workers > 1:
+            # each worker would answer for itself alone: health, metrics and sessions of one process
+            raise ConfigError(f"[admin] listen (--admin) cannot be used with workers = {self.workers} yet: its "
+                              "figures and sessions would be one worker's; use workers = 1 or no admin listener")
 
 
 _GATEWAY_KEYS = {
@@ -71,12 +78,13 @@ _GATEWAY_KEYS = {
     "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
     "max_login_failures_per_address", "max_login_failures_per_account", "max_pin_failures",
     "max_pin_failures_per_terminal", "pin_lockout_seconds", "licences",
+    "workers",
 }
 
 
 def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
          demo: bool = False, init: bool = False, admin: str | None = None, acs: list[str] | None = None,
-         sections: Collection[str] | None = None) -> Config:
+         sections: Collection[str] | None = None, workers: str | None = None) -> Config:
     """Read ``path`` (may be None) and apply the command-line overrides.  ``sections``: read
     only these sections of the file (``sipgateway check-config`` reads each alone, to find
     the problems of every section rather than only the first)."""
@@ -156,7 +164,14 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         admin=admin_section(dict(parser["admin"]) if parser.has_section("admin") else {}, admin),
         upstreams=upstreams(acs, dict(parser["upstream"]) if parser.has_section("upstream") else None),
         **forwarding_keys(parser),
+        workers=_workers(workers, gw),
     )
+
+
+def _workers(option: str | None, gw: dict[str, str]) -> int:
+    if option is not None:
+        return parse_workers(option, "--workers")
+    return parse_workers(gw["workers"], "[gateway] workers") if "workers" in gw else 1
 
 
 def _audit(gw: dict[str, str]) -> dict[str, str]:

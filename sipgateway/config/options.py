@@ -23,10 +23,11 @@ class ConfigSource:
     init: bool = False
     admin: str | None = None
     acs: tuple[str, ...] = ()
+    workers: str | None = None
 
     def load(self) -> Config:
         return load(self.path, listen=list(self.listen), database=self.database, demo=self.demo, init=self.init,
-                    admin=self.admin, acs=list(self.acs))
+                    admin=self.admin, acs=list(self.acs), workers=self.workers)
 
     def describe(self) -> str:
         return self.path or "the command line (no --config)"
@@ -42,6 +43,8 @@ class Options(usage.Options):
         ["database", "d", None, f"database URL (default {DEFAULT_DATABASE})"],
         ["admin", None, None, "endpoint of the admin listener (health, readiness, metrics, sessions over HTTP), "
                               "e.g. tcp:6080:interface=127.0.0.1; replaces [admin] listen; off by default"],
+        ["workers", None, None, "worker processes serving every listener: N or auto (one per core); "
+                                "default 1, or [gateway] workers"],
     ]
     optFlags = [["demo", None, "seed the demo fixtures into an empty database (created if missing)"],
                 ["init", None, "create the database if the file is missing (an empty library); without "
@@ -68,7 +71,7 @@ class Options(usage.Options):
         # the file's absolute path: twistd may change directory (--rundir) before a reload reads it again
         path = os.path.abspath(self["config"]) if self["config"] else None
         self.source = ConfigSource(path, tuple(self["listen"]), self["database"], self["demo"], self["init"],
-                                   self["admin"], tuple(self["acs"]))
+                                   self["admin"], tuple(self["acs"]), self["workers"])
         try:
             self.config = replace(self.source, path=self["config"]).load()  # errors name the path as given
         except ConfigError as e:

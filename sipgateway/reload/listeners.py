@@ -50,6 +50,9 @@ def prepare(running: Running, new: Config) -> Change | None:
             added.append(service)
         except ConfigError as e:
             problems.append(str(e))
+    if running.workers > 1 and (removed or added):
+        problems.append(f"listeners cannot be added, removed or moved while {running.workers} worker processes "
+                        f"serve them (the parent holds their sockets): restart the gateway for that")
     if problems:
         raise ConfigError("; ".join(problems))
     summary = _summary(live, wanted, removed, added, kept)

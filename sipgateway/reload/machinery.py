@@ -75,6 +75,9 @@ class Running:
     #: where it comes from, for log lines
     source: str = "the command line"
     parts: tuple[Part, ...] = field(default=PARTS)
+    #: worker processes serving the listeners (this one among them): they hold the parent's
+    #: sockets, so listeners can be changed but not added, removed or moved by a reload
+    workers: int = 1
 
     def listeners(self) -> dict[str, ListenerService]:
         """The listeners listening now, by name."""

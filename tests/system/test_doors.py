@@ -93,8 +93,9 @@ listen = sip:serial:{endpoint_path(pty_name)}:baudrate=9600:account=scclient
     return config
 
 
-@pytest.fixture(scope="module")
-def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FourDoors]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["one process", "two workers"])
+def doors(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[FourDoors]:
+    """Every test runs on one process and on ``--workers 2`` (the serial line is worker 1's)."""
     workdir = tmp_path_factory.mktemp("doors")
     pki = make_pki(str(workdir / "pki"))
     # The serial cable: the gateway opens the slave by name, the test keeps the master.
@@ -105,7 +106,7 @@ def doors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FourDoors]:
     raw, tls, telnet = free_port(), free_port(), free_port()
     db = workdir / "gw.sqlite3"
     config = write_config(workdir, pki, db, raw, tls, telnet, pty_name)
-    proc = GatewayProcess(workdir, ["--config", str(config)], [raw, tls, telnet])
+    proc = GatewayProcess(workdir, ["--config", str(config), "--workers", str(request.param)], [raw, tls, telnet])
     try:
         proc.start()
         four = FourDoors(proc, workdir, pki, db, raw, tls, telnet, master, pty_name)

@@ -21,7 +21,10 @@ class SQLiteAttempts:
     Nearly every login and PIN check finds no record, so the keys a read found without one
     are remembered for ``clean_ttl`` seconds and not read again: a failure counted here
     forgets them at once, ``unlock`` only ever removes records, and a failure counted by
-    another process sharing the database is seen here within ``clean_ttl``."""
+    another process sharing the database is seen here within ``clean_ttl`` (at once by the
+    other worker processes of the same gateway: ``shared``, sipgateway/workers/generation.py)."""
+
+    shared = None
 
     def __init__(self, acs: Any, clean_ttl: float = 1.0, clean_size: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -38,6 +41,8 @@ class SQLiteAttempts:
     def clean(self, keys: Sequence[Key]) -> bool:
         now = self.clock()
         known = self._clean
+        if self.shared is not None and self.shared.changed():
+            known.clear()
         for key in keys:
             if known.get(key, 0.0) <= now:
                 return False
@@ -61,6 +66,8 @@ class SQLiteAttempts:
     def _forget(self, result: Any, keys: Sequence[Key]) -> Any:
         for key in keys:
             self._clean.pop(key, None)
+        if self.shared is not None:
+            self.shared.bump()
         return result
 
     def fail(self, limits: Sequence[Limit], now: float, source: str) -> Deferred:

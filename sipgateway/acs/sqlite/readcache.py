@@ -18,6 +18,10 @@ DEFAULT_SIZE = 20_000
 
 
 class ReadCache:
+    #: in a worker process (--workers): the writes of every worker, so that another worker's
+    #: write empties this cache as our own do (sipgateway/workers/generation.py)
+    shared = None
+
     def __init__(self, ttl: float = DEFAULT_TTL, size: int = DEFAULT_SIZE,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
@@ -28,6 +32,8 @@ class ReadCache:
         self.misses = 0
 
     def get(self, key: Hashable) -> object | None:
+        if self.shared is not None and self.shared.changed():
+            self._entries.clear()
         entry = self._entries.get(key)
         if entry is not None and entry[0] > self.clock():
             self.hits += 1
@@ -45,6 +51,8 @@ class ReadCache:
     def clear(self, _: object = None) -> object:
         """Drop everything; usable as a Deferred callback (passes the result through)."""
         self._entries.clear()
+        if self.shared is not None:
+            self.shared.bump()
         return _
 
     def __len__(self) -> int:

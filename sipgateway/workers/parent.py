@@ -1,0 +1,105 @@
+"""The parent process of ``--workers N`` (N > 1): it checks what a single gateway checks at
+start-up, binds the shareable listeners' ports, and supervises the workers; it serves no
+connection itself.
+
+With ``--database sqlite:`` every worker runs its own database process on the one file:
+SQLite serializes their transactions (every write is a ``BEGIN IMMEDIATE`` transaction,
+waiting for the lock up to the busy timeout), and each database process records the
+outcome of its writes under a token of its own, so a worker's dead database process is
+still answered truthfully.  Lockouts and PIN counters are rows in that file, so they hold
+across workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from twisted.application.service import MultiService, Service
+
+from sipgateway.acs.backends import open_backend
+from sipgateway.config import Config, ConfigError
+from sipgateway.privileges import RunAs
+from sipgateway.transports.backlog import with_backlog
+from sipgateway.transports.tls import server_from_string
+from sipgateway.workers import generation
+from sipgateway.workers.ports import HeldPort, shareable
+from sipgateway.workers.supervisor import Supervisor
+
+#: prometheus_client's multiprocess mode: every worker writes its figures there
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def make_parent(config: Config, reactor, run_as: RunAs = (None, None), source=None) -> MultiService:
+    backend = open_backend(config, reactor, run_as)  # a bad database or account stops start-up here
+    _release(backend)
+    top = MultiService()
+    held: dict[int, HeldPort] = {}
+    for index, listener in enumerate(config.listeners):
+        try:
+            endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
+        except (ValueError, TypeError, KeyError, OSError) as e:
+            raise ConfigError(f"listener {listener.settings.name}: bad endpoint {listener.endpoint!r}: {e}") from None
+        if shareable(endpoint):
+            port = HeldPort(endpoint, listener.settings.name, listener.endpoint)
+            port.setServiceParent(top)
+            held[index] = port
+    shared = RunDirectory(config.workers)
+    shared.setServiceParent(top)
+    supervisor = Supervisor(reactor, config, held, shared=shared)
+    supervisor.source = source  # each worker reloads as a single gateway does (SIGHUP is forwarded)
+    supervisor.setServiceParent(top)
+    top.supervisor = supervisor  # type: ignore[attr-defined]  # the admin listener asks it for the workers
+    return top
+
+
+def _release(backend) -> None:
+    """The backend was opened for its start-up checks only: the workers open their own."""
+    from sipgateway.startup import EmbeddedBackend
+
+    if isinstance(backend, EmbeddedBackend):
+        backend.acs.close()  # its start-up connection; no database process was started
+
+
+class RunDirectory(Service):
+    """The workers' private directory (mode 0700, made in ``startService`` as the user the
+    gateway runs as, removed when it stops): the file of their write counts (generation.py)
+    and, for prometheus_client's multiprocess mode, ``metrics/``, named to every worker in
+    PROMETHEUS_MULTIPROC_DIR (and set here, for the parent's own /metrics) before any of them
+    imports prometheus_client.  An operator's own PROMETHEUS_MULTIPROC_DIR is kept."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.env: dict[str, str] = {}
+        self.path: str | None = None
+        self.generation: str | None = None
+        self.metrics: str | None = None
+        self._set_variable = False
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self.path = tempfile.mkdtemp(prefix="sipgateway-workers-")
+        self.generation = os.path.join(self.path, "generation")
+        generation.create(self.generation, self.count)
+        self.metrics = os.environ.get(METRICS_DIR_VARIABLE)
+        if not self.metrics:
+            self.metrics = os.path.join(self.path, "metrics")
+            os.mkdir(self.metrics, 0o700)
+            os.environ[METRICS_DIR_VARIABLE] = self.metrics
+            self._set_variable = True
+        self.env[METRICS_DIR_VARIABLE] = self.metrics
+
+    def worker_died(self, pid: int) -> None:
+        """prometheus_client keeps a dead process's live gauges until told."""
+        try:
+            from prometheus_client import multiprocess
+        except ImportError:
+            return
+        multiprocess.mark_process_dead(pid, self.metrics)
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._set_variable:
+            os.environ.pop(METRICS_DIR_VARIABLE, None)
