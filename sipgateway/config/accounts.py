@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sipgateway.config.offline import OFFLINE_KEYS
 from sipgateway.config.values import (
     ConfigError,
     check_encoding,
@@ -17,6 +18,7 @@ from sipgateway.settings import AccountSettings, ErrorDetection
 #: account keys the database does not hold: a section may give only these, for an account
 #: that is already in the database
 _ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok"}
+_ACCOUNT_SETTINGS_KEYS |= OFFLINE_KEYS  # read by config/offline.py
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
                  *_ACCOUNT_SETTINGS_KEYS}
 

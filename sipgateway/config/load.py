@@ -15,6 +15,7 @@ from sipgateway.acs.backends import split_url
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
+from sipgateway.config.offline import OfflineConfig, offline_config
 from sipgateway.config.values import ConfigError, number, yes_no
 from sipgateway.exchange.status import parse_licences
 
@@ -50,6 +51,8 @@ class Config:
     audit_key: str = field(default="", repr=False)
     #: OCLC Wise SIP2+ licences every 98 reports in GG
     licences: tuple[str, ...] = ()
+    #: offline store-and-forward policies ([upstream] and [account:NAME] offline* keys)
+    offline: OfflineConfig = OfflineConfig()
 
 
 
@@ -133,6 +136,7 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         accounts=tuple(accounts),
         **_audit(gw),
         licences=licences,
+        offline=offline_config(parser),
     )
 
 
