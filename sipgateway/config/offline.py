@@ -6,6 +6,12 @@ and of each ``[account:NAME]`` (that account's; a key it leaves out is the defau
     offline_max_checkouts = 10    checkouts per patron waiting to be sent, at most
     offline_items = 3900* 3901*   item barcodes that may circulate offline (glob patterns;
     offline_patrons = 2*          empty: all), likewise patron barcodes
+
+and, in ``[upstream]`` only, for pass-through mode (no ``login`` in the URLs), the login the
+replay uses on a connection of its own (pooled mode replays on the pool):
+
+    offline_replay_login = gateway-replay
+    offline_replay_password = ...
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from sipgateway.config.values import ConfigError, number
 
 OFFLINE_KEYS = frozenset({"offline", "offline_loan_days", "offline_max_checkouts", "offline_items",
                           "offline_patrons"})
+#: keys of [upstream] only
+REPLAY_KEYS = frozenset({"offline_replay_login", "offline_replay_password"})
+UPSTREAM_OFFLINE_KEYS = OFFLINE_KEYS | REPLAY_KEYS
 DEFAULT_LOAN_DAYS = 14
 DEFAULT_MAX_CHECKOUTS = 10
 #: a loan given offline is at most this long, a patron's offline checkouts at most this many
@@ -48,6 +57,9 @@ class OfflineConfig:
     default: OfflinePolicy = OfflinePolicy()
     #: (account name, its policy) for accounts that set an offline key
     accounts: tuple[tuple[str, OfflinePolicy], ...] = ()
+    #: pass-through mode: what the replay logs in upstream as
+    replay_login: str = ""
+    replay_password: str = field(default="", repr=False)
     _by_account: Mapping[str, OfflinePolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -98,12 +110,15 @@ def _patterns(raw: str, where: str) -> tuple[str, ...]:
 
 def offline_config(parser: configparser.ConfigParser) -> OfflineConfig:
     """The offline policies of a config file: ``[upstream]``'s, then each account's."""
-    default = offline_policy(dict(parser["upstream"]), "[upstream]") if parser.has_section("upstream") \
-        else OfflinePolicy()
+    upstream = dict(parser["upstream"]) if parser.has_section("upstream") else {}
+    default = offline_policy(upstream, "[upstream]")
+    login, password = upstream.get("offline_replay_login", ""), upstream.get("offline_replay_password", "")
+    if bool(login) != bool(password):
+        raise ConfigError("[upstream] offline_replay_login and offline_replay_password: give both or neither")
     accounts = []
     for section in parser.sections():
         kind, _, name = section.partition(":")
         values = dict(parser[section])
         if kind == "account" and name and OFFLINE_KEYS & set(values):
             accounts.append((name, offline_policy(values, f"[account:{name}]", default)))
-    return OfflineConfig(default=default, accounts=tuple(accounts))
+    return OfflineConfig(default=default, accounts=tuple(accounts), replay_login=login, replay_password=password)

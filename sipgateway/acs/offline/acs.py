@@ -39,6 +39,7 @@ from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.offline import answers as a
 from sipgateway.acs.offline.journal import CHECKIN, CHECKOUT, Entry, Refused
+from sipgateway.acs.offline.link import ReplayLink
 from sipgateway.acs.offline.replay import Replayer, Send
 from sipgateway.acs.offline.runner import AsyncJournal
 from sipgateway.acs.upstream.backend import UpstreamACS, UpstreamUnavailable
@@ -66,6 +67,12 @@ class OfflineACS(Service):
         self.waiting: Counter[str] = Counter(open_items or {})
         self.saved = a.SavedAnswers(clock)
         first = upstream.configs[0]
+        self.link: ReplayLink | None = None
+        if replay_send is None and not upstream.pooled:
+            login = rq.LoginRequest(config.replay_login, config.replay_password, first.location) \
+                if config.replay_login else None
+            self.link = ReplayLink(upstream, login)
+            replay_send = self.link.send
         self.replayer = Replayer(journal, replay_send or upstream.group.request, clock, lambda: self.online,
                                  institution=first.institution, location=first.location, on_closed=self._closed,
                                  **replay)
@@ -86,6 +93,8 @@ class OfflineACS(Service):
     def stopService(self) -> Deferred:
         super().stopService()
         self.replayer.stop()
+        if self.link is not None:
+            self.link.close()
         d = self.upstream.stopService() if self.upstream.running else succeed(None)
 
         def stopped(result: object) -> object:

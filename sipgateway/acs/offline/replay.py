@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
 from sipgateway.acs.offline.journal import CHECKOUT, CONFLICT, DONE, SENT, Entry
+from sipgateway.acs.upstream.backend import UpstreamUnavailable
 from sipgateway.acs.upstream.errors import NotSent, OutcomeUnknown
 from sipgateway.acs.upstream.wire import show
 from sipgateway.exchange import EXCHANGES, Exchange, RequestContext
@@ -159,7 +160,7 @@ class Replayer:
         self._later(self.pause)
 
     def _unanswered(self, f: Failure, entry: Entry, doing: str) -> Deferred | None:
-        if f.check(NotSent):  # never left the gateway: it is still only ours
+        if f.check(NotSent, UpstreamUnavailable):  # never left the gateway: it is still only ours
             log.info("offline: entry {id} {doing} ({why}); trying again later", id=entry.id, doing=doing,
                      why=f.getErrorMessage())
             d = self.journal.mark_pending(entry.id, self.clock.seconds(), f"not sent: {f.getErrorMessage()}")
