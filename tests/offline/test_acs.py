@@ -218,3 +218,21 @@ class PassThroughTests(Base):
         logins = [x.get("CN") for x in self.server.received if x.code == "93"]
         self.assertEqual(logins[-2:], ["gw", "sorter1"])  # the replay's own login, then the device's
         self.assertEqual(self.states(), [("checkin", "it3", "conflict")])  # it3 was not on loan
+
+
+class WiringTests(SynchronousTestCase):
+    def test_open_offline_wraps_an_upstream_with_the_journal_of_the_database(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from sipgateway.acs.offline.wiring import open_offline
+        reactor = MemoryReactorClock()
+        path = database(self)
+        j = journal(self, path)
+        j.accept("checkin", now=T0, account="k", institution="MAIN", location="", patron_id="", item_id="it9",
+                 due_at=None, max_checkouts=1)
+        upstream = UpstreamACS([parse_url("sip2://ils:6001?login=gw&password=secret")], reactor)
+        acs = open_offline(upstream, CONFIG, path, reactor)
+        self.addCleanup(acs.journal.journal.close)
+        self.assertIs(acs.upstream, upstream)
+        self.assertEqual(dict(acs.waiting), {"it9": 1})
+        self.assertIs(acs.open_session("peer"), acs)  # pooled mode: one shared backend
