@@ -65,11 +65,12 @@ class Gateway:
         self.audit = Audit(self.reactor, self.audit_patron, self.audit_key)
 
     def authenticate(self, address: str, user: str, password: str, location: str, who: str,
-                     repeated: RepeatedLines | None = None) -> Deferred:
+                     repeated: RepeatedLines | None = None, accounts: IAccounts | None = None) -> Deferred:
         """Check SC credentials (93 or a telnet login) under the failed-login lockout.
         Fires with the ``Account``, or None when refused (wrong, unknown or locked out).
-        ``repeated``: the connection's, when it can send any number of 93s."""
-        lockout, accounts = self.lockout, self.accounts
+        ``repeated``: the connection's, when it can send any number of 93s; ``accounts``:
+        who checks them, when not the gateway's own (a library system, in pass-through mode)."""
+        lockout, accounts = self.lockout, accounts or self.accounts
         assert lockout is not None and accounts is not None  # set in __post_init__
 
         def try_it(check: LoginCheck) -> Deferred | None:

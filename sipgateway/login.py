@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from sipgateway import passthrough
 from sipgateway.acs import model as m
 from sipgateway.settings import DEFAULT_ACCOUNT_SETTINGS
 from sipgateway.states import State
@@ -41,9 +42,17 @@ class LoginSteps:
     _recent: Any
     since: float | None
     who: str
+    closed: bool
+    acs: Any
+    #: pass-through mode: the session's own view of the library system (passthrough.py)
+    upstream: Any = None
 
     def _drain(self) -> None:
         raise NotImplementedError
+
+    def _connection_ended(self) -> None:
+        """A device's own upstream connection (pass-through mode) closes with its own."""
+        passthrough.ended(self)
 
     def bind(self, name: str, why: str) -> None:
         """Log in as the account the door names (``why``), without a 93; input waits."""
@@ -53,6 +62,7 @@ class LoginSteps:
         d = accounts.account(name)
         d.addErrback(lambda f: self.log.failure("{peer}: looking up account {name!r} failed", f, peer=self.peer,
                                                 name=name) or False)  # logged: no account, nothing more to say
+        d.addCallback(passthrough.bound, self, name)  # pass-through mode: logged in upstream first
         d.addCallback(self._bound, name, why)
 
     def _bound(self, account: m.Account | None | bool, name: str, why: str) -> None:
@@ -69,6 +79,12 @@ class LoginSteps:
 
     def bind_account(self, account: m.Account) -> None:
         """Log the terminal in without a 93 (serial line, telnet login, TLS certificate)."""
+        if self.upstream is None and passthrough.applies(self.gateway):
+            # a door checked the account itself (telnet): it logs in upstream first; input waits
+            self.state = State.BINDING
+            d = maybeDeferred(passthrough.bound, account, self, account.name)
+            d.addCallback(self._bound, account.name, "a login at the door")
+            return
         self.bound_account = account
         self._logged_in(account, "")
 
@@ -80,6 +96,8 @@ class LoginSteps:
                               user=request.user, bound=self.bound_account.name)
             return succeed(None)
         self._location = request.location
+        if passthrough.applies(self.gateway):
+            return passthrough.login(self, request)  # the library system answers the 93
         return self.gateway.authenticate(self.address, request.user, request.password, request.location,
                                          self.who, self.repeated)
 

@@ -140,6 +140,7 @@ class Session(LoginSteps):
                 reply_to.errback(ConnectionError("the session is closed"))
         self.repeated.close()
         self.timers.stop()
+        self._connection_ended()
 
     def close(self) -> None:
         if self.state is not State.CLOSED:
@@ -332,8 +333,7 @@ class Session(LoginSteps):
         self._refuse(flight, ACS_TIMEOUT)
 
     def _refuse(self, flight: _Flight, screen: str) -> None:
-        msg = flight.msg
-        exchange = flight.exchange
+        msg, exchange = flight.msg, flight.exchange
         self._send(flight.received, flight.reply_to, exchange, msg, exchange.failure(msg, self._context(msg), screen),
                    audit_failed=True)
         self._served(msg.code, "failed", flight.started)

@@ -49,6 +49,9 @@ class AccountSettings:
     terminator: bytes | None = None
     #: a checkin of an item that was not on loan answers ok=1 (True) or ok=0 with an alert
     checked_in_ok: bool = True
+    #: pass-through mode: what a device bound to the account logs in upstream with (93 CN, CO)
+    upstream_login: str | None = None
+    upstream_password: str = field(default="", repr=False)
 
 
 DEFAULT_ACCOUNT_SETTINGS = AccountSettings()

@@ -42,25 +42,34 @@ class Backend:
     factory: str
     #: what a URL of this scheme looks like, for error messages
     form: str
+    #: the option that names it: --database (the gateway's own database, and its library
+    #: system when --acs is embedded) or --acs (a library system reached over the network)
+    option: str = "--database"
 
 
 BACKENDS: dict[str, Backend] = {
     "sqlite": Backend("sipgateway.startup.open_embedded", "sqlite:PATH"),
+    "sip2": Backend("sipgateway.forwarding.open_forwarding", "sip2://HOST:PORT", "--acs"),
+    "sip2s": Backend("sipgateway.forwarding.open_forwarding", "sip2s://HOST:PORT", "--acs"),
 }
 
 
-def split_url(url: str, where: str) -> tuple[str, str]:
+def split_url(url: str, where: str, option: str = "--database") -> tuple[str, str]:
     """The scheme of a backend's URL and the rest ("sqlite", "gw.sqlite3" for
     "sqlite:gw.sqlite3"); a ``ValueError`` naming ``where`` unless the scheme is in
-    ``BACKENDS`` and something follows it."""
+    ``BACKENDS`` for ``option`` and something follows it."""
     scheme, colon, rest = url.strip().partition(":")
-    if not colon or scheme not in BACKENDS or not rest:
-        forms = " or ".join(backend.form for backend in BACKENDS.values())
+    if not colon or scheme not in BACKENDS or BACKENDS[scheme].option != option or not rest:
+        forms = " or ".join(backend.form for backend in BACKENDS.values() if backend.option == option)
         raise ValueError(f"{where}: {url!r} is not supported; use {forms}")
     return scheme, rest
 
 
 def open_backend(config: Config, reactor: Any, run_as: RunAs) -> IBackend:
-    """The backend ``config.database`` names, opened; ``StartupError`` when it cannot be."""
-    scheme, _ = split_url(config.database, "--database")
+    """The backend ``config.upstreams`` (``--acs``) or else ``config.database`` names, opened;
+    ``StartupError`` when it cannot be."""
+    if config.upstreams:
+        scheme = "sip2s" if config.upstreams[0].tls else "sip2"
+    else:
+        scheme, _ = split_url(config.database, "--database")
     return namedAny(BACKENDS[scheme].factory)(config, reactor, run_as)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sipgateway.config.offline import OFFLINE_KEYS
+from sipgateway.config.upstream import UPSTREAM_ACCOUNT_KEYS, upstream_credentials
 from sipgateway.config.values import (
     ConfigError,
     check_encoding,
@@ -17,7 +18,7 @@ from sipgateway.settings import AccountSettings, ErrorDetection
 
 #: account keys the database does not hold: a section may give only these, for an account
 #: that is already in the database
-_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok"}
+_ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok", *UPSTREAM_ACCOUNT_KEYS}
 _ACCOUNT_SETTINGS_KEYS |= OFFLINE_KEYS  # read by config/offline.py
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
                  *_ACCOUNT_SETTINGS_KEYS}
@@ -38,10 +39,14 @@ class AccountConfig:
     terminator: bytes | None = None
     #: a checkin of an item that was not on loan answers ok=1 (yes) or ok=0 (no)
     checked_in_ok: bool = True
+    #: pass-through mode: the 93 a device bound to this account logs in upstream with
+    upstream_login: str | None = None
+    upstream_password: str = field(default="", repr=False)
 
     @property
     def settings(self) -> AccountSettings:
-        return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok)
+        return AccountSettings(terminator=self.terminator, checked_in_ok=self.checked_in_ok,
+                               upstream_login=self.upstream_login, upstream_password=self.upstream_password)
 
 
 def account_section(name: str, values: dict[str, str]) -> AccountConfig:
@@ -53,10 +58,12 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
     idle_timeout = None if idle < 0 else idle
     terminator = check_terminator(values["terminator"], where) if values.get("terminator") else None
     checked_in_ok = yes_no(values["checked_in_ok"], f"{where} checked_in_ok") if "checked_in_ok" in values else True
+    upstream_login, upstream_password = upstream_credentials(values, where)
     if set(values) <= _ACCOUNT_SETTINGS_KEYS:
         # settings only, for an account that already exists in the database
         return AccountConfig(name=name, password="", institution="", idle_timeout=idle_timeout,
-                             terminator=terminator, checked_in_ok=checked_in_ok)
+                             terminator=terminator, checked_in_ok=checked_in_ok, upstream_login=upstream_login,
+                             upstream_password=upstream_password)
     if not values.get("password"):
         raise ConfigError(f"{where} password: missing")
     if not values.get("institution"):
@@ -68,6 +75,8 @@ def account_section(name: str, values: dict[str, str]) -> AccountConfig:
         idle_timeout=idle_timeout,
         terminator=terminator,
         checked_in_ok=checked_in_ok,
+        upstream_login=upstream_login,
+        upstream_password=upstream_password,
         encoding=check_encoding(values.get("encoding", "utf-8"), where),
         error_detection=check_error_detection(values.get("error_detection", "auto"), where, "error_detection"),
         library_name=values.get("library_name", ""),

@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass, field
 
 from sipgateway.acs.backends import split_url
+from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
-from sipgateway.config.offline import OfflineConfig, offline_config
+from sipgateway.config.offline import UPSTREAM_OFFLINE_KEYS, OfflineConfig, offline_config
+from sipgateway.config.upstream import upstreams
 from sipgateway.config.values import ConfigError, number, yes_no
 from sipgateway.exchange.status import parse_licences
 
@@ -51,9 +53,10 @@ class Config:
     audit_key: str = field(default="", repr=False)
     #: OCLC Wise SIP2+ licences every 98 reports in GG
     licences: tuple[str, ...] = ()
+    #: the library system's SIP2 servers in failover order (--acs, [upstream]); (): embedded
+    upstreams: tuple[UpstreamConfig, ...] = ()
     #: offline store-and-forward policies ([upstream] and [account:NAME] offline* keys)
     offline: OfflineConfig = OfflineConfig()
-
 
 
 _GATEWAY_KEYS = {
@@ -65,7 +68,7 @@ _GATEWAY_KEYS = {
 
 
 def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
-         demo: bool = False, init: bool = False) -> Config:
+         demo: bool = False, init: bool = False, acs: list[str] | None = None) -> Config:
     """Read ``path`` (may be None) and apply the command-line overrides."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep case (certificate subjects)
@@ -86,7 +89,7 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     listeners: list[ListenerConfig] = []
     accounts: list[AccountConfig] = []
     for section in parser.sections():
-        if section == "gateway":
+        if section in ("gateway", "upstream"):
             continue
         kind, _, name = section.partition(":")
         values = dict(parser[section])
@@ -95,7 +98,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         elif kind == "account" and name:
             accounts.append(account_section(name, values))
         else:
-            raise ConfigError(f"[{section}]: unknown section; use [gateway], [listener:NAME] or [account:NAME]")
+            raise ConfigError(f"[{section}]: unknown section; use [gateway], [upstream], [listener:NAME] or "
+                              "[account:NAME]")
 
     if listen:
         listeners = [parse_listen(v) for v in listen]
@@ -136,6 +140,8 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         accounts=tuple(accounts),
         **_audit(gw),
         licences=licences,
+        upstreams=upstreams(acs, {k: v for k, v in parser["upstream"].items() if k not in UPSTREAM_OFFLINE_KEYS}
+                            if parser.has_section("upstream") else None),
         offline=offline_config(parser),
     )
 

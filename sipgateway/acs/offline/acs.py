@@ -82,6 +82,14 @@ class OfflineACS(Service):
     def online(self) -> bool:
         return self.upstream.group.healthy
 
+    @property
+    def pooled(self) -> bool:
+        return self.upstream.pooled
+
+    @property
+    def configs(self) -> tuple:
+        return self.upstream.configs
+
     # --- IService ---------------------------------------------------------------------------
 
     def startService(self) -> None:

@@ -149,6 +149,7 @@ def open_connection(endpoint: IStreamClientEndpoint, *, settings: WireSettings, 
         return protocol
 
     factory = Factory.forProtocol(build)  # type: ignore[arg-type]
+    factory.noisy = False  # no "Starting factory" line per upstream connection (one per device login)
     d = endpoint.connect(factory)
 
     def connected(protocol: UpstreamProtocol) -> Deferred | UpstreamConnection:

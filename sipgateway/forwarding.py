@@ -1,0 +1,95 @@
+"""A library system's own SIP2 server as the gateway's backend (``--acs sip2://...`` or
+``sip2s://...``, ``sip2``/``sip2s`` in acs/backends.py).
+
+``open_forwarding`` does the start-up work: it opens the gateway's own database
+(``--database sqlite:PATH``, created with ``--init`` as for the embedded library system),
+which keeps the gateway's state in forwarding mode: its SC accounts (who may log in in
+pooled mode, and the accounts doors bind devices to), the failed-login and wrong-PIN
+counters; and it builds the ``UpstreamACS`` for the URLs, in failover order.
+``ForwardingBackend`` runs both: the database process and the upstream connections start
+with the gateway and stop with it.
+
+In pass-through mode (no ``login=`` in the URLs) each device logs in upstream itself
+(sipgateway/passthrough.py); a device bound to an account by its door logs in with that
+account's ``upstream_login``/``upstream_password``, so start-up refuses a bound account
+without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from sipgateway.acs.backends import BackendUnavailable, IBackend
+from sipgateway.acs.sqlite import ACSUnavailable
+from sipgateway.acs.upstream.backend import UpstreamACS
+from sipgateway.config import Config, ConfigError
+from sipgateway.privileges import RunAs
+from sipgateway.startup import EmbeddedBackend, open_database
+
+log = Logger()
+
+
+def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) -> ForwardingBackend:
+    """The backend of ``--acs sip2://...``: the upstream servers, and the gateway's own
+    database for its accounts and counters."""
+    if not config.upstreams[0].pooled:
+        check_bound_credentials(config)
+    upstream = UpstreamACS(config.upstreams, reactor)  # checks sip2s files: a ValueError naming the key
+    try:
+        own, findings = open_database(config, reactor, run_as)
+    except ACSUnavailable as e:
+        raise BackendUnavailable(str(e)) from None
+    # patrons and items are the library system's; in pass-through mode so are the logins
+    keep = {"SC accounts"} if upstream.pooled else set()
+    findings.missing = [what for what in findings.missing if what in keep]
+    offline = _with_offline(upstream, config, reactor)
+    return ForwardingBackend(offline, EmbeddedBackend(own, config, findings), config)  # type: ignore[arg-type]
+
+
+def _with_offline(upstream: UpstreamACS, config: Config, reactor: Any) -> Any:
+    """The upstream with store-and-forward (sipgateway/acs/offline/), its journal in --database."""
+    from sipgateway.acs.offline.wiring import open_offline
+    from sipgateway.acs.sqlite.backend import database_path
+
+    try:
+        return open_offline(upstream, config.offline, database_path(config.database), reactor)
+    except Exception as e:
+        raise BackendUnavailable(f"--database {config.database}: cannot open the offline journal: {e}") from None
+
+
+def check_bound_credentials(config: Config) -> None:
+    """Pass-through mode: every account a listener binds devices to (``account=``,
+    ``cert_accounts``) must say how it logs in upstream."""
+    with_login = {a.name for a in config.accounts if a.upstream_login}
+    for listener in config.listeners:
+        names = [listener.settings.account] if listener.settings.account else []
+        for name in [*names, *listener.settings.cert_accounts.values()]:
+            if name not in with_login:
+                raise ConfigError(f"listener {listener.settings.name}: account {name!r} binds devices that log in to "
+                                  f"the library system without a 93 of their own (pass-through mode): give "
+                                  f"[account:{name}] upstream_login and upstream_password")
+
+
+@implementer(IBackend)
+class ForwardingBackend(MultiService):
+    """The upstream library system for circulation; the gateway's own database for who may
+    log in and for the counters."""
+
+    def __init__(self, upstream: UpstreamACS, own: EmbeddedBackend, config: Config) -> None:
+        super().__init__()
+        self.acs = upstream
+        self.accounts = own.accounts
+        self.attempts = own.attempts
+        self.config = config
+        own.setServiceParent(self)       # the database first: logins and counters need it
+        upstream.setServiceParent(self)  # stopped first
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        mode = "pooled" if self.acs.pooled else "pass-through"
+        log.info("Forwarding to the library system in {mode} mode: {servers}", mode=mode,
+                 servers=", ".join(str(c) for c in self.config.upstreams))
