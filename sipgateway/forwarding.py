@@ -46,17 +46,26 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     # patrons and items are the library system's; in pass-through mode so are the logins
     keep = {"SC accounts"} if upstream.pooled else set()
     findings.missing = [what for what in findings.missing if what in keep]
-    offline = _with_offline(upstream, config, reactor)
+    try:
+        offline = _with_offline(upstream, config, reactor, run_as)
+    except BaseException:
+        own.close()
+        raise
     return ForwardingBackend(offline, EmbeddedBackend(own, config, findings), config)  # type: ignore[arg-type]
 
 
-def _with_offline(upstream: UpstreamACS, config: Config, reactor: Any) -> Any:
-    """The upstream with store-and-forward (sipgateway/acs/offline/), its journal in --database."""
+def _with_offline(upstream: UpstreamACS, config: Config, reactor: Any, run_as: RunAs) -> Any:
+    """The upstream with store-and-forward (sipgateway/acs/offline/), its journal in --database
+    (opened as the user the gateway runs as, as the database is)."""
     from sipgateway.acs.offline.wiring import open_offline
     from sipgateway.acs.sqlite.backend import database_path
+    from sipgateway.privileges import acting_as
 
     try:
-        return open_offline(upstream, config.offline, database_path(config.database), reactor)
+        with acting_as(*run_as):
+            return open_offline(upstream, config.offline, database_path(config.database), reactor)
+    except ConfigError:
+        raise
     except Exception as e:
         raise BackendUnavailable(f"--database {config.database}: cannot open the offline journal: {e}") from None
 

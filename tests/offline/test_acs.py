@@ -236,3 +236,13 @@ class WiringTests(SynchronousTestCase):
         self.assertIs(acs.upstream, upstream)
         self.assertEqual(dict(acs.waiting), {"it9": 1})
         self.assertIs(acs.open_session("peer"), acs)  # pooled mode: one shared backend
+
+    def test_pass_through_mode_that_accepts_offline_needs_the_replay_login(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from sipgateway.acs.offline.wiring import open_offline
+        from sipgateway.config import ConfigError
+        reactor = MemoryReactorClock()
+        upstream = UpstreamACS([parse_url("sip2://ils:6001")], reactor)
+        with self.assertRaisesRegex(ConfigError, r"\[upstream\] offline_replay_login: missing"):
+            open_offline(upstream, OfflineConfig(default=ACCEPT), database(self), reactor)
