@@ -166,3 +166,50 @@ def _cli(*argv: str) -> str:
 
 def _all_logs(gateway: Gateway) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(gateway.workdir.glob("twistd-*.log")))
+
+
+PASS_THROUGH_CONFIG = """\
+[upstream]
+offline = accept
+offline_replay_login = lpl-sc
+offline_replay_password = 1234
+"""
+
+
+def passthrough_offline_98(port: int) -> bytes | None:
+    with SIPClient(port) as c:
+        if c.request("9300CNsc1|COpass1|CPMAIN|") != b"941":
+            return None  # the library system is unreachable but not yet out of service: refused
+        status = c.request("9900302.00")
+    return status if status.startswith(b"98NYY") else None
+
+
+def test_pass_through_devices_log_in_offline_with_credentials_last_accepted(tmp_path: Path, running: list) -> None:
+    back = Gateway(tmp_path / "back", ["--database", f"sqlite:{tmp_path / 'back' / 'back.sqlite3'}", "--demo"])
+    running.append(back)
+    (tmp_path / "front.ini").write_text(PASS_THROUGH_CONFIG, encoding="utf-8")
+    front = Gateway(tmp_path / "front", ["--config", str(tmp_path / "front.ini"), "--database",
+                                         "sqlite:front.sqlite3", "--init", "--acs",
+                                         f"sip2://127.0.0.1:{back.port}?timeout=2"])
+    running.append(front)
+    with SIPClient(front.port) as c:
+        assert c.request("9300CNsc1|COpass1|CPMAIN|") == b"941"  # accepted by the back: remembered
+    back.proc.stop()
+    wait_until(lambda: passthrough_offline_98(front.port), "the front to go offline")
+    front.proc.kill9()
+    front.start()
+    wait_until(lambda: passthrough_offline_98(front.port), "the restarted front to go offline")
+    with SIPClient(front.port) as c:
+        assert c.request("9300CNsc1|COwrong|CPMAIN|") == b"940"     # not what the back accepted
+    with SIPClient(front.port) as c:
+        assert c.request("9300CNlpl-sc|CO1234|CPMAIN|") == b"940"   # never logged in through the front
+    with SIPClient(front.port) as c:
+        assert c.request("9300CNsc1|COpass1|CPMAIN|") == b"941"
+        assert c.request(checkout("100001", "200002")).startswith(b"121")
+    back.start()
+    wait_until(lambda: front.rows("front.sqlite3", "SELECT 1 FROM offline_journal WHERE state = 'done'"),
+               "the replay")
+    assert back.rows("back.sqlite3", "SELECT l.account FROM loans l JOIN items i ON i.id = l.item_id "
+                     "WHERE i.barcode = '200002'") == [("lpl-sc",)]  # replayed as offline_replay_login
+    log = _all_logs(front)
+    assert "pass1" not in log and "COwrong" not in log
