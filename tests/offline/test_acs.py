@@ -246,3 +246,16 @@ class WiringTests(SynchronousTestCase):
         upstream = UpstreamACS([parse_url("sip2://ils:6001")], reactor)
         with self.assertRaisesRegex(ConfigError, r"\[upstream\] offline_replay_login: missing"):
             open_offline(upstream, OfflineConfig(default=ACCEPT), database(self), reactor)
+
+
+class RepeatTests(Base):
+    def test_a_checkout_sent_again_offline_is_answered_alike_and_replayed_once(self):
+        self.go_down()
+        one = self.successResultOf(self.acs.checkout(KIOSK, rq.CheckoutRequest("p1", "it1")))
+        two = self.successResultOf(self.acs.checkout(KIOSK, rq.CheckoutRequest("p1", "it1")))
+        self.assertEqual((two.ok, two.due_date), (True, one.due_date))
+        self.assertEqual(dict(self.acs.waiting), {"it1": 1})
+        before = len(self.server.received)
+        self.come_back()
+        self.assertEqual([x.code for x in self.server.received[before:]].count("11"), 1)
+        self.assertEqual(dict(self.acs.waiting), {})

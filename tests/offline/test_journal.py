@@ -152,3 +152,19 @@ class LoginTests(SynchronousTestCase):
             j.remember_login(f"dev{i}", "pw", T0 + i)
         self.assertFalse(j.check_login("dev0", "pw"))
         self.assertTrue(j.check_login("dev2", "pw"))
+
+
+class RepeatTests(SynchronousTestCase):
+    def test_the_same_transaction_sent_again_is_recorded_once(self):
+        clock = Clock()
+        clock.advance(T0)
+        j = journal(self)
+        first = accept(j, clock, item="it1", patron="p1")
+        again = accept(j, clock, item="it1", patron="p1")
+        self.assertEqual((again.id, again.repeated, first.repeated), (first.id, True, False))
+        other = accept(j, clock, item="it1", patron="p2")   # another patron: a new transaction
+        back = accept(j, clock, jm.CHECKIN, item="it1")
+        twice = accept(j, clock, jm.CHECKIN, item="it1")
+        self.assertEqual(twice.id, back.id)
+        out = accept(j, clock, item="it1", patron="p1")     # out again after the checkin: new
+        self.assertEqual([e.id for e in j.entries()], [first.id, other.id, back.id, out.id])

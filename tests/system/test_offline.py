@@ -31,6 +31,10 @@ institution = MAIN
 """
 
 
+#: items not on loan, checked in offline to make the replay long enough to be killed in the middle
+PADDING = ("1565921879", "0440242746", "660", "300001", "300002", "300003", "400001", "400002", "400003")
+
+
 def checkout(patron: str, item: str) -> str:
     return f"11NN{DATE}{' ' * 18}AOMAIN|AA{patron}|AB{item}|AC|"
 
@@ -116,7 +120,7 @@ def test_offline_transactions_reach_the_back_exactly_once_in_order_across_kills(
     front.proc.kill9()  # mid-offline
     front.start()
     wait_until(lambda: offline_98(front.port), "the restarted front to report on-line N")
-    second = ask(front.port, checkin("200002"), *(checkin("660") for _ in range(12)))
+    second = ask(front.port, checkin("200002"), *(checkin(item) for item in PADDING), checkin(PADDING[-1]))
     assert all(r.startswith(b"101") for r in second), second
     renew = ask(front.port, f"29NN{DATE}{' ' * 18}AOMAIN|AA100001|AB200003|AC|")[0]
     assert renew.startswith(b"300") and b"renewals cannot be done now" in renew  # 29 is refused offline
@@ -138,14 +142,15 @@ def test_offline_transactions_reach_the_back_exactly_once_in_order_across_kills(
                       "WHERE i.barcode IN ('200001', '200002', '200003') ORDER BY l.id")
     assert loans == [("200001", "100001", 1), ("200002", "100001", 1), ("200003", "100001", 0)]
     log = back.rows("back.sqlite3", "SELECT operation, item, ok FROM circulation_log WHERE item IN "
-                    "('200001', '200002', '200003', '299999', '660') AND operation IN ('checkout', 'checkin') "
+                    f"('200001', '200002', '200003', '299999', {', '.join(repr(i) for i in PADDING)}) "
+                    "AND operation IN ('checkout', 'checkin') "
                     "ORDER BY id")
     assert log == [("checkout", "200001", 1), ("checkin", "200001", 1), ("checkout", "200002", 1),
                    ("checkout", "200003", 1), ("checkout", "299999", 0), ("checkin", "200002", 1),
-                   *[("checkin", "660", 1)] * 12], log
+                   *[("checkin", item, 1) for item in PADDING]], log  # the last one sent twice: once
 
     report = json.loads(_cli("report", "--json", "--database", f"sqlite:{front.workdir / 'front.sqlite3'}"))
-    assert report["counts"] == {"pending": 0, "sent": 0, "done": 16, "conflict": 1}
+    assert report["counts"] == {"pending": 0, "sent": 0, "done": 3 + 1 + len(PADDING), "conflict": 1}
     [conflict] = [e for e in report["entries"] if e["state"] == "conflict"]
     assert conflict["item_id"] == "299999" and conflict["reply"].startswith("120")
     assert "is a conflict" in front.proc.log() or "is a conflict" in _all_logs(front)

@@ -208,9 +208,13 @@ class OfflineACS(Service):
                      code=exchange.code, item=request.item_id, who=terminal.account, peer=terminal.address,
                      why=outcome.reason)
             return self._refusal(exchange, terminal, request, outcome.reason)
-        self.waiting[outcome.item_id] += 1
-        log.info("offline: {code} of item {item} from {who} at {peer} accepted offline (entry {id})",
-                 code=exchange.code, item=outcome.item_id, who=terminal.account, peer=terminal.address, id=outcome.id)
+        if not outcome.repeated:
+            self.waiting[outcome.item_id] += 1
+        log.info("offline: {code} of item {item} from {who} at {peer} accepted offline (entry {id}{again})",
+                 code=exchange.code, item=outcome.item_id, who=terminal.account, peer=terminal.address, id=outcome.id,
+                 again=", sent again: not recorded twice" if outcome.repeated else "")
+        if outcome.due_at is not None:  # a repeat keeps the due date first given
+            due = _at(outcome.due_at)
         return a.checked_out(request, due) if due is not None else a.checked_in(request)
 
     def _refusal(self, exchange: Exchange, terminal: m.Terminal, request: Any, screen: str) -> Any:

@@ -61,6 +61,8 @@ class Entry:
     changed_at: float = 0.0
     reply: str = ""
     note: str = ""
+    #: ``accept`` found this entry already waiting: the same transaction sent again
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,18 @@ class Journal:
 
     def accept(self, kind: str, *, now: float, account: str, institution: str, location: str, patron_id: str,
                item_id: str, due_at: float | None, max_checkouts: int) -> Entry | Refused:
-        """Write one transaction accepted offline, committed before this returns; or say why not."""
+        """Write one transaction accepted offline, committed before this returns; or say why not.
+        The same transaction as the item's last one waiting (a device sending it again) is not
+        written twice: that entry is returned, marked ``repeated``."""
         if kind not in (CHECKOUT, CHECKIN):
             raise JournalError(f"unknown kind {kind!r}")
         with self._transaction():
+            last = self.conn.execute(f"SELECT {_COLUMNS} FROM offline_journal WHERE item_id = ? AND state IN "
+                                     "('pending', 'sent') ORDER BY id DESC LIMIT 1", (item_id,)).fetchone()
+            if last is not None and last[1] == kind and last[7] == patron_id:
+                # a device that lost the answer sends the same transaction again: once is enough
+                # (a second checkout to the same patron would be a renewal to some library systems)
+                return Entry(*last, repeated=True)
             if self._count("state IN ('pending', 'sent')") >= MAX_OPEN:
                 return Refused("The offline store is full; please ask staff")
             if kind == CHECKOUT and self._count("state IN ('pending', 'sent') AND kind = 'checkout' AND patron_id = ?",

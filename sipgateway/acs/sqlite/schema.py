@@ -263,6 +263,7 @@ OFFLINE_JOURNAL = Migration(6, "offline journal of transactions to replay, remem
         note TEXT NOT NULL DEFAULT '')""",
     "CREATE INDEX offline_journal_open ON offline_journal (id) WHERE state IN ('pending', 'sent')",
     "CREATE INDEX offline_journal_patron ON offline_journal (patron_id) WHERE state IN ('pending', 'sent')",
+    "CREATE INDEX offline_journal_item ON offline_journal (item_id, id) WHERE state IN ('pending', 'sent')",
     """CREATE TABLE offline_logins (
         login TEXT PRIMARY KEY,
         secret TEXT NOT NULL,
