@@ -409,5 +409,20 @@ def _rules_command(subparsers: argparse._SubParsersAction) -> None:
                               description="Rewrite rules (forwarding mode): 'rules test' prints a message after them.")
     rulestest.add_arguments(p)
 
+
+# -- offline ------------------------------------------------------------------------------
+
+@command
+def _offline_command(subparsers: argparse._SubParsersAction) -> None:
+    from sipgateway.acs.offline import cli as offline
+
+    p = subparsers.add_parser("offline", help="report or export transactions accepted while the library system "
+                                              "was offline",
+                              description="The offline journal in the gateway's database: a report, or the pending "
+                                          "(or conflicting) transactions as a Koha .koc or Evergreen offline file.")
+    offline.add_arguments(p)
+    p.set_defaults(handler=offline.run)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -47,7 +47,28 @@ def open_forwarding(config: Config, reactor: Any, run_as: RunAs = (None, None)) 
     # patrons and items are the library system's; in pass-through mode so are the logins
     keep = {"SC accounts"} if upstream.pooled else set()
     findings.missing = [what for what in findings.missing if what in keep]
-    return ForwardingBackend(upstream, EmbeddedBackend(own, config, findings), config)
+    try:
+        offline = _with_offline(upstream, config, reactor, run_as)
+    except BaseException:
+        own.close()
+        raise
+    return ForwardingBackend(offline, EmbeddedBackend(own, config, findings), config)  # type: ignore[arg-type]
+
+
+def _with_offline(upstream: UpstreamACS, config: Config, reactor: Any, run_as: RunAs) -> Any:
+    """The upstream with store-and-forward (sipgateway/acs/offline/), its journal in --database
+    (opened as the user the gateway runs as, as the database is)."""
+    from sipgateway.acs.offline.wiring import open_offline
+    from sipgateway.acs.sqlite.backend import database_path
+    from sipgateway.privileges import acting_as
+
+    try:
+        with acting_as(*run_as):
+            return open_offline(upstream, config.offline, database_path(config.database), reactor)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise BackendUnavailable(f"--database {config.database}: cannot open the offline journal: {e}") from None
 
 
 def build_upstream(config: Config, reactor: Any) -> UpstreamACS:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sipgateway.acs.upstream.rules import RuleSet
 from sipgateway.config.forwarding import account_rules
+from sipgateway.config.offline import OFFLINE_KEYS
 from sipgateway.config.upstream import UPSTREAM_ACCOUNT_KEYS, upstream_credentials
 from sipgateway.config.values import (
     ConfigError,
@@ -22,6 +23,7 @@ from sipgateway.settings import AccountSettings, ErrorDetection
 #: that is already in the database
 _ACCOUNT_SETTINGS_KEYS = {"idle_timeout", "terminator", "checked_in_ok", *UPSTREAM_ACCOUNT_KEYS,
                           "deadline", "rules"}
+_ACCOUNT_SETTINGS_KEYS |= OFFLINE_KEYS  # read by config/offline.py
 _ACCOUNT_KEYS = {"password", "institution", "encoding", "error_detection", "library_name", "terminal_location",
                  *_ACCOUNT_SETTINGS_KEYS}
 

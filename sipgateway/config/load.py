@@ -19,6 +19,7 @@ from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.admin import AdminConfig, admin_section
 from sipgateway.config.forwarding import DEFAULT_CACHED_ANSWER_AGE, check_rules_forwarded, forwarding_keys
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
+from sipgateway.config.offline import UPSTREAM_OFFLINE_KEYS, OfflineConfig, offline_config
 from sipgateway.config.upstream import upstreams
 from sipgateway.config.values import ConfigError, number, yes_no
 from sipgateway.config.workers import parse_workers
@@ -62,6 +63,8 @@ class Config:
     admin: AdminConfig | None = None
     #: the library system's SIP2 servers in failover order (--acs, [upstream]); (): embedded
     upstreams: tuple[UpstreamConfig, ...] = ()
+    #: offline store-and-forward policies ([upstream] and [account:NAME] offline* keys)
+    offline: OfflineConfig = OfflineConfig()
     #: seconds an answer to 17/63 may serve, marked as cached, when the library system is late
     cached_answer_age: float = DEFAULT_CACHED_ANSWER_AGE
 
@@ -162,7 +165,9 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
         **_audit(gw),
         licences=licences,
         admin=admin_section(dict(parser["admin"]) if parser.has_section("admin") else {}, admin),
-        upstreams=upstreams(acs, dict(parser["upstream"]) if parser.has_section("upstream") else None),
+        upstreams=upstreams(acs, {k: v for k, v in parser["upstream"].items() if k not in UPSTREAM_OFFLINE_KEYS}
+                            if parser.has_section("upstream") else None),
+        offline=offline_config(parser),
         **forwarding_keys(parser),
         workers=_workers(workers, gw),
     )

@@ -19,7 +19,8 @@ from sipgateway.acs.sqlite.schema import INCONSISTENT_ITEMS_SQL, MIGRATIONS, Mig
 from tests.acs.conftest import FAST, MAIN, Library, fired
 
 TABLES = {"schema_version", "sc_accounts", "patrons", "items", "loans", "holds", "fees", "payments",
-          "payment_allocations", "circulation_log", "auth_failures", "journal", "usage_figures"}
+          "payment_allocations", "circulation_log", "auth_failures", "journal", "usage_figures",
+          "offline_journal", "offline_logins"}
 
 
 def sync(path: Path, **kw) -> SQLiteACS:

@@ -257,8 +257,39 @@ USAGE_FIGURES = Migration(6, "usage figures: requests per day, institution, list
 ))
 
 
+# Offline store-and-forward (sipgateway/acs/offline/): checkouts and checkins accepted while
+# the library system was down, each moving pending -> sent -> done | conflict as it is
+# replayed, with the library system's answer; and, per device login, a hash of the
+# credentials the library system last accepted, so that a device can log in again while it
+# is down.  Times are Unix seconds (the replay sends them back as SIP2 dates).
+OFFLINE_JOURNAL = Migration(7, "offline journal of transactions to replay, remembered device logins", (
+    """CREATE TABLE offline_journal (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('checkout', 'checkin')),
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'done', 'conflict')),
+        accepted_at REAL NOT NULL,
+        account TEXT NOT NULL,
+        institution TEXT NOT NULL DEFAULT '',
+        location TEXT NOT NULL DEFAULT '',
+        patron_id TEXT NOT NULL DEFAULT '',
+        item_id TEXT NOT NULL,
+        due_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        changed_at REAL NOT NULL,
+        reply TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '')""",
+    "CREATE INDEX offline_journal_open ON offline_journal (id) WHERE state IN ('pending', 'sent')",
+    "CREATE INDEX offline_journal_patron ON offline_journal (patron_id) WHERE state IN ('pending', 'sent')",
+    "CREATE INDEX offline_journal_item ON offline_journal (item_id, id) WHERE state IN ('pending', 'sent')",
+    """CREATE TABLE offline_logins (
+        login TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        accepted_at REAL NOT NULL) WITHOUT ROWID""",
+))
+
+
 MIGRATIONS: tuple[Migration, ...] = (INITIAL, WAITING_HOLDS, CALL_OUTCOMES, AUTH_FAILURES, WISE_MONEY,
-                                     USAGE_FIGURES)
+                                     USAGE_FIGURES, OFFLINE_JOURNAL)
 
 #: items whose status disagrees with their loans: charged exactly when an open loan exists.
 #: Empty on a consistent database (the crash tests use it).
