@@ -101,6 +101,7 @@ class ForwardingBackend(MultiService):
     def __init__(self, upstream: UpstreamACS, own: EmbeddedBackend, config: Config) -> None:
         super().__init__()
         self.acs = upstream
+        self.own = own
         self.accounts = own.accounts
         self.attempts = own.attempts
         self.config = config
@@ -115,3 +116,31 @@ class ForwardingBackend(MultiService):
         if not self.acs.pooled and not all(c.institution for c in self.config.upstreams):
             log.warn("Pass-through mode without institution= in the upstream URL: a device whose login name has no "
                      "[account:NAME] here (giving its institution) is forwarded with an empty AO")
+
+    def upstream(self) -> UpstreamACS:
+        """The ``UpstreamACS``, inside the offline wrapper or not."""
+        return getattr(self.acs, "upstream", self.acs)
+
+    def unready(self) -> str | None:
+        """Why it cannot serve now, in one line (the admin listener's /readyz), or None: the
+        gateway's own database (accounts, counters) as the embedded backend checks it, then
+        whether any library system server is in service."""
+        from sipgateway.acs.upstream import health
+
+        why = self.own.unready()
+        if why is not None:
+            return f"the gateway's database: {why}"
+        return health.problem(self.upstream().group)
+
+    def collectors(self) -> list:
+        """Its figures for the admin listener's /metrics: each server's state, the offline
+        journal's (with the offline wrapper), the own database process's batches."""
+        from sipgateway.acs.offline.metrics import OfflineCollector  # prometheus_client, only with the admin listener
+        from sipgateway.acs.sqlite.backend import database_path
+        from sipgateway.acs.upstream.metrics import UpstreamCollector
+
+        group = self.upstream().group
+        found: list = [UpstreamCollector(group)]
+        if hasattr(self.acs, "journal"):
+            found.append(OfflineCollector(lambda: group.healthy, database_path(self.config.database)))
+        return [*found, *self.own.collectors()]

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 class IBackend(IService):
     """Two optional methods feed the admin listener (sipgateway/admin/): ``unready()``, a
     one-line reason why it cannot serve now or None (``/readyz``, ``sipgateway_acs_up``: the
-    embedded one checks its database process and file; one reaching a library system over
-    SIP2 would say when no upstream answers), and ``collectors()``, prometheus_client
+    embedded one checks its database process and file; the forwarding one says when no
+    upstream server is in service), and ``collectors()``, prometheus_client
     collectors of its own figures read at scrape time (``/metrics``).  A backend without
     them counts as always ready, with no figures of its own."""
 

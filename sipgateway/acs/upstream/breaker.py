@@ -12,7 +12,8 @@ read whose outcome is unknown, is tried on the next one while its deadline allow
 whose outcome is unknown is never sent to a second server (it may have been applied by
 the first). ``healthy`` (any breaker closed) is what a 98 reports as on-line status.
 
-Observers (``on_change``) are plain callables, for logs now and metrics later.
+Observers (``on_change``) are plain callables, for the logs; the admin listener reads the
+breakers' state when it is asked (health.py, metrics.py).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class CircuitBreaker:
         self.on_change: list[Callable[[str, bool, str], None]] = []
         self.failures = 0
         self.last_failure = ""
+        #: times it opened since start-up (``sipgateway_upstream_breaker_open_total``)
+        self.opened = 0
         self._open = False
         self._timer: IDelayedCall | None = None
         self._probing = False
@@ -93,6 +96,7 @@ class CircuitBreaker:
 
     def _trip(self, reason: str) -> None:
         self._open = True
+        self.opened += 1
         log.warn("upstream {name}: out of service ({reason}); probing it every {every:g} s", name=self.name,
                  reason=reason, every=self.probe_interval)
         self._notify(False, reason)

@@ -1,0 +1,62 @@
+"""The offline journal's figures for the admin listener's ``/metrics``: whether the gateway
+answers offline now, and how many journal entries wait to be replayed (pending), were sent
+with their outcome being resolved (sent), or conflict (answered "no" on replay: see
+``sipgateway offline report``).
+
+The counts come from one ``SELECT ... GROUP BY state`` per scrape on a read-only connection
+of their own (WAL: it neither waits for the journal's writes nor holds them up), so they are
+right even after ``sipgateway offline export --mark-done`` changed the file from another
+process; the request path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from urllib.parse import quote
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from twisted.logger import Logger
+
+from sipgateway.acs.offline.journal import CONFLICT, PENDING, SENT
+
+log = Logger()
+
+#: the journal states a scrape reports (done entries are history: see the report)
+REPORTED = (PENDING, SENT, CONFLICT)
+#: seconds a scrape waits for a lock on the journal's file (WAL readers rarely meet one)
+READ_TIMEOUT = 0.25
+
+
+def journal_counts(path: str) -> dict[str, int]:
+    """Entries of the journal in the database at ``path`` by state (``REPORTED`` only)."""
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=READ_TIMEOUT)
+    try:
+        found = dict(conn.execute("SELECT state, count(*) FROM offline_journal WHERE state IN (?, ?, ?) "
+                                  "GROUP BY state", REPORTED).fetchall())
+    finally:
+        conn.close()
+    return {state: found.get(state, 0) for state in REPORTED}
+
+
+class OfflineCollector:
+    def __init__(self, online: Callable[[], bool], path: str) -> None:
+        self.online = online
+        self.path = os.path.abspath(path)  # as the journal opened it: at start-up, in the directory then
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("sipgateway_offline", "1 while no library system server is in service and the "
+                                "gateway answers offline (accounts with offline = accept record checkouts and "
+                                "returns in the journal), else 0", value=int(not self.online()))
+        try:
+            counts = journal_counts(self.path)
+        except sqlite3.Error as e:  # the scrape still answers; the journal's figures are left out
+            log.warn("offline: the journal's figures cannot be read from {path}: {error}", path=self.path, error=e)
+            return
+        entries = GaugeMetricFamily("sipgateway_offline_journal_entries", "Offline journal entries by state: pending "
+                                    "(waiting to be replayed), sent (outcome being resolved), conflict (refused on "
+                                    "replay: see sipgateway offline report)", labels=("state",))
+        for state in REPORTED:
+            entries.add_metric((state,), counts[state])
+        yield entries
