@@ -190,3 +190,32 @@ def test_with_workers_a_listener_cannot_be_added_by_a_reload(logged: Logged) -> 
 def test_the_admin_listener_is_refused_with_workers() -> None:
     with pytest.raises(ConfigError, match=r"\[admin\] listen \(--admin\) cannot be used with workers = 2 yet"):
         load(None, listen=["sip:tcp:6001:interface=127.0.0.1"], admin="tcp:6080:interface=127.0.0.1", workers="2")
+
+
+class _Upstream:
+    """What the forwarding part changes on UpstreamACS: its rules and its recent answers' age."""
+
+    def __init__(self) -> None:
+        self.rules: dict = {}
+        self.recent = type("Recent", (), {"age": 300.0})()
+
+
+def _forwarding_config(tmp_path, rules: str, age: str = "300"):
+    ini = tmp_path / f"gw-{abs(hash(rules + age))}.ini"
+    ini.write_text(f"[upstream]\nservers = sip2://127.0.0.1:7001?login=gw&password=pw\ncached_answer_age = {age}\n"
+                   f"[account:sorter]\npassword = pw1\ninstitution = MAIN\nrules =\n    {rules}\n", encoding="utf-8")
+    return load(str(ini), listen=["sip:tcp:6001:interface=127.0.0.1"])
+
+
+def test_rewrite_rules_and_cached_answer_age_are_reloaded(logged: Logged, tmp_path) -> None:
+    old = _forwarding_config(tmp_path, "reply 10 set CL 1")
+    new = _forwarding_config(tmp_path, "reply 10 set CL 2", age="60")
+    upstream = _Upstream()
+    backend = type("Backend", (), {"upstream": lambda self: upstream})()
+    part = Part("forwarding", ("cached_answer_age",), "sipgateway.reload.forwarding.prepare")
+    running = replace(running_with([new], (part,)), backend=backend, config=old)
+    Reloader(running).reload()
+    [line] = logged.lines("Configuration reloaded")
+    assert "forwarding: rewrite rules of sorter; cached_answer_age 60 s" in line
+    assert upstream.recent.age == 60.0
+    assert upstream.rules["sorter"] == new.accounts[0].rules != old.accounts[0].rules

@@ -6,7 +6,7 @@ it may return a Deferred) and raises ``ConfigError`` naming each problem, joined
 it changes nothing.  The ``Change`` it returns says in a few words what will change and
 holds ``apply``, which makes the change (it may return a Deferred) and should not fail:
 the one part whose apply can fail (writing SC accounts to the database) comes first, so
-that its failure leaves everything as it was.  Adding a part (upstreams, rewrite rules):
+that its failure leaves everything as it was.  Adding a part (the upstream servers):
 write its ``prepare`` and add one ``Part`` line here; until then a change of its fields is
 reported as waiting for a restart.
 """
@@ -56,6 +56,8 @@ PARTS: tuple[Part, ...] = (
     Part("gateway settings", ("licences", "trace", "max_connections", "max_connections_per_address"),
          "sipgateway.reload.gateway.prepare"),
     Part("listeners", ("listeners",), "sipgateway.reload.listeners.prepare"),
+    # rules live in the accounts (applied by the SC accounts part too); cached_answer_age alone here
+    Part("forwarding", ("cached_answer_age",), "sipgateway.reload.forwarding.prepare"),
 )
 
 
