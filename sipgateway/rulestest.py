@@ -10,13 +10,12 @@ is read, so this works on a copy of the config without its password files.
 from __future__ import annotations
 
 import argparse
-import configparser
-import os
 import sys
 from typing import TextIO
 
 from sipgateway.acs.upstream.rules import RuleSet, rewrite_raw
 from sipgateway.config.forwarding import account_rules
+from sipgateway.config.load import read_ini
 from sipgateway.config.values import ConfigError
 from sipgateway.sip2 import SIP2Error
 
@@ -51,15 +50,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
 
 def _rules(path: str, account: str) -> RuleSet:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # as the gateway reads it
-    if not os.path.exists(path):
-        raise ConfigError(f"--config: file {path!r} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except (OSError, UnicodeDecodeError, configparser.Error) as e:
-        raise ConfigError(f"--config: cannot read {path!r}: {e}") from None
+    parser = read_ini(path)  # as the gateway reads it
     section = f"account:{account}"
     if not parser.has_section(section):
         raise ConfigError(f"--account: {path!r} has no [{section}] section")

@@ -85,14 +85,10 @@ _GATEWAY_KEYS = {
 }
 
 
-def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
-         demo: bool = False, init: bool = False, admin: str | None = None, acs: list[str] | None = None,
-         sections: Collection[str] | None = None, workers: str | None = None) -> Config:
-    """Read ``path`` (may be None) and apply the command-line overrides.  ``sections``: read
-    only these sections of the file (``sipgateway check-config`` reads each alone, to find
-    the problems of every section rather than only the first)."""
+def read_ini(path: str | None) -> configparser.ConfigParser:
+    """The config file's sections as read (none for no file); ConfigError names the file."""
     parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # keep case (certificate subjects)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep case (certificate subjects)
     if path is not None:
         if not os.path.exists(path):
             raise ConfigError(f"--config: file {path!r} does not exist")
@@ -101,6 +97,16 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
                 parser.read_file(f)
         except (OSError, UnicodeDecodeError, configparser.Error) as e:
             raise ConfigError(f"--config: cannot read {path!r}: {e}") from None
+    return parser
+
+
+def load(path: str | None, *, listen: list[str] | None = None, database: str | None = None,
+         demo: bool = False, init: bool = False, admin: str | None = None, acs: list[str] | None = None,
+         sections: Collection[str] | None = None, workers: str | None = None) -> Config:
+    """Read ``path`` (may be None) and apply the command-line overrides.  ``sections``: read
+    only these sections of the file (``sipgateway check-config`` reads each alone, to find
+    the problems of every section rather than only the first)."""
+    parser = read_ini(path)
     for section in parser.sections() if sections is not None else ():
         if section not in sections:
             parser.remove_section(section)
