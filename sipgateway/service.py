@@ -1,7 +1,9 @@
 """Config → one MultiService: the ACS backend, every listener, one shared gateway.
 
-Backends come from ``sipgateway.acs.backends.BACKENDS`` (by the scheme of ``--database``)
-and doors from ``sipgateway.transports.doors.DOORS`` (by the kind of each listener)."""
+Backends come from ``sipgateway.acs.backends.BACKENDS`` (by the scheme of ``--acs``, else of
+``--database``) and doors from ``sipgateway.transports.doors.DOORS`` (by the kind of each
+listener).  With ``workers`` above 1 this process becomes the parent of the worker processes
+(workers/parent.py), each of which builds the same service around the parent's sockets."""
 
 from __future__ import annotations
 
