@@ -97,6 +97,20 @@ class PooledTests(SynchronousTestCase):
         self.assertEqual(cached.item_id, first.item_id)
         self.assertEqual(cached.messages.screen[-1], CACHED_NOTE)
 
+    def test_the_same_reply_reads_as_the_same_answer_and_a_changed_one_afresh(self):
+        # the session's reply memo keys on the answer's identity: the same reply line must
+        # give the same answer object (no parse, no read), a different line a new answer
+        acs = self.backend(query="login=gw&password=secret&timeout=5&checksum=none")
+        ask = rq.ItemInformationRequest("it2")
+        first = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+        again = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+        self.assertIs(again, first)
+        self.assertEqual(first.title, "Ulysses")
+        self.up.servers[0].library.titles["it2"] = "Ulysses (2nd ed.)"
+        changed = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+        self.assertEqual(changed.title, "Ulysses (2nd ed.)")
+        self.assertEqual(len([r for r in self.up.servers[0].received if r.code == "17"]), 3)  # all were asked
+
     def test_a_slow_lookup_of_something_never_seen_fails(self):
         acs = self.backend()
         self.up.servers[0].behaviour.delay = 3.0

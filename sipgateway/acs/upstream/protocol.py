@@ -51,6 +51,7 @@ from sipgateway.acs.upstream.wire import (
     Shown,
     WireSettings,
     decode_reply,
+    decoded_replies,
     encode_request,
     resend_request,
     show,
@@ -92,6 +93,7 @@ class UpstreamProtocol(Protocol):
         self.handshake: Deferred[None] = Deferred()
         self.lost_reason: Failure | None = None
         self._splitter = LineSplitter(MAX_REPLY)
+        self._replies = decoded_replies(settings)
         self._pending: _Pending | None = None
         self._draining: _Pending | None = None
         self._closing = False
@@ -172,7 +174,7 @@ class UpstreamProtocol(Protocol):
         if self.settings.trace:
             log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
         try:
-            msg = decode_reply(line, self.settings)
+            msg = self._replies.decode(line)
         except ChecksumError:
             if not pending.asked_again:
                 pending.asked_again = True
