@@ -15,6 +15,7 @@ from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.upstream.backend import CACHED_NOTE, OutcomeNotKnown, UpstreamACS, UpstreamUnavailable
 from sipgateway.acs.upstream.url import parse_url
+from sipgateway.sip2 import checksum
 from tests.upstream.fakes import Behaviour, FakeUpstream, MemoryEndpoint
 from tests.upstream.helpers import LogCapture
 
@@ -110,6 +111,23 @@ class PooledTests(SynchronousTestCase):
         changed = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
         self.assertEqual(changed.title, "Ulysses (2nd ed.)")
         self.assertEqual(len([r for r in self.up.servers[0].received if r.code == "17"]), 3)  # all were asked
+
+    def test_reads_in_the_same_second_are_written_alike_with_their_own_sequence_numbers(self):
+        acs = self.backend()
+        ask = rq.ItemInformationRequest("it2")
+        for n in range(3):
+            self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+            if n == 1:
+                self.clock.advance(1.0)  # the third in the next second
+        raw = [line for line in self.up.servers[0].raw if line.startswith(b"17")]
+        self.assertEqual(len(raw), 3)
+        when = [line[2:20] for line in raw]
+        self.assertEqual(when[0], when[1])
+        self.assertNotEqual(when[2], when[1])  # a new second: a new transaction date
+        self.assertEqual([line[line.index(b"AY"):line.index(b"AY") + 3] for line in raw], [b"AY1", b"AY2", b"AY3"])
+        for line in raw:  # each with its own correct checksum
+            body = line.rstrip(b"\r")
+            self.assertEqual(body[-4:].decode(), checksum(body[:-4]))
 
     def test_a_slow_lookup_of_something_never_seen_fails(self):
         acs = self.backend()

@@ -152,6 +152,9 @@ class UpstreamACS(Service):
         self._status: tuple[float, m.ACSStatus] | None = None
         #: id(reply Message) -> (it, its exchange, its answer), for requests without side effects
         self._reads: dict[int, tuple[Message, Exchange, object]] = {}
+        #: (exchange, request, AO, location) -> its upstream message, for reads this second
+        self._messages: dict[tuple, tuple] = {}
+        self._second = -1
 
     # --- IService ---------------------------------------------------------------------------
 
@@ -202,9 +205,12 @@ class UpstreamACS(Service):
         """Send ``request`` upstream by ``send``; the model result, or a failure that says
         whether it may have been applied."""
         config = self.configs[0]
-        ctx = RequestContext(institution=config.institution or terminal.institution, now=self._now(),
-                             location=config.location or terminal.location)
-        code, fixed, fields = exchange.request_message(request, ctx)
+        institution, location = config.institution or terminal.institution, config.location or terminal.location
+        if exchange.memo:
+            code, fixed, fields = self._message(exchange, request, institution, location)
+        else:
+            ctx = RequestContext(institution=institution, now=self._now(), location=location)
+            code, fixed, fields = exchange.request_message(request, ctx)
         key = _cache_key(code, terminal, request)
         rules = self.rules.get(terminal.account) if self.rules else None
         if rules:
@@ -224,6 +230,23 @@ class UpstreamACS(Service):
             return result
 
         return d.addCallbacks(answered, self._failed, errbackArgs=(exchange, key, terminal))
+
+    def _message(self, exchange: Exchange, request: Any, institution: str, location: str) -> tuple:
+        """``exchange.request_message`` for a read, the same objects again for the same read
+        within the same second (its date is to the second), so that the connection writes it
+        from its memo (protocol.py).  Forgotten when the second changes."""
+        second = int(self.reactor.seconds())
+        if second != self._second:
+            self._second = second
+            self._messages.clear()
+        key = (exchange, request, institution, location)
+        found = self._messages.get(key)
+        if found is None:
+            if len(self._messages) >= READS:
+                self._messages.clear()
+            found = self._messages[key] = exchange.request_message(
+                request, RequestContext(institution=institution, now=datetime.fromtimestamp(second), location=location))
+        return found
 
     def _read(self, exchange: Exchange, msg: Message) -> object:
         """``exchange.read(msg)``, the same answer object again for the same reply object.

@@ -63,6 +63,8 @@ log = Logger()
 
 #: the longest wait for a late reply after a timeout, before the connection is closed
 MAX_DRAIN = 60.0
+#: requests remembered as written (``send``)
+ENCODED = 64
 
 
 @dataclass(eq=False)
@@ -94,6 +96,7 @@ class UpstreamProtocol(Protocol):
         self.lost_reason: Failure | None = None
         self._splitter = LineSplitter(MAX_REPLY)
         self._replies = decoded_replies(settings)
+        self._encoded: dict[tuple, tuple[Mapping[str, str], Mapping[str, object], bytes]] = {}
         self._pending: _Pending | None = None
         self._draining: _Pending | None = None
         self._closing = False
@@ -136,10 +139,20 @@ class UpstreamProtocol(Protocol):
         if self.settings.error_detection:
             sequence = str(self._sequence)
             self._sequence = (self._sequence + 1) % 10
-        try:
-            data = encode_request(code, fixed, fields, sequence, self.settings)
-        except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
-            return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
+        # the same request objects (UpstreamACS hands them out again for a read within a
+        # second) with the same sequence number are the same bytes: written from the memo
+        key = (code, id(fixed), id(fields), sequence)
+        entry = self._encoded.get(key)
+        if entry is not None and entry[0] is fixed and entry[1] is fields:
+            data = entry[2]
+        else:
+            try:
+                data = encode_request(code, fixed, fields, sequence, self.settings)
+            except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
+                return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
+            if len(self._encoded) >= ENCODED:
+                self._encoded.clear()
+            self._encoded[key] = (fixed, fields, data)  # kept with it: their ids cannot be reused
         pending = _Pending(code=code, expect=spec.reply, data=data, sequence=sequence, done=Deferred())
         delay = self.timeout if deadline is None else min(self.timeout, deadline - now)
         pending.timer = self.clock.callLater(delay, self._timed_out, pending)
