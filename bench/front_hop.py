@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--pooled", action="store_true", help="pooled mode (default: pass-through, as the bench)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
+    parser.add_argument("--sort", default="tottime", help="cProfile order (default tottime)")
     args = parser.parse_args(argv)
     clock, upstream, session, out = build(args.pooled)
     if args.pooled:
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{seconds / args.requests * 1e6:.1f} us of CPU per forwarded 63 ({args.requests} requests)")
     print("reply:", out[-1])
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(35)
     return 0
 
 
