@@ -1,9 +1,10 @@
 """Measure the CPU a front gateway spends per forwarded request, in one process, no sockets.
 
-    python bench/front_hop.py [--requests 20000] [--pooled] [--profile]
+    python bench/front_hop.py [--requests 20000] [--sessions 10] [--profile]
 
-The front's real stack (Session, PinGuardedACS, OfflineACS, UpstreamACS and its upstream
-connection) serves a 63 with a PIN over and over; the upstream is a transport that
+The front's real stack (sessions, PinGuardedACS, OfflineACS, UpstreamACS, one upstream
+connection per device, pass-through mode) serves a 63 with a PIN over and over, every
+device with a request out at once; each upstream connection is a transport that
 records each request and is answered at once with the reply the back gateway's demo
 library gives (AY/AZ as the request had them).  Prints microseconds per request: what the
 front costs, without the back, the kernel or the load generator.
@@ -89,13 +90,15 @@ _REPLIES: dict[tuple[bytes, str | None], bytes] = {}
 
 
 class _Endpoint:
-    def __init__(self, upstream: _Upstream) -> None:
-        self.upstream = upstream
+    def __init__(self) -> None:
+        self.connected: list[_Upstream] = []
 
     def connect(self, factory):
+        upstream = _Upstream()
         protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6001))
-        self.upstream.protocol = protocol
-        protocol.makeConnection(self.upstream)
+        upstream.protocol = protocol
+        protocol.makeConnection(upstream)
+        self.connected.append(upstream)
         return succeed(protocol)
 
 
@@ -107,14 +110,14 @@ class _NoAccounts:
         return None
 
 
-def build(pooled: bool):
+def build(sessions: int):
+    """The front's stack in pass-through mode (as the bench's front), with ``sessions``
+    devices logged in, each with its own upstream connection."""
     clock = Clock()
     clock.advance(1_800_000_000)
-    upstream_side = _Upstream()
-    query = "institution=MAIN" + ("&login=gw&password=pw" if pooled else "")
-    config = replace(parse_url(f"sip2://127.0.0.1:6001?{query}"), trace=False)  # as [gateway] trace's default
-    upstream = UpstreamACS([config], clock,
-                           endpoint_for=lambda reactor, config: _Endpoint(upstream_side))
+    endpoint = _Endpoint()
+    config = replace(parse_url("sip2://127.0.0.1:6001?institution=MAIN"), trace=False)  # [gateway] trace's default
+    upstream = UpstreamACS([config], clock, endpoint_for=lambda reactor, config: endpoint)
     path = os.path.join(tempfile.mkdtemp(prefix="fronthop-"), "front.sqlite3")
     conn = schema.connect(path)
     schema.migrate(conn)
@@ -122,35 +125,37 @@ def build(pooled: bool):
     journal = Journal.open(path)
     offline = OfflineACS(upstream, AsyncJournal(journal, run=run_inline), OfflineConfig(), clock)
     offline.startService()
-    if pooled:
-        upstream_side.answer()  # the pool's 93
     guard = PinGuard(clock, MemoryAttempts())
     gateway = Gateway(acs=PinGuardedACS(offline, guard), accounts=_NoAccounts(), reactor=clock)
-    out: list[bytes] = []
-    session = Session(gateway, ListenerSettings(), out.append, lambda: None, "127.0.0.1:5000")
-    return clock, upstream_side, session, out
+    devices = []
+    for n in range(sessions):
+        out: list[bytes] = []
+        session = Session(gateway, ListenerSettings(), out.append, lambda: None, f"127.0.0.1:{5000 + n}")
+        session.line_received(LOGIN)
+        endpoint.connected[-1].answer()
+        assert out and out[-1].startswith(b"941"), out
+        devices.append((session, endpoint.connected[-1], out))
+    return clock, devices
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--pooled", action="store_true", help="pooled mode (default: pass-through, as the bench)")
+    parser.add_argument("--sessions", type=int, default=10,
+                        help="devices, each with a request out at once (default 10, as the bench's row)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
     parser.add_argument("--sort", default="tottime", help="cProfile order (default tottime)")
     args = parser.parse_args(argv)
-    clock, upstream, session, out = build(args.pooled)
-    if args.pooled:
-        session.line_received(b"9300CNgw|COpw|CPMAIN|")
-    else:
-        session.line_received(LOGIN)
-        upstream.answer()
-    assert out and out[-1].startswith(b"941"), out
+    clock, devices = build(args.sessions)
+    out = devices[0][2]
 
     def run(n: int) -> None:
-        for _ in range(n):
-            clock.advance(0.0005)  # 2,000 requests a second
-            session.line_received(REQUEST)
-            upstream.answer()
+        for _ in range(n // len(devices)):
+            for session, _upstream, _out in devices:  # every device asks ...
+                clock.advance(0.0005)  # 2,000 requests a second
+                session.line_received(REQUEST)
+            for _session, upstream, _out in devices:  # ... then the library system answers each
+                upstream.answer()
 
     run(1000)  # warm the caches
     assert out[-1].startswith(b"64"), out[-1]
