@@ -67,8 +67,8 @@ log = Logger()
 DEFAULT_CACHED_ANSWER_AGE = 300.0
 #: answers kept for that (items and patrons)
 CACHE_SIZE = 10_000
-#: answers remembered by the reply they were read from (``_read``)
-READS = 1024
+#: answers remembered by the reply they were read from (``_read``; forgotten each second)
+READS = 256
 #: seconds a 98 from the upstream is reused before asking again
 STATUS_AGE = 5.0
 CACHED_NOTE = "(cached answer: the library system did not answer in time)"
@@ -239,6 +239,7 @@ class UpstreamACS(Service):
         if second != self._second:
             self._second = second
             self._messages.clear()
+            self._reads.clear()
         key = (exchange, request, institution, location)
         found = self._messages.get(key)
         if found is None:

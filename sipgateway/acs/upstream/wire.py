@@ -21,9 +21,11 @@ from sipgateway.sip2.wire import codec_name
 MAX_REPLY = 65536
 #: the longest excerpt of a raw line in a log line or an error
 SHOW_LIMIT = 200
-#: reply lines remembered per settings (DecodedReplies), and how many settings have a memo
-DECODED_REPLIES = 1024
-MAX_MEMOS = 64
+#: reply lines remembered per settings (DecodedReplies), the longest kept, and how many
+#: settings have a memo (at most 1 MB of lines each)
+DECODED_REPLIES = 512
+DECODED_LINE = 2048
+MAX_MEMOS = 16
 #: CO login password, AD patron password, AC terminal password: values never shown
 _SECRET = re.compile(rb"(\||^|(?<=[0-9 Z]))(CO|AD|AC)([^|]*)")
 
@@ -97,8 +99,8 @@ class DecodedReplies:
     ten digits) is not parsed, checked and normalised again: its bytes were checked when it
     was first decoded.  Lines that fail to decode are never kept.  The same Message object is
     handed out again, so that what is read from it (``UpstreamACS``) can be remembered by
-    its identity; nothing changes a reply Message (rules work on a copy).  Bounded: cleared
-    when full."""
+    its identity; nothing changes a reply Message (rules work on a copy).  Bounded: lines
+    up to ``DECODED_LINE`` bytes, cleared when full."""
 
     __slots__ = ("settings", "size", "_lines")
 
@@ -111,6 +113,8 @@ class DecodedReplies:
         msg = self._lines.get(line)
         if msg is None:
             msg = decode_reply(line, self.settings)
+            if len(line) > DECODED_LINE:  # a long listing: not kept
+                return msg
             if len(self._lines) >= self.size:
                 self._lines.clear()
             self._lines[line] = msg
