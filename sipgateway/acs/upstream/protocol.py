@@ -57,6 +57,7 @@ from sipgateway.acs.upstream.wire import (
     show,
 )
 from sipgateway.sip2 import MESSAGES, ChecksumError, Message, SIP2Error
+from sipgateway.transports.directwrite import direct_write
 from sipgateway.transports.framing import LineSplitter
 
 log = Logger()
@@ -159,7 +160,7 @@ class UpstreamProtocol(Protocol):
         self._pending = pending
         if self.settings.trace:
             log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
-        self.transport.write(data)
+        self._write(data)
         return pending.done
 
     # -- receiving --------------------------------------------------------------------------
@@ -293,6 +294,7 @@ class UpstreamProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        self._write = direct_write(self.transport)  # a request goes out at once (directwrite.py)
         # one small request, then wait for its reply: Nagle's algorithm would hold a request
         # back until the last reply's delayed ACK (up to 40 ms) whenever a write is split
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
