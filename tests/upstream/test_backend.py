@@ -15,6 +15,7 @@ from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.upstream.backend import CACHED_NOTE, OutcomeNotKnown, UpstreamACS, UpstreamUnavailable
 from sipgateway.acs.upstream.url import parse_url
+from sipgateway.sip2 import checksum
 from tests.upstream.fakes import Behaviour, FakeUpstream, MemoryEndpoint
 from tests.upstream.helpers import LogCapture
 
@@ -96,6 +97,37 @@ class PooledTests(SynchronousTestCase):
         cached = self.successResultOf(d)
         self.assertEqual(cached.item_id, first.item_id)
         self.assertEqual(cached.messages.screen[-1], CACHED_NOTE)
+
+    def test_the_same_reply_reads_as_the_same_answer_and_a_changed_one_afresh(self):
+        # the session's reply memo keys on the answer's identity: the same reply line must
+        # give the same answer object (no parse, no read), a different line a new answer
+        acs = self.backend(query="login=gw&password=secret&timeout=5&checksum=none")
+        ask = rq.ItemInformationRequest("it2")
+        first = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+        again = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+        self.assertIs(again, first)
+        self.assertEqual(first.title, "Ulysses")
+        self.up.servers[0].library.titles["it2"] = "Ulysses (2nd ed.)"
+        changed = self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+        self.assertEqual(changed.title, "Ulysses (2nd ed.)")
+        self.assertEqual(len([r for r in self.up.servers[0].received if r.code == "17"]), 3)  # all were asked
+
+    def test_reads_in_the_same_second_are_written_alike_with_their_own_sequence_numbers(self):
+        acs = self.backend()
+        ask = rq.ItemInformationRequest("it2")
+        for n in range(3):
+            self.successResultOf(self.pump(acs.item_information(MAIN, ask)))
+            if n == 1:
+                self.clock.advance(1.0)  # the third in the next second
+        raw = [line for line in self.up.servers[0].raw if line.startswith(b"17")]
+        self.assertEqual(len(raw), 3)
+        when = [line[2:20] for line in raw]
+        self.assertEqual(when[0], when[1])
+        self.assertNotEqual(when[2], when[1])  # a new second: a new transaction date
+        self.assertEqual([line[line.index(b"AY"):line.index(b"AY") + 3] for line in raw], [b"AY1", b"AY2", b"AY3"])
+        for line in raw:  # each with its own correct checksum
+            body = line.rstrip(b"\r")
+            self.assertEqual(body[-4:].decode(), checksum(body[:-4]))
 
     def test_a_slow_lookup_of_something_never_seen_fails(self):
         acs = self.backend()

@@ -113,6 +113,24 @@ class ReplyTests(SynchronousTestCase):
         self.assertEqual((msg.code, msg.fixed["ok"], msg.get("AB")), ("10", "1", "it2"))
         self.assertTrue(proto.idle)
 
+    def test_a_reply_line_seen_before_is_not_decoded_again_but_its_checksum_still_counts(self):
+        proto, transport, _ = protocol()
+        msgs = []
+        for n in range(11):  # AY 0..9, then 0 again: the same reply line as the first
+            d = proto.send("09", CHECKIN_FIXED, CHECKIN_FIELDS)
+            proto.dataReceived(checkin_reply(str(n % 10)))
+            msgs.append(self.successResultOf(d))
+        self.assertIs(msgs[10], msgs[0])  # the same Message: what is read from it can be remembered
+        d = proto.send("09", CHECKIN_FIXED, CHECKIN_FIELDS)  # AY1: a good line seen before, but damaged
+        transport.clear()
+        good = checkin_reply("1")
+        damaged = good[:-5] + (b"0000" if good[-5:-1] != b"0000" else b"0001") + b"\r"
+        proto.dataReceived(damaged)
+        self.assertNoResult(d)
+        self.assertEqual(transport.value(), with_checksum(b"97AZ") + b"\r")  # asked again, as for any bad checksum
+        proto.dataReceived(good)
+        self.assertIs(self.successResultOf(d), msgs[1])
+
     def test_lenient_terminators_and_split_reads(self):
         for terminator in (b"\r", b"\n", b"\r\n"):
             proto, _, _ = protocol()

@@ -77,3 +77,18 @@ def test_reply_reaches_the_model_whatever_the_quirks(case, profile, style, cuts)
     lines += splitter.feed(data[at:]) or []
     assert len(lines) == 1
     assert exchange.read(decode_reply(lines[0], wire)) == result
+
+
+def test_decoded_replies_keep_short_lines_only_and_stay_bounded():
+    from sipgateway.acs.upstream.wire import DECODED_LINE, DecodedReplies
+
+    memo = DecodedReplies(WireSettings.for_profile(PROFILES["generic"]), size=3)
+    short = b"10" + b"1YNN20240506    103000" + b"AOMAIN|ABit2|AQMAIN|"
+    assert memo.decode(short) is memo.decode(short)
+    long = short + (b"AF" + b"x" * 200 + b"|") * (DECODED_LINE // 200)
+    first = memo.decode(long)
+    assert first.get("AB") == "it2"
+    assert memo.decode(long) is not first  # decoded again: long lines are not kept
+    for n in range(5):  # more lines than it holds: cleared, never above its size
+        memo.decode(short + b"AF%d|" % n)
+        assert len(memo._lines) <= 3

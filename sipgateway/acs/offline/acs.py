@@ -163,13 +163,13 @@ class OfflineACS(Service):
         if not self.online:
             return self._offline(exchange, terminal, request)
         d = getattr(target, exchange.method or "")(terminal, request)
-        if code in _SAVED:
-            key = a.saved_key(code, terminal.institution, request)
-            d.addCallback(self._save, key)
+        if code in _SAVED:  # one step for both: this is every forwarded read's path
+            return d.addCallbacks(self._save, self._not_sent, callbackArgs=(code, terminal, request),
+                                  errbackArgs=(exchange, terminal, request))
         return d.addErrback(self._not_sent, exchange, terminal, request)
 
-    def _save(self, answer: Any, key: tuple) -> Any:
-        self.saved.put(key, answer)
+    def _save(self, answer: Any, code: str, terminal: m.Terminal, request: Any) -> Any:
+        self.saved.put(a.saved_key(code, terminal.institution, request), answer)
         return answer
 
     def _not_sent(self, f: Failure, exchange: Exchange, terminal: m.Terminal, request: Any) -> Any:

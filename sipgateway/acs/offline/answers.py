@@ -80,8 +80,8 @@ class SavedAnswers:
         self._entries: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
 
     def put(self, key: tuple, answer: Any) -> None:
-        if hasattr(answer, "pin_valid"):
-            answer = replace(answer, pin_valid=None)
+        # kept as given (this is on the path of every 17, 63 and 23): the PIN outcome is
+        # dropped when a saved answer is used, which is rare (offline)
         self._entries[key] = (self.clock.seconds(), answer)
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
@@ -94,4 +94,7 @@ class SavedAnswers:
             return None
         at, answer = found
         note = SAVED_NOTE.format(at=datetime.fromtimestamp(int(at)).strftime("%Y-%m-%d %H:%M"))
-        return replace(answer, messages=replace(answer.messages, screen=(*answer.messages.screen, note)))
+        messages = replace(answer.messages, screen=(*answer.messages.screen, note))
+        if hasattr(answer, "pin_valid"):
+            return replace(answer, pin_valid=None, messages=messages)
+        return replace(answer, messages=messages)

@@ -99,6 +99,10 @@ class OfflineSession:
 
 def _forwarding(exchange: Exchange) -> Any:
     def method(self: OfflineSession, terminal: m.Terminal, request: Any) -> Deferred:
+        if self._upstream or self._login is None or not self.backend.online:
+            # the usual case: nothing to log in again (``_ready`` would fire at once), so no
+            # Deferred to chain the backend's answer through
+            return self.backend.dispatch(self.inner, exchange, terminal, request)
         return self._ready().addCallback(self.backend.dispatch, exchange, terminal, request)
 
     method.__name__ = exchange.method or ""

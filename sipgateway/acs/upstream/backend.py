@@ -67,6 +67,8 @@ log = Logger()
 DEFAULT_CACHED_ANSWER_AGE = 300.0
 #: answers kept for that (items and patrons)
 CACHE_SIZE = 10_000
+#: answers remembered by the reply they were read from (``_read``; forgotten each second)
+READS = 256
 #: seconds a 98 from the upstream is reused before asking again
 STATUS_AGE = 5.0
 CACHED_NOTE = "(cached answer: the library system did not answer in time)"
@@ -148,6 +150,11 @@ class UpstreamACS(Service):
         #: SC account -> its rewrite rules
         self.rules: Mapping[str, RuleSet] = dict(rules or {})
         self._status: tuple[float, m.ACSStatus] | None = None
+        #: id(reply Message) -> (it, its exchange, its answer), for requests without side effects
+        self._reads: dict[int, tuple[Message, Exchange, object]] = {}
+        #: (exchange, request, AO, location) -> its upstream message, for reads this second
+        self._messages: dict[tuple, tuple] = {}
+        self._second = -1
 
     # --- IService ---------------------------------------------------------------------------
 
@@ -198,9 +205,12 @@ class UpstreamACS(Service):
         """Send ``request`` upstream by ``send``; the model result, or a failure that says
         whether it may have been applied."""
         config = self.configs[0]
-        ctx = RequestContext(institution=config.institution or terminal.institution, now=self._now(),
-                             location=config.location or terminal.location)
-        code, fixed, fields = exchange.request_message(request, ctx)
+        institution, location = config.institution or terminal.institution, config.location or terminal.location
+        if exchange.memo:
+            code, fixed, fields = self._message(exchange, request, institution, location)
+        else:
+            ctx = RequestContext(institution=institution, now=self._now(), location=location)
+            code, fixed, fields = exchange.request_message(request, ctx)
         key = _cache_key(code, terminal, request)
         rules = self.rules.get(terminal.account) if self.rules else None
         if rules:
@@ -209,12 +219,51 @@ class UpstreamACS(Service):
         d = send(code, fixed, fields, terminal.deadline)
 
         def answered(msg: Message) -> object:
-            result = exchange.read(rules.apply(msg) if rules else msg)
+            if rules:
+                result = exchange.read(rules.apply(msg))
+            elif exchange.memo:
+                result = self._read(exchange, msg)
+            else:
+                result = exchange.read(msg)
             if key is not None:
                 self.recent.put(key, result)
             return result
 
         return d.addCallbacks(answered, self._failed, errbackArgs=(exchange, key, terminal))
+
+    def _message(self, exchange: Exchange, request: Any, institution: str, location: str) -> tuple:
+        """``exchange.request_message`` for a read, the same objects again for the same read
+        within the same second (its date is to the second), so that the connection writes it
+        from its memo (protocol.py).  Forgotten when the second changes."""
+        second = int(self.reactor.seconds())
+        if second != self._second:
+            self._second = second
+            self._messages.clear()
+            self._reads.clear()
+        key = (exchange, request, institution, location)
+        found = self._messages.get(key)
+        if found is None:
+            if len(self._messages) >= READS:
+                self._messages.clear()
+            found = self._messages[key] = exchange.request_message(
+                request, RequestContext(institution=institution, now=datetime.fromtimestamp(second), location=location))
+        return found
+
+    def _read(self, exchange: Exchange, msg: Message) -> object:
+        """``exchange.read(msg)``, the same answer object again for the same reply object.
+
+        Connections hand out the same Message for the same reply line (wire.DecodedReplies),
+        and what a reply reads as depends on nothing else; so the session's reply memo, keyed
+        on the answer's identity, skips building and formatting a reply again too.  The
+        Message is kept with its answer: its ``id`` cannot be reused while the entry lives."""
+        entry = self._reads.get(id(msg))
+        if entry is not None and entry[0] is msg and entry[1] is exchange:
+            return entry[2]
+        result = exchange.read(msg)
+        if len(self._reads) >= READS:
+            self._reads.clear()
+        self._reads[id(msg)] = (msg, exchange, result)
+        return result
 
     def _failed(self, f: Failure, exchange: Exchange, key: tuple | None, terminal: m.Terminal) -> object:
         code = exchange.code

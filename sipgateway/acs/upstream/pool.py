@@ -281,20 +281,19 @@ class UpstreamPool:
 
     def _send(self, conn: UpstreamConnection, code: str, fixed: Mapping[str, str], fields: Mapping[str, object],
               deadline: float | None) -> Deferred[Message]:
-        d = conn.request(code, fixed, fields, deadline)
+        return conn.request(code, fixed, fields, deadline).addCallbacks(self._replied, self._failed,
+                                                                        errbackArgs=(conn,))
 
-        def replied(msg: Message) -> Message:
-            self._report(True, "reply")
-            return msg
+    def _replied(self, msg: Message) -> Message:
+        self._report(True, "reply")
+        return msg
 
-        def failed(f: Failure) -> Failure:
-            if self._stopped:  # cut short by our own stop (a device hung up): not the server's failure
-                return f
-            if f.check(OutcomeUnknown, LoginRefused) or (f.check(Unavailable) and not conn.alive):
-                self._report(False, getattr(f.value, "detail", f.getErrorMessage()))
+    def _failed(self, f: Failure, conn: UpstreamConnection) -> Failure:
+        if self._stopped:  # cut short by our own stop (a device hung up): not the server's failure
             return f
-
-        return d.addCallbacks(replied, failed)
+        if f.check(OutcomeUnknown, LoginRefused) or (f.check(Unavailable) and not conn.alive):
+            self._report(False, getattr(f.value, "detail", f.getErrorMessage()))
+        return f
 
     def _dispatch(self) -> None:
         while self._queue:

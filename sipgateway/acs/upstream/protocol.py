@@ -51,17 +51,21 @@ from sipgateway.acs.upstream.wire import (
     Shown,
     WireSettings,
     decode_reply,
+    decoded_replies,
     encode_request,
     resend_request,
     show,
 )
 from sipgateway.sip2 import MESSAGES, ChecksumError, Message, SIP2Error
+from sipgateway.transports.directwrite import direct_write
 from sipgateway.transports.framing import LineSplitter
 
 log = Logger()
 
 #: the longest wait for a late reply after a timeout, before the connection is closed
 MAX_DRAIN = 60.0
+#: requests remembered as written (``send``)
+ENCODED = 64
 
 
 @dataclass(eq=False)
@@ -92,6 +96,8 @@ class UpstreamProtocol(Protocol):
         self.handshake: Deferred[None] = Deferred()
         self.lost_reason: Failure | None = None
         self._splitter = LineSplitter(MAX_REPLY)
+        self._replies = decoded_replies(settings)
+        self._encoded: dict[tuple, tuple[Mapping[str, str], Mapping[str, object], bytes]] = {}
         self._pending: _Pending | None = None
         self._draining: _Pending | None = None
         self._closing = False
@@ -134,17 +140,27 @@ class UpstreamProtocol(Protocol):
         if self.settings.error_detection:
             sequence = str(self._sequence)
             self._sequence = (self._sequence + 1) % 10
-        try:
-            data = encode_request(code, fixed, fields, sequence, self.settings)
-        except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
-            return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
+        # the same request objects (UpstreamACS hands them out again for a read within a
+        # second) with the same sequence number are the same bytes: written from the memo
+        key = (code, id(fixed), id(fields), sequence)
+        entry = self._encoded.get(key)
+        if entry is not None and entry[0] is fixed and entry[1] is fields:
+            data = entry[2]
+        else:
+            try:
+                data = encode_request(code, fixed, fields, sequence, self.settings)
+            except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
+                return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
+            if len(self._encoded) >= ENCODED:
+                self._encoded.clear()
+            self._encoded[key] = (fixed, fields, data)  # kept with it: their ids cannot be reused
         pending = _Pending(code=code, expect=spec.reply, data=data, sequence=sequence, done=Deferred())
         delay = self.timeout if deadline is None else min(self.timeout, deadline - now)
         pending.timer = self.clock.callLater(delay, self._timed_out, pending)
         self._pending = pending
         if self.settings.trace:
             log.debug("upstream {server} <- {line}", server=self.server, line=Shown(data))
-        self.transport.write(data)
+        self._write(data)
         return pending.done
 
     # -- receiving --------------------------------------------------------------------------
@@ -172,7 +188,7 @@ class UpstreamProtocol(Protocol):
         if self.settings.trace:
             log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
         try:
-            msg = decode_reply(line, self.settings)
+            msg = self._replies.decode(line)
         except ChecksumError:
             if not pending.asked_again:
                 pending.asked_again = True
@@ -278,6 +294,7 @@ class UpstreamProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        self._write = direct_write(self.transport)  # a request goes out at once (directwrite.py)
         # one small request, then wait for its reply: Nagle's algorithm would hold a request
         # back until the last reply's delayed ACK (up to 40 ms) whenever a write is split
         no_delay = getattr(self.transport, "setTcpNoDelay", None)

@@ -21,6 +21,11 @@ from sipgateway.sip2.wire import codec_name
 MAX_REPLY = 65536
 #: the longest excerpt of a raw line in a log line or an error
 SHOW_LIMIT = 200
+#: reply lines remembered per settings (DecodedReplies), the longest kept, and how many
+#: settings have a memo (at most 1 MB of lines each)
+DECODED_REPLIES = 512
+DECODED_LINE = 2048
+MAX_MEMOS = 16
 #: CO login password, AD patron password, AC terminal password: values never shown
 _SECRET = re.compile(rb"(\||^|(?<=[0-9 Z]))(CO|AD|AC)([^|]*)")
 
@@ -84,6 +89,50 @@ def decode_reply(line: bytes, settings: WireSettings) -> Message:
     ``SIP2Error`` (``ChecksumError`` for a checksum that does not match)."""
     msg = parse(line, settings.encoding, verify=settings.profile.verify_checksum)
     return settings.profile.normalise(msg)
+
+
+class DecodedReplies:
+    """Reply lines decoded lately, and what they decoded to, for connections that read alike.
+
+    A decoded reply is a pure function of its bytes and the settings, so a line seen again
+    (a library system answers the same question alike within a second, AY cycling through
+    ten digits) is not parsed, checked and normalised again: its bytes were checked when it
+    was first decoded.  Lines that fail to decode are never kept.  The same Message object is
+    handed out again, so that what is read from it (``UpstreamACS``) can be remembered by
+    its identity; nothing changes a reply Message (rules work on a copy).  Bounded: lines
+    up to ``DECODED_LINE`` bytes, cleared when full."""
+
+    __slots__ = ("settings", "size", "_lines")
+
+    def __init__(self, settings: WireSettings, size: int = DECODED_REPLIES) -> None:
+        self.settings = settings
+        self.size = size
+        self._lines: dict[bytes, Message] = {}
+
+    def decode(self, line: bytes) -> Message:
+        msg = self._lines.get(line)
+        if msg is None:
+            msg = decode_reply(line, self.settings)
+            if len(line) > DECODED_LINE:  # a long listing: not kept
+                return msg
+            if len(self._lines) >= self.size:
+                self._lines.clear()
+            self._lines[line] = msg
+        return msg
+
+
+_MEMOS: dict[WireSettings, DecodedReplies] = {}
+
+
+def decoded_replies(settings: WireSettings) -> DecodedReplies:
+    """The memo shared by every connection with these settings (looked up once per connection)."""
+    memo = _MEMOS.get(settings)
+    if memo is None:
+        if len(_MEMOS) >= MAX_MEMOS:
+            _MEMOS.clear()
+        memo = _MEMOS[settings] = DecodedReplies(settings)
+    return memo
+
 
 
 class Shown:
