@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.system.haproxy import SHIPPED, Backend, HAProxyProcess, check_config, derive_config, haproxy_binary
-from tests.system.process import GatewayProcess, SIPClient, free_port, wait_gone, wait_listening
+from tests.system.process import GatewayProcess, SIPClient, free_port, wait_gone
 from tests.transports.certs_pki import PKI, make_pki
 
 DATE = "20240105    101500"
@@ -105,7 +105,7 @@ class Cluster:
         self.haproxy_binary = haproxy_binary()
         self.pki = make_pki(str(directory / "pki"))
         self.front = free_port()
-        self.backends = [Backend(f"gw{n}", free_port(), free_port()) for n in (1, 2)]
+        self.backends = {name: Backend(name, free_port(), free_port()) for name in ("gw1", "gw2")}
         self.gateways: dict[str, GatewayProcess] = {}
         self.haproxy = HAProxyProcess(self.haproxy_binary, directory, self.front)
 
@@ -130,18 +130,18 @@ class Cluster:
             assert time.monotonic() < deadline, f"{backend.name} /readyz: {answer}"
             time.sleep(0.1)
 
-    def start(self) -> Cluster:
+    def start(self, running: tuple[str, ...] = ("gw1", "gw2")) -> Cluster:
+        """Start HAProxy and the ``running`` gateways, and wait until HAProxy sees them up."""
         (self.directory / "gateways-ca.pem").write_bytes(Path(self.pki.ca.cert_path).read_bytes())
         (self.directory / "haproxy-client.pem").write_bytes(
             Path(self.pki.client.cert_path).read_bytes() + Path(self.pki.client.key_path).read_bytes())
-        self.haproxy.config.write_text(derive_config(self.directory, self.front, self.backends))
+        self.haproxy.config.write_text(derive_config(self.directory, self.front, list(self.backends.values())))
         check_config(self.haproxy_binary, self.haproxy.config)
         # one after the other: the first creates and seeds the database
-        self.start_gateway(self.backends[0], self.database.first_args)
-        self.start_gateway(self.backends[1])
+        for n, name in enumerate(running):
+            self.start_gateway(self.backends[name], self.database.first_args if n == 0 else ())
         self.haproxy.start()
-        self.haproxy.wait_states({"gw1": "UP", "gw2": "UP"})
-        wait_listening(self.front)
+        self.haproxy.wait_states(dict.fromkeys(self.backends, "UP"))
         return self
 
     def stop(self) -> None:
@@ -168,6 +168,21 @@ class Ack:
     peer: tuple[str, int]  # the device's own address and port of the connection that got it
 
 
+def log_in(front: int, address: str) -> tuple[SIPClient, tuple[str, int]]:
+    """A device on ``address`` connects through HAProxy and logs in: its client and its own
+    (address, port); OSError or ConnectionError when HAProxy closes the connection."""
+    client = SIPClient.__new__(SIPClient)
+    client.buffer = b""
+    client.sock = socket.create_connection(("127.0.0.1", front), timeout=10, source_address=(address, 0))
+    try:
+        reply = client.request(LOGIN)
+    except BaseException:
+        client.close()
+        raise
+    assert reply == b"941", reply
+    return client, client.sock.getsockname()[:2]
+
+
 class Device(threading.Thread):
     """A kiosk on its own address (127.0.0.N): logs in through HAProxy, alternates checkout
     and checkin of its item; when the connection breaks it reconnects and sends the request
@@ -186,19 +201,11 @@ class Device(threading.Thread):
     def connect(self) -> tuple[SIPClient, tuple[str, int]]:
         deadline = time.monotonic() + RECONNECT_TIMEOUT
         while True:
-            client = SIPClient.__new__(SIPClient)
-            client.buffer = b""
             try:
-                client.sock = socket.create_connection(("127.0.0.1", self.front), timeout=10,
-                                                       source_address=(self.address, 0))
-                peer = client.sock.getsockname()[:2]
-                reply = client.request(LOGIN)
-                assert reply == b"941", reply
+                client, peer = log_in(self.front, self.address)
                 self.peers.append(peer)
                 return client, peer
             except (OSError, ConnectionError):
-                if hasattr(client, "sock"):
-                    client.close()
                 self.failed_connections += 1
                 assert time.monotonic() < deadline, f"{self.address}: no gateway for {RECONNECT_TIMEOUT} s"
                 time.sleep(0.1)
@@ -324,3 +331,85 @@ def test_kill_9_of_one_gateway_behind_haproxy(tmp_path: Path, shared_database: S
     for device in devices:
         assert set(device.peers) <= seen, device.address
     assert all(address != "127.0.0.1" for address, _ in seen), seen
+
+
+def checkout(item: str) -> str:
+    return f"11NN{DATE}{' ' * 18}AOMAIN|AA100001|AB{item}|AC|AD1234|"
+
+
+def checkin(item: str) -> str:
+    return f"09N{DATE}{DATE}APMAIN|AOMAIN|AB{item}|AC|"
+
+
+def test_a_gateway_refusing_connections_before_its_checks_fail_is_skipped(
+        tmp_path: Path, shared_database: SharedDatabase) -> None:
+    """``option redispatch 1``: gw1 refuses connections (nothing listens on its SIP port)
+    while its check passes (it asks gw2's admin listener), as in the seconds between a
+    gateway's death and its failed checks.  leastconn sends every new device to gw1, which
+    has none; HAProxy tries gw2 at once, and no device is turned away."""
+    cluster = Cluster(tmp_path, shared_database)
+    cluster.backends["gw1"] = Backend("gw1", free_port(), cluster.backends["gw2"].admin_port)
+    cluster.start(running=("gw2",))
+    clients = []
+    try:
+        for n in range(4):
+            clients.append(log_in(cluster.front, f"127.0.0.{21 + n}"))
+        assert {peer for _, peer in clients} <= cluster.logged_in("gw2")
+        for client, _ in clients:
+            client.close()
+        # HAProxy logs a connection when it ends; "+1" retries: sent elsewhere after a failed try
+        served = re.compile(r"^127\.0\.0\.2\d:\d+ .* sip2_gateways/gw2 .* \d+/\d+/\d+/\d+/(\+?\d+) ", re.MULTILINE)
+        wait_until(lambda: len(served.findall(cluster.haproxy.log())) == len(clients), 10, cluster.haproxy.log())
+        assert served.findall(cluster.haproxy.log()).count("+1") >= 3, cluster.haproxy.log()
+    finally:
+        for client, _ in clients:
+            client.close()
+        cluster.stop()
+
+
+def test_taking_a_gateway_out_for_maintenance(tmp_path: Path, shared_database: SharedDatabase) -> None:
+    """README.rst's "Taking a host out for maintenance", step by step, through HAProxy's
+    runtime API (the ``stats socket`` of etc/haproxy.cfg)."""
+    cluster = Cluster(tmp_path, shared_database).start()
+    haproxy = cluster.haproxy
+    clients: list[SIPClient] = []
+    try:
+        # leastconn: the first two devices get one gateway each
+        (first, first_peer), (second, second_peer) = (log_in(cluster.front, "127.0.0.31"),
+                                                      log_in(cluster.front, "127.0.0.32"))
+        clients += [first, second]
+        on_gw1 = cluster.logged_in("gw1")
+        assert len({first_peer, second_peer} & on_gw1) == 1, (on_gw1, first_peer, second_peer)
+        device, address = (first, "127.0.0.31") if first_peer in on_gw1 else (second, "127.0.0.32")
+
+        # 1. no new devices for gw1; its connected device carries on
+        assert haproxy.command("set server sip2_gateways/gw1 state drain").strip() == ""
+        haproxy.wait_states({"gw1": "DRAIN", "gw2": "UP"})
+        newcomers = [log_in(cluster.front, f"127.0.0.{33 + n}") for n in range(3)]
+        clients += [client for client, _ in newcomers]
+        assert {peer for _, peer in newcomers} <= cluster.logged_in("gw2")
+        assert device.request(checkout("200001")).startswith(b"121")
+
+        # 2. stop gw1: its connection closes; the device reconnects, to gw2, and carries on
+        cluster.gateways["gw1"].stop()
+        with pytest.raises(OSError):
+            device.request(checkin("200001"))
+        device, peer = log_in(cluster.front, address)
+        clients.append(device)
+        assert peer in cluster.logged_in("gw2")
+        assert device.request(checkin("200001")).startswith(b"101")
+
+        # 3. start it again, wait for /readyz, send it devices again: leastconn fills it
+        cluster.start_gateway(cluster.backends["gw1"])
+        assert haproxy.command("set server sip2_gateways/gw1 state ready").strip() == ""
+        haproxy.wait_states({"gw1": "UP", "gw2": "UP"})
+        back, peer = log_in(cluster.front, "127.0.0.40")
+        clients.append(back)
+        assert peer in cluster.logged_in("gw1")
+        assert back.request(checkout("200002")).startswith(b"121")
+    finally:
+        for client in clients:
+            client.close()
+        cluster.stop()
+    assert [loan for loan in shared_database.loans() if loan.open and loan.item in ("200001", "200002")] == [
+        Loan(loan.id, "200002", "100001", True) for loan in shared_database.loans() if loan.item == "200002"]
