@@ -12,7 +12,9 @@ more entry in ``DATABASES``."""
 from __future__ import annotations
 
 import http.client
+import os
 import re
+import signal
 import socket
 import sqlite3
 import ssl
@@ -413,3 +415,42 @@ def test_taking_a_gateway_out_for_maintenance(tmp_path: Path, shared_database: S
         cluster.stop()
     assert [loan for loan in shared_database.loans() if loan.open and loan.item in ("200001", "200002")] == [
         Loan(loan.id, "200002", "100001", True) for loan in shared_database.loans() if loan.item == "200002"]
+
+
+def test_a_gateway_whose_readyz_fails_is_taken_out_and_its_devices_cut_off(
+        tmp_path: Path, shared_database: SharedDatabase) -> None:
+    """gw1's database process stops answering (SIGSTOP): its /readyz says 503, HAProxy's
+    checks fail twice, gw1 is marked down and its devices' connections are cut
+    (``on-marked-down shutdown-sessions``); they reconnect to gw2.  gw2's device is untouched."""
+    cluster = Cluster(tmp_path, shared_database).start()
+    clients: list[SIPClient] = []
+    stopped: list[int] = []
+    try:
+        (first, first_peer), (second, second_peer) = (log_in(cluster.front, "127.0.0.51"),
+                                                      log_in(cluster.front, "127.0.0.52"))
+        clients += [first, second]
+        on_gw1 = cluster.logged_in("gw1")
+        assert len({first_peer, second_peer} & on_gw1) == 1, (on_gw1, first_peer, second_peer)
+        (cut, address), kept = ((first, "127.0.0.51"), second) if first_peer in on_gw1 else (
+            (second, "127.0.0.52"), first)
+
+        stopped = cluster.gateways["gw1"].children()
+        assert len(stopped) == 1, stopped
+        os.kill(stopped[0], signal.SIGSTOP)
+        cluster.haproxy.wait_states({"gw1": "DOWN", "gw2": "UP"})
+        status, reason = readiness(cluster.backends["gw1"].admin_port, cluster.pki)
+        assert (status, reason) == (503, "the library system does not answer: the database process does not answer\n")
+        with pytest.raises(OSError):
+            cut.request("9900302.00")
+        device, peer = log_in(cluster.front, address)
+        clients.append(device)
+        assert peer in cluster.logged_in("gw2")
+        assert device.request("9900302.00").startswith(b"98Y")
+        assert kept.request("9900302.00").startswith(b"98Y")
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        for client in clients:
+            client.close()
+        cluster.stop()
+    assert "Server sip2_gateways/gw1 is DOWN, reason: Layer7 wrong status, code: 503" in cluster.haproxy.log()
