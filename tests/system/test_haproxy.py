@@ -1,8 +1,10 @@
 """Two real gateways on one database behind a real HAProxy configured from the shipped
 ``etc/haproxy.cfg`` (see haproxy.py): devices check out and check in through HAProxy, one
 gateway is killed with ``kill -9`` mid-run, and the devices reconnect (resending the
-request whose reply they lost, as kiosks do) and carry on through the other; and the
-maintenance procedure of README.rst ("Taking a host out for maintenance").
+request whose reply they lost, as kiosks do) and carry on through the other.  Also: a
+gateway whose /readyz fails is taken out and its devices cut off; a gateway that refuses
+connections before its checks fail is skipped; README.rst's "Taking a host out for
+maintenance" step by step; ``haproxy -c`` on the file as shipped.
 
 The database is a fixture (``shared_database``): a ``--database`` URL both gateways use and
 a function that reads the loans.  It runs on a shared SQLite file (each gateway runs its
@@ -40,6 +42,8 @@ DEVICES = (("100001", "1234", "200001"), ("djfiander", "6789", "200002"),
 #: acknowledged transactions per device before the kill, and again after it
 ROUND = 12
 RECONNECT_TIMEOUT = 30.0
+#: how often a device sends one request before it gives up (each on a new connection)
+SENDINGS = 10
 #: a gateway's log line for a login, with the peer as the session sees it
 _LOGGED_IN = re.compile(r" (?P<address>127\.\d+\.\d+\.\d+):(?P<port>\d+): logged in as 'sc1'")
 
@@ -207,7 +211,7 @@ class Device(threading.Thread):
                 client, peer = log_in(self.front, self.address)
                 self.peers.append(peer)
                 return client, peer
-            except (OSError, ConnectionError):
+            except OSError:  # ConnectionError too: HAProxy closed it
                 self.failed_connections += 1
                 assert time.monotonic() < deadline, f"{self.address}: no gateway for {RECONNECT_TIMEOUT} s"
                 time.sleep(0.1)
@@ -229,14 +233,16 @@ class Device(threading.Thread):
                 if after_kill and sum(a.after_kill for a in self.acks) >= ROUND:
                     return
                 request = checkout if kind == "out" else checkin
-                while True:
+                for _sending in range(SENDINGS):
                     try:
                         reply = client.request(request)
                         break
-                    except (OSError, ConnectionError):  # the reply is lost: ask again elsewhere
+                    except OSError:  # the reply is lost (ConnectionError too): ask again elsewhere
                         client.close()
                         client, peer = self.connect()
                         after_kill = self.killed.is_set()
+                else:
+                    raise AssertionError(f"{self.address}: no reply to {request!r} in {SENDINGS} sendings")
                 if kind == "out":
                     assert reply.startswith(b"121"), reply
                     loan = next(f[2:] for f in reply[24:].decode().split("|") if f.startswith("BK"))
