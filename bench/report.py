@@ -188,6 +188,24 @@ def storm_notes(rows: Sequence[dict]) -> list[str]:
     return notes
 
 
+def scaling_notes(rows: Sequence[dict]) -> list[str]:
+    """For each row on worker processes, its rate over the same row's on one process (the
+    row it ran beside), for under the table."""
+    by_key = {row["key"]: row for row in rows}
+    notes = []
+    for row in rows:
+        alone = by_key.get(row.get("beside") or "")
+        if row.get("workers", 1) == 1 or alone is None:
+            continue
+        ours, one = row.get("ours"), alone.get("ours")
+        if not (ours and one and one.get("rate")):
+            notes.append(f"{row['label']} x{row['conns']}: no scaling ratio (a run is missing)")
+            continue
+        notes.append(f"{row['label']} x{row['conns']}: {ours['rate']:,.0f} req/s against {one['rate']:,.0f} on one "
+                     f"process: {ours['rate'] / one['rate']:.2f}x ({row['result']})")
+    return notes
+
+
 def write_json(path: Path, document: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -87,9 +87,15 @@ class Bench:
                        login=workloads.LOGIN, idle=w.idle, codes=codes, rate=w.rate, same_start=w.writes,
                        offset=offset)
 
-    def _gateway_for(self, w: workloads.Workload) -> servers.Server:
+    def _server_for(self, w: workloads.Workload) -> servers.Server | None:
+        """The set-up a row measures: the front gateway (forwarding to the gateway under
+        test), the gateway with the admin listener on, one with ``w.workers`` worker
+        processes, or the gateway under test."""
+        if w.front:
+            return self.front
+        if w.admin:
+            return self.admin
         if w.workers == 1:
-            assert self.gateway is not None
             return self.gateway
         if w.workers not in self.worker_gateways:
             assert self.workdir is not None
@@ -107,7 +113,7 @@ class Bench:
             server.stop()
 
     def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
-        server = self.front if w.front else (self.admin if w.admin else self._gateway_for(w))
+        server = self._server_for(w)
         assert self.gateway is not None and server is not None
         if w.front:
             self.gateway.wait_quiet()
@@ -213,7 +219,7 @@ class Bench:
         if w.storm:
             return self.run_storm(w)
         row: dict = {"key": w.key, "label": w.label, "request": w.request, "conns": w.conns, "idle": w.idle,
-                     "workers": w.workers,
+                     "workers": w.workers, "beside": w.beside,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
                      "rss_peak_kb": None, "verify": None, "front": w.front}
@@ -386,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report.evaluate(rows)
     print(report.format_table(rows))
-    notes = report.storm_notes(rows) + report.failure_notes(rows)
+    notes = report.storm_notes(rows) + report.scaling_notes(rows) + report.failure_notes(rows)
     for note in notes:
         print("  " + note)
     load_after = _loadavg()

@@ -176,7 +176,8 @@ TARGETS: dict[str, tuple[Target, ...]] = {
 ADMIN_ROWS = ("99-c10", "11+09-c100")
 #: the hop-latency rows' pace (requests/s over 10 connections)
 HOP_RATE = 2_000.0
-#: the worker-process rows: the same requests on a gateway started with --workers 2
+#: the worker-process rows: the same requests on a gateway started with --workers 2, each
+#: beside the same row on one process (run with it; the scaling ratio under the table)
 WORKER_ROWS = (("99", 10), ("99", 100), ("63", 10), ("63", 100))
 
 
@@ -188,7 +189,8 @@ def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[W
                  for request in ("99", "63", "17", "11+09") for conns in (1, 10, 100)
                  for admin in ("", "-admin") if not admin or f"{request}-c{conns}" in ADMIN_ROWS]
     workloads += [Workload(f"{request}-c{conns}-w2", request, conns, durations.closed, repeats=durations.closed_repeats,
-                           targets=TARGETS.get(f"{request}-c{conns}-w2", ()), workers=2)
+                           targets=TARGETS.get(f"{request}-c{conns}-w2", ()), workers=2,
+                           beside=f"{request}-c{conns}")
                   for request, conns in WORKER_ROWS]
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))

@@ -240,6 +240,25 @@ def test_two_workers_are_judged_against_one_process_at_the_same_load():
     assert rows[2]["checks"][-1]["check"] == ">=125% of 99-c100" and rows[2]["checks"][-1]["detail"] == "got 124%"
 
 
+def test_each_worker_row_runs_beside_one_process_and_its_scaling_ratio_is_printed():
+    worker_rows = {"99-c10-w2", "99-c100-w2", "63-c10-w2", "63-c100-w2"}
+    assert [w.key for w in workloads.plan(only=worker_rows)] == [
+        "99-c10", "99-c100", "63-c10", "63-c100", "99-c10-w2", "99-c100-w2", "63-c10-w2", "63-c100-w2"]
+    rows = report.evaluate([
+        _row("99-c100", 100, _figures(10_000), _figures(20_000), workers=1, beside=None),
+        _row("63-c10", 10, _figures(6_000), _figures(20_000), workers=1, beside=None),
+        _row("99-c100-w2", 100, _figures(13_000), _figures(20_000), workers=2, beside="99-c100"),
+        _row("63-c10-w2", 10, _figures(9_000), _figures(20_000), workers=2, beside="63-c10"),
+        _row("63-c100-w2", 100, _figures(9_000), _figures(20_000), workers=2, beside="63-c100"),
+    ])
+    assert report.scaling_notes(rows) == [
+        "99 status, 2 workers x100: 13,000 req/s against 10,000 on one process: 1.30x (PASS)",
+        "63 patron info, 2 workers x10: 9,000 req/s against 6,000 on one process: 1.50x (ok)",
+    ]
+    assert report.scaling_notes([*rows, _row("63-c100", 100, None, None, workers=1, ours_error="died")])[-1] == (
+        "63 patron info, 2 workers x100: no scaling ratio (a run is missing)")
+
+
 def test_bench_rows_and_commit_check_on_the_real_schema(tmp_path):
     from sipgateway.acs.sqlite import schema
 
