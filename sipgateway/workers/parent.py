@@ -16,6 +16,7 @@ import shutil
 import tempfile
 
 from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
 
 from sipgateway.acs.backends import open_backend
 from sipgateway.config import Config, ConfigError
@@ -24,17 +25,17 @@ from sipgateway.transports.backlog import with_backlog
 from sipgateway.transports.tls import server_from_string
 from sipgateway.workers import generation
 from sipgateway.workers.ports import HeldPort, shareable
+from sipgateway.workers.setup import ADMIN_PORT, METRICS_DIR_VARIABLE
 from sipgateway.workers.supervisor import Supervisor
 
-#: prometheus_client's multiprocess mode: every worker writes its figures there
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+log = Logger()
 
 
 def make_parent(config: Config, reactor, run_as: RunAs = (None, None), source=None) -> MultiService:
     backend = open_backend(config, reactor, run_as)  # a bad database or account stops start-up here
     _release(backend)
     top = MultiService()
-    held: dict[int, HeldPort] = {}
+    held: dict[int | str, HeldPort] = {}
     for index, listener in enumerate(config.listeners):
         try:
             endpoint = server_from_string(reactor, with_backlog(listener.endpoint, listener.backlog))
@@ -44,6 +45,8 @@ def make_parent(config: Config, reactor, run_as: RunAs = (None, None), source=No
             port = HeldPort(endpoint, listener.settings.name, listener.endpoint)
             port.setServiceParent(top)
             held[index] = port
+    if config.admin is not None:
+        _hold_admin(config, reactor, top, held)
     shared = RunDirectory(config.workers)
     shared.setServiceParent(top)
     supervisor = Supervisor(reactor, config, held, shared=shared)
@@ -51,6 +54,20 @@ def make_parent(config: Config, reactor, run_as: RunAs = (None, None), source=No
     supervisor.setServiceParent(top)
     top.supervisor = supervisor  # type: ignore[attr-defined]  # the admin listener asks it for the workers
     return top
+
+
+def _hold_admin(config: Config, reactor, top: MultiService, held: dict) -> None:
+    """The admin listener's port, bound here as the listeners' are; the workers adopt it (an
+    endpoint that cannot be shared: worker 1 alone listens, the others answer it)."""
+    listen = config.admin.listen
+    try:
+        endpoint = server_from_string(reactor, listen)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ConfigError(f"admin listener: bad endpoint {listen!r}: {e}") from None
+    if shareable(endpoint):
+        port = HeldPort(endpoint, f"admin ({listen})", listen)
+        port.setServiceParent(top)
+        held[ADMIN_PORT] = port
 
 
 def _release(backend) -> None:
@@ -90,12 +107,14 @@ class RunDirectory(Service):
         self.env[METRICS_DIR_VARIABLE] = self.metrics
 
     def worker_died(self, pid: int) -> None:
-        """prometheus_client keeps a dead process's live gauges until told."""
+        """prometheus_client keeps a dead process's live gauges until told; its counters are
+        folded into those of the workers gone before it (admin/workers.py)."""
+        from sipgateway.admin.workers import merge_gone
+
         try:
-            from prometheus_client import multiprocess
-        except ImportError:
-            return
-        multiprocess.mark_process_dead(pid, self.metrics)
+            merge_gone(self.metrics, pid)
+        except OSError as e:  # its figures stay as they are: counted, never twice
+            log.error("the figures of worker pid {pid} could not be merged: {e}", pid=pid, e=e)
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()

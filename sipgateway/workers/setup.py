@@ -13,6 +13,10 @@ from typing import Any
 from sipgateway.config import Config
 
 _LENGTH = struct.Struct(">I")
+#: prometheus_client's multiprocess mode: every worker writes its figures there (admin/workers.py)
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+#: the key of the admin listener's port among the ports the parent holds for the workers
+ADMIN_PORT = "admin"
 #: the largest setup a worker reads (a config is a few kilobytes)
 MAX_SETUP = 16 << 20
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import struct
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,7 +188,84 @@ def test_start_up_errors_are_the_one_line_of_a_single_gateway(tmp_path: Path) ->
         taken.listen()
         port = taken.getsockname()[1]
         in_use = start("--listen", f"sip:tcp:{port}:interface=127.0.0.1")
+        # the admin listener's port is bound by the parent too, with a single gateway's line
+        admin_in_use = start("--listen", f"sip:tcp:{free_port()}:interface=127.0.0.1", "--admin",
+                             f"tcp:{port}:interface=127.0.0.1")
     assert in_use.returncode != 0
     assert in_use.stderr.strip() == (f"sipgateway: listener sip:tcp:{port}:interface=127.0.0.1: port {port} is "
                                      "already in use on 127.0.0.1 (another gateway or program listens there)")
+    assert admin_in_use.returncode != 0
+    assert admin_in_use.stderr.strip() == (f"sipgateway: listener admin (tcp:{port}:interface=127.0.0.1): port "
+                                           f"{port} is already in use on 127.0.0.1 (another gateway or program "
+                                           "listens there)")
     assert not list(tmp_path.glob("twistd.pid"))
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        assert response.status == 200
+        return response.read()
+
+
+def _requests_total(admin: str) -> dict[tuple[str, str], float]:
+    """sipgateway_requests_total by (code, outcome), summed over listeners and accounts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(_get(admin + "/metrics").decode("utf-8")):
+        for s in family.samples:
+            if s.name == "sipgateway_requests_total":
+                key = (s.labels["code"], s.labels["outcome"])
+                found[key] = found.get(key, 0) + s.value
+    return found
+
+
+def test_the_admin_listener_shows_every_workers_sessions_and_sums_their_figures(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    proc = GatewayProcess(tmp_path, ["--workers", "2", "--listen", f"sip:tcp:{port}:interface=127.0.0.1",
+                                     "--admin", f"tcp:{admin_port}:interface=127.0.0.1"], [port, admin_port])
+    admin = f"http://127.0.0.1:{admin_port}"
+    clients: dict[SIPClient, int] = {}
+    try:
+        proc.start()
+        workers = Workers(proc, port)
+        pids = set(workers.serving().values())
+        while set(clients.values()) != pids:  # until both workers hold sessions
+            assert len(clients) < 60, f"every connection went to one worker: {clients.values()}"
+            client, pid = workers.session()
+            clients[client] = pid
+        by_port = {client.sock.getsockname()[1]: pid for client, pid in clients.items()}
+        for _ in range(4):  # whichever worker answers, every worker's sessions, each with its worker
+            listed = json.loads(_get(admin + "/sessions"))
+            assert {int(v["peer"].rsplit(":", 1)[1]): v["worker"] for v in listed} == by_port
+            assert {v["account"] for v in listed} == {"sc1"} and {v["served"] for v in listed} == {2}
+        assert _requests_total(admin) == {("93", "ok"): len(clients), ("99", "ok"): len(clients)}
+
+        # a worker killed: the other answers meanwhile, its figures stay counted, and once
+        # started again its new sessions are listed with its new pid
+        dead = next(iter(pids))
+        os.kill(dead, signal.SIGKILL)
+        assert wait_gone([dead]) == []
+        alive = (pids - {dead}).pop()
+        for client in [c for c, pid in clients.items() if pid == dead]:
+            with pytest.raises((ConnectionError, OSError)):
+                client.request("9900302.00")
+            client.close()
+            del clients[client]
+        listed = json.loads(_get(admin + "/sessions"))
+        assert {v["worker"] for v in listed} == {alive}
+        new_pid = next(pid for pid in workers.serving(3).values() if pid not in pids)
+        while new_pid not in clients.values():  # devices reconnect: some land on the new worker
+            assert len(clients) < 120, "no connection went to the new worker"
+            client, pid = workers.session()
+            clients[client] = pid
+        listed = json.loads(_get(admin + "/sessions"))
+        assert {v["worker"] for v in listed} == {alive, new_pid}
+        # the dead worker's counts as of the scrape before its death stay in the sums
+        opened = len(by_port) + len(clients) - len([pid for pid in by_port.values() if pid == alive])
+        assert _requests_total(admin) == {("93", "ok"): opened, ("99", "ok"): opened}
+    finally:
+        for client in clients:
+            client.close()
+        if proc.proc is not None:
+            proc.stop()
