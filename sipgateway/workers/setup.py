@@ -36,6 +36,11 @@ class WorkerSetup:
     run_dir: str | None = None
     #: where the config came from (config.options.ConfigSource), read again on SIGHUP
     source: Any = None
+    #: the socket of the database process the parent runs for every worker (sqlite:); None:
+    #: this worker runs its own (workers/database.py)
+    database: str | None = None
+    #: the key of that process's verified-secrets cache, which this worker's must share
+    secrets_key: bytes | None = field(default=None, repr=False)
 
 
 def encode_setup(setup: WorkerSetup) -> bytes:

@@ -55,6 +55,12 @@ class Workers:
         return client, serving_pid(self.port, client.sock.getsockname()[1], children_of(self.proc.proc.pid))
 
 
+def database_processes(parent: int) -> list[int]:
+    """The parent's children that are database processes (not workers)."""
+    return [pid for pid in children_of(parent)
+            if b"sipgateway.acs.sqlite.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
 def _socket_inode(local_port: int, remote_port: int) -> str:
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
@@ -115,7 +121,8 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 def test_two_processes_serve_and_a_killed_worker_is_replaced_while_the_other_serves(workers: Workers) -> None:
     pids = workers.serving()
     assert sorted(pids) == [1, 2] and len(set(pids.values())) == 2
-    assert sorted(children_of(workers.proc.proc.pid)) == sorted(pids.values())
+    (database,) = database_processes(workers.proc.proc.pid)  # sqlite: one, shared by the workers
+    assert sorted(children_of(workers.proc.proc.pid)) == sorted([*pids.values(), database])
 
     first, first_pid = workers.session()
     assert first_pid in pids.values()
@@ -136,7 +143,7 @@ def test_two_processes_serve_and_a_killed_worker_is_replaced_while_the_other_ser
     workers.wait_for(rf"worker \d \(pid {first_pid}\) stopped unexpectedly")
     replaced = workers.serving(3)
     new_pid = next(pid for pid in replaced.values() if pid not in pids.values())
-    assert sorted(children_of(workers.proc.proc.pid)) == sorted([other_pid, new_pid])
+    assert sorted(children_of(workers.proc.proc.pid)) == sorted([other_pid, new_pid, database])
 
     # and the replacement serves: kill the other one, and new sessions land on it
     os.kill(other_pid, signal.SIGKILL)
@@ -155,17 +162,19 @@ def test_sighup_reaches_every_worker(workers: Workers) -> None:
     workers.wait_for(r"SIGHUP received; forwarding it to 2 workers")
     for n, pid in pids.items():
         workers.wait_for(rf"\[worker {n} pid {pid}\] SIGHUP received")
-    assert sorted(children_of(workers.proc.proc.pid)) == sorted(pids.values())  # none of them died of it
+    assert sorted(children_of(workers.proc.proc.pid)) == sorted([*pids.values(), *database_processes(
+        workers.proc.proc.pid)])  # none of them died of it
     client, _ = workers.session()
     client.close()
 
 
 def test_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
     pids = list(workers.serving().values())
-    databases = [child for pid in pids for child in children_of(pid)]
-    assert len(databases) == 2  # each worker's database process
+    assert [child for pid in pids for child in children_of(pid)] == []  # no database process of their own
+    databases = database_processes(workers.proc.proc.pid)
+    assert len(databases) == 1  # the one the parent runs for them
     workers.proc.kill9()
-    # the end of their stdin tells them; each lets its database process finish and exit
+    # the end of their stdin tells them, and the database process, which finishes and exits
     assert wait_gone(pids + databases) == []
 
 
