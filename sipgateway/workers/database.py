@@ -48,8 +48,8 @@ def shared_database(backend: Any) -> Any:
     from sipgateway.acs.sqlite.dbprocess import ProcessRunner
 
     acs = getattr(getattr(backend, "own", backend), "acs", None)
-    if isinstance(acs, SQLiteACS) and isinstance(acs.runner, ProcessRunner):
-        return acs
+    if isinstance(acs, SQLiteACS) and isinstance(acs.runner, ProcessRunner) and os.path.isfile(acs.path):
+        return acs  # a database process on an SQLite file
     return None
 
 
