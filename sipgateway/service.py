@@ -80,5 +80,7 @@ def make_service(config: Config, reactor=None, run_as: RunAs = (None, None),
     if config.admin is not None:
         from sipgateway.admin import admin_service  # twisted.web and prometheus_client only when asked for
 
-        admin_service(config.admin, gateway, backend, top, reactor).setServiceParent(top)
+        admin = admin_service(config.admin, gateway, backend, top, reactor, adoption)
+        if admin is not None:  # None: a worker that answers the others but does not listen itself
+            admin.setServiceParent(top)
     return top

@@ -187,9 +187,21 @@ def test_with_workers_a_listener_cannot_be_added_by_a_reload(logged: Logged) -> 
     assert running.config is BASE
 
 
-def test_the_admin_listener_is_refused_with_workers() -> None:
-    with pytest.raises(ConfigError, match=r"\[admin\] listen \(--admin\) cannot be used with workers = 2 yet"):
-        load(None, listen=["sip:tcp:6001:interface=127.0.0.1"], admin="tcp:6080:interface=127.0.0.1", workers="2")
+def test_the_admin_listener_with_workers_changes_at_a_restart_only(logged: Logged) -> None:
+    """Every worker adopts the admin port the parent bound at start-up: a reload keeps it and
+    says that the new [admin] waits for a restart, as on one process."""
+    first = load(None, listen=["sip:tcp:6001:interface=127.0.0.1"], admin="tcp:6080:interface=127.0.0.1",
+                 workers="2")
+    assert first.workers == 2 and first.admin.listen == "tcp:6080:interface=127.0.0.1"
+    moved = load(None, listen=["sip:tcp:6001:interface=127.0.0.1"], admin="tcp:6081:interface=127.0.0.1",
+                 workers="2")
+    running = replace(running_with([moved], (RECORDS,)), workers=2, config=first)
+    results: list = []
+    Reloader(running).reload().addCallback(results.append)
+    assert results == [True] and running.config is moved
+    [line] = logged.lines("Reloaded")
+    assert line.endswith("but admin changed, which takes effect only at a restart (until then the values of the "
+                         "start-up stay in force)")
 
 
 class _Upstream:

@@ -148,7 +148,7 @@ class Metrics:
     """The registry ``/metrics`` renders: the gateway's figures, the backend's, the process's."""
 
     def __init__(self, gateway: Any, listeners: Callable[[], Iterable[str]],
-                 acs_problem: Callable[[], str | None], backend: Any = None) -> None:
+                 acs_problem: Callable[[], str | None], backend: Any = None, process: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = RequestFigures()
         gateway.observers.append(self.requests)
@@ -156,8 +156,8 @@ class Metrics:
         self.register(GatewayCollector(gateway, listeners, acs_problem))
         for collector in getattr(backend, "collectors", list)():
             self.register(collector)
-        for standard in (ProcessCollector, PlatformCollector, GCCollector):
-            standard(registry=self.registry)
+        for standard in (ProcessCollector, PlatformCollector, GCCollector) if process else ():
+            standard(registry=self.registry)  # one process's own: left out with workers (admin/workers.py)
 
     def register(self, collector: Any) -> None:
         self.registry.register(collector)

@@ -70,10 +70,6 @@ class Config:
 
     def __post_init__(self) -> None:
         check_rules_forwarded(self.upstreams, self.accounts)
-        if self.admin is not None and self.workers > 1:
-            # each worker would answer for itself alone: health, metrics and sessions of one process
-            raise ConfigError(f"[admin] listen (--admin) cannot be used with workers = {self.workers} yet: its "
-                              "figures and sessions would be one worker's; use workers = 1 or no admin listener")
 
 
 _GATEWAY_KEYS = {

@@ -58,6 +58,18 @@ def share_read_cache(top, path: str, index: int) -> None:
                 kept.shared = generation.view()
 
 
+def share_database(top, reactor, path: str, secrets_key: bytes | None) -> None:
+    """The embedded ACS's runner sends its calls to the database process the parent runs
+    for every worker (acs/sqlite/sharedclient.py) instead of starting its own."""
+    from sipgateway.acs.sqlite.sharedclient import share
+    from sipgateway.workers.database import shared_database
+
+    for service in top:
+        acs = shared_database(service)
+        if acs is not None:
+            share(acs.runner, reactor, path, secrets_key or acs.ctx.secrets.key)
+
+
 def main() -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the gateway's own handler is in place
     from sipgateway.workers.setup import read_setup
@@ -88,6 +100,8 @@ def main() -> int:
         return 1
     if setup.generation is not None:
         share_read_cache(service, setup.generation, setup.index)
+    if setup.database is not None:
+        share_database(service, reactor, setup.database, setup.secrets_key)
     status = [0]
 
     def start() -> None:

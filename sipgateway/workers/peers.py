@@ -75,12 +75,11 @@ class _Asking(Int32StringReceiver):
 
 
 def session_summary(session: Any, worker: int) -> dict[str, Any]:
-    """What every session keeps (gateway.py), for the "sessions" question."""
-    account, terminal = session.account, session.terminal
-    return {"worker": worker, "peer": session.peer, "account": account.name if account is not None else None,
-            "terminal": terminal.location if terminal is not None else None, "since": session.since,
-            "served": session.served, "last_code": session.last_code or None,
-            "last_at": session.last_at if session.served else None}
+    """A session as the admin listener's /sessions shows it, with its worker's process id,
+    for the "sessions" question."""
+    from sipgateway.sessioninfo import session_view
+
+    return {**session_view(session), "worker": worker}
 
 
 class Peers:

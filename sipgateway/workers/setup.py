@@ -13,6 +13,10 @@ from typing import Any
 from sipgateway.config import Config
 
 _LENGTH = struct.Struct(">I")
+#: prometheus_client's multiprocess mode: every worker writes its figures there (admin/workers.py)
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+#: the key of the admin listener's port among the ports the parent holds for the workers
+ADMIN_PORT = "admin"
 #: the largest setup a worker reads (a config is a few kilobytes)
 MAX_SETUP = 16 << 20
 
@@ -32,6 +36,11 @@ class WorkerSetup:
     run_dir: str | None = None
     #: where the config came from (config.options.ConfigSource), read again on SIGHUP
     source: Any = None
+    #: the socket of the database process the parent runs for every worker (sqlite:); None:
+    #: this worker runs its own (workers/database.py)
+    database: str | None = None
+    #: the key of that process's verified-secrets cache, which this worker's must share
+    secrets_key: bytes | None = field(default=None, repr=False)
 
 
 def encode_setup(setup: WorkerSetup) -> bytes:

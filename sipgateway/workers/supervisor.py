@@ -181,6 +181,16 @@ class Supervisor(Service):
         done.addBoth(lambda _: kill.cancel() if kill.active() else None)
         return done
 
+    def when_stopped(self) -> Deferred:
+        """Fires once every worker running now has exited (what stops after them waits)."""
+        waits = []
+        for slot in self.slots:
+            if slot.protocol is not None:
+                d: Deferred = Deferred()
+                slot.ended.append(d)
+                waits.append(d)
+        return DeferredList(waits)
+
     def _kill_all(self) -> None:
         for slot in self.slots:
             if slot.protocol is not None:
@@ -210,7 +220,8 @@ class Supervisor(Service):
             return
         setup = WorkerSetup(self.config, slot.index, len(self.slots), fds,
                             shared.generation if shared is not None else None,
-                            shared.path if shared is not None else None, self.source)
+                            shared.path if shared is not None else None, self.source,
+                            getattr(shared, "database", None), getattr(shared, "secrets_key", None))
         protocol.transport.write(encode_setup(setup))  # stdin then stays open: its end tells the worker we died
         slot.protocol = protocol
         slot.started_at = self.reactor.seconds()

@@ -13,6 +13,7 @@ import signal
 import socket
 import struct
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class Workers:
         status = client.request("9900302.00")
         assert status.startswith(b"98"), status
         return client, serving_pid(self.port, client.sock.getsockname()[1], children_of(self.proc.proc.pid))
+
+
+def database_processes(parent: int) -> list[int]:
+    """The parent's children that are database processes (not workers)."""
+    return [pid for pid in children_of(parent)
+            if b"sipgateway.acs.sqlite.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def _socket_inode(local_port: int, remote_port: int) -> str:
@@ -114,7 +121,8 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 def test_two_processes_serve_and_a_killed_worker_is_replaced_while_the_other_serves(workers: Workers) -> None:
     pids = workers.serving()
     assert sorted(pids) == [1, 2] and len(set(pids.values())) == 2
-    assert sorted(children_of(workers.proc.proc.pid)) == sorted(pids.values())
+    (database,) = database_processes(workers.proc.proc.pid)  # sqlite: one, shared by the workers
+    assert sorted(children_of(workers.proc.proc.pid)) == sorted([*pids.values(), database])
 
     first, first_pid = workers.session()
     assert first_pid in pids.values()
@@ -135,7 +143,7 @@ def test_two_processes_serve_and_a_killed_worker_is_replaced_while_the_other_ser
     workers.wait_for(rf"worker \d \(pid {first_pid}\) stopped unexpectedly")
     replaced = workers.serving(3)
     new_pid = next(pid for pid in replaced.values() if pid not in pids.values())
-    assert sorted(children_of(workers.proc.proc.pid)) == sorted([other_pid, new_pid])
+    assert sorted(children_of(workers.proc.proc.pid)) == sorted([other_pid, new_pid, database])
 
     # and the replacement serves: kill the other one, and new sessions land on it
     os.kill(other_pid, signal.SIGKILL)
@@ -154,17 +162,19 @@ def test_sighup_reaches_every_worker(workers: Workers) -> None:
     workers.wait_for(r"SIGHUP received; forwarding it to 2 workers")
     for n, pid in pids.items():
         workers.wait_for(rf"\[worker {n} pid {pid}\] SIGHUP received")
-    assert sorted(children_of(workers.proc.proc.pid)) == sorted(pids.values())  # none of them died of it
+    assert sorted(children_of(workers.proc.proc.pid)) == sorted([*pids.values(), *database_processes(
+        workers.proc.proc.pid)])  # none of them died of it
     client, _ = workers.session()
     client.close()
 
 
 def test_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
     pids = list(workers.serving().values())
-    databases = [child for pid in pids for child in children_of(pid)]
-    assert len(databases) == 2  # each worker's database process
+    assert [child for pid in pids for child in children_of(pid)] == []  # no database process of their own
+    databases = database_processes(workers.proc.proc.pid)
+    assert len(databases) == 1  # the one the parent runs for them
     workers.proc.kill9()
-    # the end of their stdin tells them; each lets its database process finish and exit
+    # the end of their stdin tells them, and the database process, which finishes and exits
     assert wait_gone(pids + databases) == []
 
 
@@ -187,7 +197,84 @@ def test_start_up_errors_are_the_one_line_of_a_single_gateway(tmp_path: Path) ->
         taken.listen()
         port = taken.getsockname()[1]
         in_use = start("--listen", f"sip:tcp:{port}:interface=127.0.0.1")
+        # the admin listener's port is bound by the parent too, with a single gateway's line
+        admin_in_use = start("--listen", f"sip:tcp:{free_port()}:interface=127.0.0.1", "--admin",
+                             f"tcp:{port}:interface=127.0.0.1")
     assert in_use.returncode != 0
     assert in_use.stderr.strip() == (f"sipgateway: listener sip:tcp:{port}:interface=127.0.0.1: port {port} is "
                                      "already in use on 127.0.0.1 (another gateway or program listens there)")
+    assert admin_in_use.returncode != 0
+    assert admin_in_use.stderr.strip() == (f"sipgateway: listener admin (tcp:{port}:interface=127.0.0.1): port "
+                                           f"{port} is already in use on 127.0.0.1 (another gateway or program "
+                                           "listens there)")
     assert not list(tmp_path.glob("twistd.pid"))
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        assert response.status == 200
+        return response.read()
+
+
+def _requests_total(admin: str) -> dict[tuple[str, str], float]:
+    """sipgateway_requests_total by (code, outcome), summed over listeners and accounts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(_get(admin + "/metrics").decode("utf-8")):
+        for s in family.samples:
+            if s.name == "sipgateway_requests_total":
+                key = (s.labels["code"], s.labels["outcome"])
+                found[key] = found.get(key, 0) + s.value
+    return found
+
+
+def test_the_admin_listener_shows_every_workers_sessions_and_sums_their_figures(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    proc = GatewayProcess(tmp_path, ["--workers", "2", "--listen", f"sip:tcp:{port}:interface=127.0.0.1",
+                                     "--admin", f"tcp:{admin_port}:interface=127.0.0.1"], [port, admin_port])
+    admin = f"http://127.0.0.1:{admin_port}"
+    clients: dict[SIPClient, int] = {}
+    try:
+        proc.start()
+        workers = Workers(proc, port)
+        pids = set(workers.serving().values())
+        while set(clients.values()) != pids:  # until both workers hold sessions
+            assert len(clients) < 60, f"every connection went to one worker: {clients.values()}"
+            client, pid = workers.session()
+            clients[client] = pid
+        by_port = {client.sock.getsockname()[1]: pid for client, pid in clients.items()}
+        for _ in range(4):  # whichever worker answers, every worker's sessions, each with its worker
+            listed = json.loads(_get(admin + "/sessions"))
+            assert {int(v["peer"].rsplit(":", 1)[1]): v["worker"] for v in listed} == by_port
+            assert {v["account"] for v in listed} == {"sc1"} and {v["served"] for v in listed} == {2}
+        assert _requests_total(admin) == {("93", "ok"): len(clients), ("99", "ok"): len(clients)}
+
+        # a worker killed: the other answers meanwhile, its figures stay counted, and once
+        # started again its new sessions are listed with its new pid
+        dead = next(iter(pids))
+        os.kill(dead, signal.SIGKILL)
+        assert wait_gone([dead]) == []
+        alive = (pids - {dead}).pop()
+        for client in [c for c, pid in clients.items() if pid == dead]:
+            with pytest.raises((ConnectionError, OSError)):
+                client.request("9900302.00")
+            client.close()
+            del clients[client]
+        listed = json.loads(_get(admin + "/sessions"))
+        assert {v["worker"] for v in listed} == {alive}
+        new_pid = next(pid for pid in workers.serving(3).values() if pid not in pids)
+        while new_pid not in clients.values():  # devices reconnect: some land on the new worker
+            assert len(clients) < 120, "no connection went to the new worker"
+            client, pid = workers.session()
+            clients[client] = pid
+        listed = json.loads(_get(admin + "/sessions"))
+        assert {v["worker"] for v in listed} == {alive, new_pid}
+        # the dead worker's counts as of the scrape before its death stay in the sums
+        opened = len(by_port) + len(clients) - len([pid for pid in by_port.values() if pid == alive])
+        assert _requests_total(admin) == {("93", "ok"): opened, ("99", "ok"): opened}
+    finally:
+        for client in clients:
+            client.close()
+        if proc.proc is not None:
+            proc.stop()

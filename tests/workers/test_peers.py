@@ -96,13 +96,18 @@ class PeersTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_a_workers_gateway_lists_its_sessions_with_its_pid(self) -> None:
+        """As /sessions shows a session on one process, with ``"worker": PID`` added."""
+        from sipgateway.sessioninfo import local_time
+        from sipgateway.settings import ListenerSettings
+
         session = type("S", (), {"peer": "raw 10.0.0.5:4000", "account": Account("sc1", "MAIN"), "terminal": None,
-                                 "since": 5.0, "served": 2, "last_code": "99", "last_at": 6.0})()
+                                 "since": 5.0, "served": 2, "last_code": "99", "last_at": 6.0,
+                                 "settings": ListenerSettings(name="raw")})()
         gateway = type("G", (), {"sessions": {session}})()
         peers = self.net.workers[0]
         Adoption(self.clock, {}, first=True, pid=1001, peers=peers).serving(gateway)
         self.assertEqual((gateway.worker, gateway.peers), (1001, peers))
         self.assertEqual(peers.local("sessions"), [session_summary(session, 1001)])
         self.assertEqual(session_summary(session, 1001), {
-            "worker": 1001, "peer": "raw 10.0.0.5:4000", "account": "sc1", "terminal": None, "since": 5.0,
-            "served": 2, "last_code": "99", "last_at": 6.0})
+            "listener": "raw", "peer": "10.0.0.5:4000", "account": "sc1", "terminal": None, "since": local_time(5.0),
+            "served": 2, "last_code": "99", "last_at": local_time(6.0), "worker": 1001})

@@ -176,3 +176,17 @@ class SetupTests(SynchronousTestCase):
         with self.assertRaisesRegex(ValueError, "closed the pipe"):
             read_setup(r)
         os.close(r)
+
+
+class WhenStoppedTests(SynchronousTestCase):
+    setUp, spawn, die = SupervisorTests.setUp, SupervisorTests.spawn, SupervisorTests.die  # noqa: N815
+
+    def test_what_stops_after_the_workers_waits_until_every_one_has_exited(self) -> None:
+        self.sup.startService()
+        self.sup.stopService()
+        after = self.sup.when_stopped()  # the shared database process, the private directory
+        self.die(1, Failure(ProcessDone(0)))
+        self.assertNoResult(after)
+        self.die(2, Failure(ProcessDone(0)))
+        self.successResultOf(after)
+        self.successResultOf(self.sup.when_stopped())  # none left: at once

@@ -41,6 +41,9 @@ class Setup:
     max_batch: int
     #: names this gateway's calls in the outcome table (outcomes.py), with their numbers
     token: str = ""
+    #: with --workers: the descriptor of the listening socket on which the workers connect
+    #: (sharedserver.py); None: this gateway's stdin and stdout are the only stream
+    listen_fd: int | None = None
 
 
 class JobSpec(NamedTuple):
@@ -82,6 +85,8 @@ class Ready:
 
     device: int
     inode: int
+    #: the database process's pid: where a worker sharing it sends its heartbeats
+    pid: int = 0
 
 
 @dataclass(frozen=True)

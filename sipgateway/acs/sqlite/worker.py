@@ -207,6 +207,15 @@ def _first_frame(in_fd: int, reader: FrameReader) -> list:
     return frames
 
 
+def _shared(setup: Setup, in_fd: int, out_fd: int) -> Worker:
+    """The database process of every worker of ``--workers N`` (sharedserver.py)."""
+    import socket
+
+    from sipgateway.acs.sqlite.sharedserver import SharedWorker
+
+    return SharedWorker(setup, in_fd, out_fd, socket.socket(fileno=setup.listen_fd))
+
+
 def main() -> int:
     # Ctrl-C in the operator's terminal and systemd's stop (SIGTERM to every process of the
     # unit) reach us together with twistd, which then stops us by closing stdin once its
@@ -224,7 +233,7 @@ def main() -> int:
         print("database process: no setup frame; exiting", file=sys.stderr)
         return 2
     try:
-        worker = Worker(frames[0], in_fd, out_fd)
+        worker = Worker(frames[0], in_fd, out_fd) if frames[0].listen_fd is None else _shared(frames[0], in_fd, out_fd)
     except Exception as e:
         print(f"database process: cannot open {frames[0].path}: {e}", file=sys.stderr)
         return 1
