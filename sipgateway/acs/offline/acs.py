@@ -38,8 +38,9 @@ from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
 from sipgateway.acs.interface import IACS
 from sipgateway.acs.offline import answers as a
-from sipgateway.acs.offline.journal import CHECKIN, CHECKOUT, Entry, Refused
+from sipgateway.acs.offline.journal import CHECKIN, CHECKOUT, MAX_LOGINS, Entry, Refused
 from sipgateway.acs.offline.link import ReplayLink
+from sipgateway.acs.offline.logins import RememberedLogins
 from sipgateway.acs.offline.replay import Replayer, Send
 from sipgateway.acs.offline.runner import AsyncJournal
 from sipgateway.acs.upstream.backend import UpstreamACS, UpstreamUnavailable
@@ -66,6 +67,9 @@ class OfflineACS(Service):
         #: entries still to be replayed, by item
         self.waiting: Counter[str] = Counter(open_items or {})
         self.saved = a.SavedAnswers(clock)
+        #: pass-through logins the library system accepted, kept for offline logins (session.py)
+        self.logins = RememberedLogins(lambda login, password: journal.remember_login(login, password, clock.seconds()),
+                                       MAX_LOGINS)
         first = upstream.configs[0]
         self.link: ReplayLink | None = None
         if replay_send is None and not upstream.pooled:

@@ -2,8 +2,9 @@
 
 Its 93 is forwarded as without offline mode; when the library system accepts it, a hash of
 the credentials is kept in the journal's database (``offline_logins``, PBKDF2 as the
-gateway's own SC accounts), so that while every library system is down the same device can
-log in again with the same credentials, and nothing else can.  A device logged in offline
+gateway's own SC accounts; written again only when they change, see logins.py), so that
+while every library system is down the same device can log in again with the same
+credentials, and nothing else can.  A device logged in offline
 is logged in upstream with the credentials it gave (kept in memory for its session only)
 as soon as a library system is back, before its next request is forwarded.
 """
@@ -53,7 +54,7 @@ class OfflineSession:
     def _logged_in(self, accepted: bool, request: rq.LoginRequest) -> bool:
         self._upstream = bool(accepted)
         if accepted:
-            d = self.backend.journal.remember_login(request.user, request.password, self.backend.clock.seconds())
+            d = self.backend.logins.remember(request.user, request.password)
             d.addErrback(lambda f: log.failure("offline: could not remember the login of {user}", f,
                                                user=request.user))
         return accepted
