@@ -21,6 +21,12 @@ def forbid_slow_work() -> None:
         raise MoveToWorker()
 
 
+class SerializationConflict(sqlite3.OperationalError):
+    """PostgreSQL: another transaction changed what this one read (SERIALIZABLE), or the two
+    deadlocked.  The transaction is rolled back whole, and the batch run again decides anew
+    (batch.py); SQLite, with one writer at a time, never raises it."""
+
+
 class ACSUnavailable(Exception):
     """The database could not complete a request (locked, disk full, I/O error, closed).
 

@@ -41,6 +41,8 @@ class Setup:
     max_batch: int
     #: names this gateway's calls in the outcome table (outcomes.py), with their numbers
     token: str = ""
+    #: the password of a PostgreSQL ``path`` (acs/postgresql/target.py), when it has one
+    password: str | None = field(default=None, repr=False)
 
 
 class JobSpec(NamedTuple):
