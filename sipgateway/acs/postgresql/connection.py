@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
@@ -63,9 +63,8 @@ def _placeholders(sql: str, with_params: bool) -> tuple[str, tuple[str, ...] | N
         if match.group(4):
             names.append(match.group(4))
             return "%s"
-        if match.group(5):
-            return "%%"
-        return match.group(0)
+        # a % anywhere, in a string literal too, is psycopg's unless doubled
+        return match.group(0).replace("%", "%%")
 
     text = _TOKENS.sub(swap, sql)
     return text, tuple(names) if names else None
@@ -77,6 +76,7 @@ def translate(sql: str, with_params: bool) -> Statement:
     if begin is not None:
         return Statement(begin, None, False)
     text, names = _placeholders(sql, with_params)
+    text = text.replace("LIMIT -1", "LIMIT ALL")   # SQLite's "no limit" (before an OFFSET)
     insert = _INSERT.match(text)
     if insert and insert.group(1).lower() in ID_TABLES and "RETURNING" not in text.upper():
         return Statement(text.rstrip().rstrip(";") + " RETURNING id", names, True)
@@ -92,8 +92,10 @@ def _sqlite_error(e: psycopg.Error) -> sqlite3.Error:
         kind: type[sqlite3.Error] = SerializationConflict
     elif isinstance(e, psycopg.IntegrityError):
         kind = sqlite3.IntegrityError
-    elif isinstance(e, pgerrors.UndefinedTable | pgerrors.UndefinedColumn):
-        kind = sqlite3.OperationalError   # SQLite's "no such table" is one too
+    elif isinstance(e, pgerrors.UndefinedTable):
+        kind, message = sqlite3.OperationalError, f"no such table ({message})"   # as SQLite says it
+    elif isinstance(e, pgerrors.UndefinedColumn):
+        kind = sqlite3.OperationalError   # SQLite's "no such column" is one too
     elif isinstance(e, psycopg.ProgrammingError):
         kind = sqlite3.ProgrammingError
     elif isinstance(e, psycopg.InterfaceError):
@@ -184,6 +186,7 @@ class PgConnection:
     def __init__(self, url: str) -> None:
         self.url = url
         self._translated: dict[tuple[str, bool], Statement] = {}
+        self._trace: Callable[[str], object] | None = None
         self._conn = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -213,7 +216,13 @@ class PgConnection:
             found = self._translated[key] = translate(sql, with_params)
         return found
 
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        """``trace(sql)`` for every statement executed, as sqlite3's (tests count reads with it)."""
+        self._trace = trace
+
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        if self._trace is not None:
+            self._trace(sql)
         statement = self._sql(sql, bool(params))
         if self._conn.broken and statement.text.startswith("BEGIN"):
             self._conn = self._connect()  # the server restarted: nothing was open on the old one

@@ -76,8 +76,9 @@ def migrate(conn, migrations: Sequence[Migration] = MIGRATIONS) -> bool:
     """Apply the migrations not applied yet, in order; True when the schema was created now."""
     conn.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
     try:
-        conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
-            version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
+        if not has_schema(conn):   # (a role may use the tables without the right to create any)
+            conn.execute("""CREATE TABLE schema_version (
+                version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
         applied = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
         known = max((m.version for m in migrations), default=0)
         found = max(applied, default=0)

@@ -366,6 +366,13 @@ def open_for_writing(path: str) -> sqlite3.Connection:
     return conn
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """The database has a table ``name`` (SQLite or PostgreSQL)."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def current_version(conn: sqlite3.Connection) -> int:
     conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
