@@ -129,10 +129,10 @@ _row_types: dict[tuple[str, ...], type[Row]] = {}
 
 
 def _row_factory(cursor: psycopg.Cursor) -> Any:
-    description = cursor.description
-    if description is None:
+    result = cursor.pgresult   # its field names: cheaper than ``description``, which builds objects
+    if result is None or not result.nfields:
         return tuple
-    columns = tuple(column.name for column in description)
+    columns = tuple((result.fname(i) or b"").decode() for i in range(result.nfields))
     row_type = _row_types.get(columns)
     if row_type is None:
         if len(_row_types) >= MAX_TRANSLATED:
@@ -156,23 +156,24 @@ class _IntegralNumeric(Loader):
 class Cursor:
     """What ``execute`` returns: the rows, ``rowcount`` and ``lastrowid``."""
 
-    __slots__ = ("_cursor", "lastrowid", "rowcount", "_first")
+    __slots__ = ("_cursor", "lastrowid", "rowcount", "_rows")
 
     def __init__(self, cursor: psycopg.Cursor, returns_id: bool) -> None:
         self._cursor = cursor
         self.rowcount = cursor.rowcount
         self.lastrowid: int | None = None
-        self._first: list = []
+        result = cursor.pgresult
+        self._rows = result is not None and result.nfields > 0
         if returns_id:
             row = cursor.fetchone()
             if row is not None:
                 self.lastrowid = row[0]
 
     def fetchone(self) -> Row | None:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        return self._cursor.fetchone() if self._rows else None
 
     def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        return self._cursor.fetchall() if self._rows else []
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())

@@ -138,7 +138,8 @@ def _run_once(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats |
     rolled back whole and run again the careful way, each job in its own savepoint, so
     that the failing job alone is lost.  (Savepoints cost two statements a job, about a
     tenth of a checkout.)"""
-    if len(jobs) > 1:
+    # (on PostgreSQL a savepoint is two more round trips: a lone job is run plainly first too)
+    if len(jobs) > 1 or getattr(conn, "dialect", "sqlite") == "postgresql":
         outcomes = _run_plain(conn, jobs, stats, record)
         if outcomes is not None:
             return outcomes
