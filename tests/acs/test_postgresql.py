@@ -18,7 +18,7 @@ from sipgateway.acs.postgresql import target
 from sipgateway.acs.postgresql.connection import translate
 from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, open_sqlite_acs
 from sipgateway.acs.sqlite.batch import BatchStats, Job, run_batch
-from sipgateway.acs.sqlite.errors import SerializationConflict
+from sipgateway.acs.sqlite.errors import OutcomeUnknown, SerializationConflict
 from sipgateway.acs.sqlite.schema import MIGRATIONS, connect
 from sipgateway.attempts import LOGIN, Key, Limit
 from sipgateway.config import ConfigError, load
@@ -256,3 +256,38 @@ def test_status_says_the_terminal_is_online_on_postgresql(postgres_url: str, chi
         assert isinstance(status, m.ACSStatus) and status.online and status.checkout_ok
     finally:
         stop(acs, children)
+
+
+def test_a_connection_the_server_ended_is_opened_again_and_the_call_applied_once(postgres: PostgresServer,
+                                                                               postgres_url: str) -> None:
+    acs = SQLiteACS.synchronous(postgres_url, hash_iterations=FAST)
+    try:
+        acs.seed_demo()
+        # the server ends the session (a restart, a failover, an administrator)
+        postgres.admin("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                       f"WHERE datname = '{postgres_url.rsplit('/', 1)[1]}'")
+        assert fired(checkout(acs, "100001", "200001", "1234")).ok
+        assert acs.run_sync("loans", lambda tx: tx.value("SELECT count(*) FROM loans"), write=False) == 2
+    finally:
+        acs.close()
+
+
+def test_a_connection_lost_during_commit_is_an_unknown_outcome_never_run_again(postgres: PostgresServer,
+                                                                              postgres_url: str) -> None:
+    conn = connect(postgres_url)
+    runs = []
+
+    def job(c: sqlite3.Connection) -> None:
+        runs.append(1)
+        c.execute("INSERT INTO circulation_log (at, operation, ok) VALUES ('now', 'lost', 1)")
+
+    def record(c: sqlite3.Connection, outcomes: list) -> None:   # just before COMMIT: the server ends us
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        postgres.admin(f"SELECT pg_terminate_backend({pid}, 10000)")
+
+    try:
+        (outcome,) = run_batch(conn, [Job("checkout", job, True)], BatchStats(), record)
+        assert not outcome.ok and isinstance(outcome.value, OutcomeUnknown) and runs == [1]
+        assert "was lost during COMMIT" in str(outcome.value)
+    finally:
+        conn.close()

@@ -26,7 +26,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
 from sipgateway.acs.postgresql.target import describe, password_for
-from sipgateway.acs.sqlite.errors import SerializationConflict
+from sipgateway.acs.sqlite.errors import CommitUnknown, SerializationConflict
 
 #: tables whose rows have an ``id`` (SQLite's INTEGER PRIMARY KEY): an INSERT returns it
 ID_TABLES = frozenset({"patrons", "items", "loans", "holds", "fees", "payments", "circulation_log",
@@ -206,7 +206,8 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        # a lost connection (UNKNOWN) has nothing open any more: its transaction died with it
+        return self._conn.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.UNKNOWN)
 
     def _sql(self, sql: str, with_params: bool) -> Statement:
         key = (sql, with_params)
@@ -231,6 +232,8 @@ class PgConnection:
             cursor = self._conn.execute(statement.text, _values(params, statement.names) if params else None)
             return Cursor(cursor, statement.returns_id)
         except psycopg.Error as e:
+            if statement.text == "COMMIT" and self._conn.broken:
+                raise CommitUnknown(f"the connection to {describe(self.url)} was lost during COMMIT") from None
             raise _sqlite_error(e) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:

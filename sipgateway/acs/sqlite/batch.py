@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipgateway.acs.sqlite.errors import SerializationConflict, unavailable
+from sipgateway.acs.sqlite.errors import CommitUnknown, OutcomeUnknown, SerializationConflict, unavailable
 
 JobFunction = Callable[[sqlite3.Connection], Any]
 #: called inside the transaction before its COMMIT with an outcome per job; raising fails the batch
@@ -124,6 +124,9 @@ def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats |
             time.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** attempt))
         try:
             return _run_once(conn, jobs, stats, record)
+        except CommitUnknown as e:   # never run again: it may have committed
+            return [Outcome(False, OutcomeUnknown(f"library database unavailable during {job.name}: {e}"))
+                    for job in jobs]
         except SerializationConflict as e:
             rollback(conn)
             conflict = e
@@ -160,7 +163,7 @@ def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats 
         if record is not None:
             record(conn, outcomes)
         _commit(conn, stats)
-    except SerializationConflict:
+    except (SerializationConflict, CommitUnknown):
         raise
     except Exception:
         rollback(conn)
@@ -219,7 +222,7 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
             if record is not None:
                 record(conn, [o for o in outcomes if o is not None])
             _commit(conn, stats)
-        except SerializationConflict:
+        except (SerializationConflict, CommitUnknown):
             raise
         except Exception as e:
             rollback(conn)

@@ -37,7 +37,7 @@ from sipgateway.acs.sqlite import outcomes
 from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch_or_fail
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
-from sipgateway.acs.sqlite.errors import ACSUnavailable, deadline_passed, unavailable
+from sipgateway.acs.sqlite.errors import ACSUnavailable, OutcomeUnknown, deadline_passed, unavailable
 from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Pong, Ready, Setup, encode, encode_answer
 from sipgateway.acs.sqlite.schema import open_for_writing
 
@@ -173,6 +173,12 @@ class Worker:
 
         writes = any(s.write for s in specs)
         results = run_batch_or_fail(self.conn, jobs, self.stats, traceback.print_exc, record if writes else None)
+        if any(isinstance(outcome.value, OutcomeUnknown) for outcome in results):
+            # PostgreSQL lost the connection during COMMIT: answering "failed" could be false, so we
+            # exit, and the gateway reads which writes committed from the database (outcomes.py)
+            print("database process: the connection to the database was lost during COMMIT; exiting so that "
+                  "the gateway reads which writes committed", file=sys.stderr, flush=True)
+            os._exit(3)
         values = []
         for spec, job, outcome in zip(specs, jobs, results, strict=True):
             if outcome.ok:
