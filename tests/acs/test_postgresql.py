@@ -15,7 +15,7 @@ from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
 from sipgateway.acs.postgresql import schema as pgschema
 from sipgateway.acs.postgresql import target
-from sipgateway.acs.postgresql.connection import translate
+from sipgateway.acs.postgresql.connection import ID_TABLES, translate
 from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, open_sqlite_acs
 from sipgateway.acs.sqlite.batch import BatchStats, Job, run_batch
 from sipgateway.acs.sqlite.errors import OutcomeUnknown, SerializationConflict
@@ -141,6 +141,7 @@ def test_statements_are_translated_outside_string_literals() -> None:
     assert translate("BEGIN IMMEDIATE", False).text == "BEGIN ISOLATION LEVEL SERIALIZABLE"
     assert translate("INSERT INTO loans (item_id) VALUES (?)", True).text.endswith(" RETURNING id")
     assert not translate("INSERT INTO auth_failures (scope) VALUES (?)", True).returns_id
+    assert "loans" in ID_TABLES and "offline_journal" in ID_TABLES and "auth_failures" not in ID_TABLES
     assert "LIMIT ALL OFFSET" in translate("SELECT 1 LIMIT -1 OFFSET ?", True).text
     assert translate("SELECT '%'", False).text == "SELECT '%'"
 

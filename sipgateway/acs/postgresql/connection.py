@@ -10,7 +10,8 @@ holds), a lost serialization race as ``SerializationConflict``.  Messages are
 PostgreSQL's primary message only: its details may quote the values of a row.
 
 The connection is in autocommit mode: transactions are begun and ended by statements, as
-on SQLite.  One that was lost (the server restarted) is opened again at the next BEGIN.
+on SQLite.  One that was lost (the server restarted) is opened again at the next BEGIN; lost
+during a COMMIT, it raises ``CommitUnknown``: that transaction may have committed.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from psycopg import errors as pgerrors
 from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
+from sipgateway.acs.postgresql.schema import id_tables
 from sipgateway.acs.postgresql.target import describe, password_for
 from sipgateway.acs.sqlite.errors import CommitUnknown, SerializationConflict
 
 #: tables whose rows have an ``id`` (SQLite's INTEGER PRIMARY KEY): an INSERT returns it
-ID_TABLES = frozenset({"patrons", "items", "loans", "holds", "fees", "payments", "circulation_log",
-                       "call_outcomes", "journal", "offline_journal"})
+ID_TABLES = id_tables()
 #: seconds a connection attempt may take
 CONNECT_TIMEOUT = 10
 #: statements translated, kept; beyond this many the cache starts again (ad-hoc SQL of tools)

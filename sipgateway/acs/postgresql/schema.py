@@ -31,6 +31,7 @@ _TYPES = [
 ]
 _CREATE_TABLE = re.compile(r"^\s*CREATE TABLE (\w+)", re.IGNORECASE)
 _ALTER_TABLE = re.compile(r"^\s*ALTER TABLE (\w+)", re.IGNORECASE)
+_ID_COLUMN = re.compile(r"^\s*id INTEGER PRIMARY KEY\b", re.MULTILINE)
 _REFERENCE = re.compile(r"^(\s*(\w+)\s[^,\n]*?)\s+REFERENCES (\w+) \((\w+)\)", re.MULTILINE)
 
 
@@ -61,6 +62,12 @@ def ddl(migration: Migration, existing: set[str]) -> list[str]:
             existing.add(name)
         statements.append(statement)
     return statements + later
+
+
+def id_tables(migrations: Sequence[Migration] = MIGRATIONS) -> frozenset[str]:
+    """The tables whose rows have an ``id`` (``id INTEGER PRIMARY KEY``)."""
+    return frozenset(table.group(1) for m in migrations for statement in m.statements
+                     if (table := _CREATE_TABLE.match(statement)) and _ID_COLUMN.search(statement))
 
 
 def _tables(conn) -> set[str]:
