@@ -16,7 +16,7 @@ from sipgateway.acs import requests as rq
 from sipgateway.acs.postgresql import schema as pgschema
 from sipgateway.acs.postgresql import target
 from sipgateway.acs.postgresql.connection import ID_TABLES, translate
-from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, open_sqlite_acs
+from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, health, open_sqlite_acs
 from sipgateway.acs.sqlite.batch import BatchStats, Job, run_batch
 from sipgateway.acs.sqlite.errors import OutcomeUnknown, SerializationConflict
 from sipgateway.acs.sqlite.schema import MIGRATIONS, connect
@@ -255,6 +255,7 @@ def test_status_says_the_terminal_is_online_on_postgresql(postgres_url: str, chi
         children.pump_until(lambda: d.called)
         status = fired(d)
         assert isinstance(status, m.ACSStatus) and status.online and status.checkout_ok
+        assert health.problem(acs) is None   # /readyz: ready (there is no database file to look for)
     finally:
         stop(acs, children)
 
