@@ -293,3 +293,27 @@ def test_a_connection_lost_during_commit_is_an_unknown_outcome_never_run_again(p
         assert "was lost during COMMIT" in str(outcome.value)
     finally:
         conn.close()
+
+
+def test_a_write_committed_by_a_process_that_dies_before_answering_is_read_back_from_postgresql(
+        postgres_url: str, children: Children) -> None:
+    acs = served(postgres_url, children)
+    try:
+        child = children.current
+        child.open[child.proc.stdout.fileno()] = lambda data: None   # its answer never arrives
+        d = checkout(acs, "100001", "200001", "1234")
+
+        def loans() -> int:
+            conn = connect(postgres_url)
+            try:
+                return conn.execute("SELECT count(*) FROM loans WHERE returned_at IS NULL").fetchone()[0]
+            finally:
+                conn.close()
+
+        children.pump_until(lambda: loans() == 1, "the commit")
+        child.signalProcess("KILL")          # dies as if between COMMIT and answering
+        children.pump_until(lambda: d.called)
+        result = fired(d)
+        assert result.ok and result.item_id == "200001" and result.due_date is not None
+    finally:
+        stop(acs, children)
