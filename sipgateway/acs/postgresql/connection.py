@@ -16,6 +16,7 @@ during a COMMIT, it raises ``CommitUnknown``: that transaction may have committe
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -194,6 +195,8 @@ class PgConnection:
     def _connect(self) -> psycopg.Connection:
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
                                   "row_factory": _row_factory}
+        if "application_name" not in self.url:   # which process it is, in pg_stat_activity
+            kwargs["application_name"] = f"sipgateway pid {os.getpid()}"
         password = password_for(self.url)
         if password is not None:
             kwargs["password"] = password
