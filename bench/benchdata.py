@@ -20,7 +20,11 @@ class BenchDataError(Exception):
     """The bench rows could not be written or read; the message names the database."""
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path | str) -> sqlite3.Connection:
+    if str(path).startswith("postgresql://"):
+        from sipgateway.acs.sqlite.schema import connect  # sqlite3's API over PostgreSQL
+
+        return connect(str(path))
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
     return conn

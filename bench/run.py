@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench import benchdata, report, servers, workloads  # noqa: E402
 from bench import loadgen_runner as lg  # noqa: E402
 from bench.build import OUT_DIR, BuildError, build_loadgen, build_tlsload  # noqa: E402
+from tests.pgserver import PostgresServer, missing_reason  # noqa: E402
 
 
 def _progress(message: str) -> None:
@@ -81,11 +82,35 @@ class Bench:
         self.front_error: str | None = None
         #: gateways started with --workers N (N > 1), by N, started when a row first needs one
         self.worker_gateways: dict[int, servers.Server] = {}
+        #: the PostgreSQL server, the gateway on it and its database URL (the -pg rows), started when first needed
+        self.postgres: PostgresServer | None = None
+        self.pg_gateway: servers.Server | None = None
+        self.pg_url: str | None = None
+        #: bench patrons and items each database gets (the write rows' connections, all runs)
+        self.write_rows = 0
 
     def _load(self, w: workloads.Workload, codes: str, offset: int) -> lg.Load:
         return lg.Load(requests=workloads.REQUESTS[w.request], conns=w.conns, seconds=w.seconds,
                        login=workloads.LOGIN, idle=w.idle, codes=codes, rate=w.rate, same_start=w.writes,
                        offset=offset)
+
+    def _postgresql_gateway(self) -> servers.Server:
+        if self.pg_gateway is None:
+            assert self.workdir is not None
+            reason = missing_reason()
+            if reason is not None:
+                raise lg.LoadgenError(reason)
+            workdir = self.workdir / "postgresql"
+            workdir.mkdir(exist_ok=True)
+            try:
+                self.postgres = PostgresServer().start()
+                url = self.postgres.create_database("bench")
+                self.pg_gateway = servers.start_gateway(workdir, url)
+                benchdata.add_rows(url, self.write_rows)
+            except (servers.ServerError, RuntimeError, benchdata.BenchDataError, OSError) as e:
+                raise lg.LoadgenError(f"the gateway on PostgreSQL did not start: {e}") from None
+            self.pg_url = url
+        return self.pg_gateway
 
     def _server_for(self, w: workloads.Workload) -> servers.Server | None:
         """The set-up a row measures: the front gateway (forwarding to the gateway under
@@ -95,6 +120,8 @@ class Bench:
             return self.front
         if w.admin:
             return self.admin
+        if w.postgresql:
+            return self._postgresql_gateway()
         if w.workers == 1:
             return self.gateway
         if w.workers not in self.worker_gateways:
@@ -111,6 +138,10 @@ class Bench:
     def stop_worker_gateways(self) -> None:
         for server in self.worker_gateways.values():
             server.stop()
+        if self.pg_gateway is not None:
+            self.pg_gateway.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def _run_ours(self, w: workloads.Workload, offset: int, row: dict) -> dict:
         server = self._server_for(w)
@@ -267,7 +298,7 @@ class Bench:
                     _progress(f"  {w.key}: ceiling failed: {e}")
         row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
         row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
-        database = self.admin_database if w.admin else self.database
+        database = self.pg_url if w.postgresql else self.admin_database if w.admin else self.database
         if w.writes and row["ours_runs"] and row["ours_error"] is None and database is not None:
             try:
                 row["verify"] = benchdata.verify(database, first_offset, self.next_offset - first_offset,
@@ -368,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                 _progress(f"bench: {admin[2]}")
         bench = Bench(loadgen, ceiling, gateway, database, gateway_error, tmp, tlsload, admin)
         bench.tlsload_error = tlsload_error
+        bench.write_rows = workloads.write_connections(plan)
         for w in plan:
             _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
                       f"{f' x{w.repeats}' if w.repeats > 1 else ''})")

@@ -275,7 +275,7 @@ def tls_listeners(workdir: Path) -> tuple[dict[str, int], list[str]]:
                    "--listen", "http:" + tls.format(port=doors["https"])]
 
 
-def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (), python: str = sys.executable,
+def start_gateway(workdir: Path, database: Path | str, extra_args: Sequence[str] = (), python: str = sys.executable,
                   max_connections: int = 30000, timeout: float = 60.0, tls: bool = False,
                   admin: bool = False, name: str = "gateway") -> Server:
     """``twistd -n sipgateway`` on a free loopback port, with the demo fixtures, from this checkout;
@@ -292,7 +292,8 @@ def start_gateway(workdir: Path, database: Path, extra_args: Sequence[str] = (),
     cmd = twistd_command(python) + [
         "-n", "--pidfile=", f"--logfile={log}", "sipgateway", "--config", str(config),
         "--listen", f"sip:tcp:{port}:interface=127.0.0.1:backlog=1024", *door_args,
-        "--database", f"sqlite:{database}", "--demo", *extra_args]
+        "--database", database if str(database).startswith("postgresql://") else f"sqlite:{database}", "--demo",
+        *extra_args]
     env = dict(os.environ)
     # this checkout's sipgateway and twisted/plugins, whether or not the project is installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)

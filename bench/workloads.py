@@ -106,6 +106,8 @@ class Workload:
     beside: str | None = None
     #: worker processes of the gateway measured (--workers); 1: the single-process gateway
     workers: int = 1
+    #: against a gateway whose database is PostgreSQL (a server the bench starts: tests/pgserver.py)
+    postgresql: bool = False
 
     @property
     def label(self) -> str:
@@ -124,6 +126,8 @@ class Workload:
             label += " via front"
         if self.workers > 1:
             label += f", {self.workers} workers"
+        if self.postgresql:
+            label += " on PostgreSQL"
         return label
 
     @property
@@ -192,6 +196,9 @@ def plan(durations: Durations = DEFAULT, only: set[str] | None = None) -> list[W
                            targets=TARGETS.get(f"{request}-c{conns}-w2", ()), workers=2,
                            beside=f"{request}-c{conns}")
                   for request, conns in WORKER_ROWS]
+    # the write path on PostgreSQL, beside the same row on SQLite
+    workloads.append(Workload("11+09-c100-pg", "11+09", 100, durations.closed, repeats=durations.closed_repeats,
+                              postgresql=True, beside="11+09-c100"))
     workloads.append(Workload("99-paced", "99", 100, durations.paced, rate=PACED_RATE, repeats=3,
                               targets=TARGETS["99-paced"]))
     workloads.append(Workload("99-noidle", "99", 10, durations.idle))

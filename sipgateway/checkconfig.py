@@ -22,6 +22,7 @@ from typing import TextIO
 
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from sipgateway.acs.postgresql import is_url
 from sipgateway.config import Config, ConfigError, load
 
 
@@ -169,6 +170,8 @@ def _known_accounts(path: str, config: Config, database: str | None,
     except ValueError as e:
         found.problem(str(e))
         return declared, ""
+    if is_url(file):
+        return _postgresql_accounts(config, declared, found)
     if not os.path.exists(file) and (config.demo or config.init):  # start-up creates it
         demo = {row[0] for row in ACCOUNTS} if config.demo else set()
         return declared | demo, f"the file{' and the demo fixtures' if demo else ''} ({file} is created at start-up)"
@@ -199,6 +202,34 @@ def _database_accounts(url: str, file: str) -> set[str]:
             conn.close()
     except sqlite3.Error as e:
         raise ValueError(f"{where}: cannot read its SC accounts: {e}") from None
+
+
+def _postgresql_accounts(config: Config, declared: set[str], found: Findings) -> tuple[set[str], str]:
+    """As for a file, from a ``postgresql://`` database (its tables created at start-up
+    with --init or --demo)."""
+    from sipgateway.acs.postgresql.target import remember
+    from sipgateway.acs.sqlite.fixtures import ACCOUNTS
+    from sipgateway.acs.sqlite.schema import connect, has_table
+
+    remember(config.database, config.database_password)
+    try:
+        conn = connect(config.database)
+        try:
+            if not has_table(conn, "sc_accounts"):
+                if config.demo or config.init:
+                    demo = {row[0] for row in ACCOUNTS} if config.demo else set()
+                    return declared | demo, f"the file{' and the demo fixtures' if demo else ''} (the tables of " \
+                                            f"{config.database} are created at start-up)"
+                found.problem(f"database {config.database!r}: it has no sipgateway tables (start-up would stop; "
+                              "create them once with --init)")
+                return declared, ""
+            names = {row[0] for row in conn.execute("SELECT name FROM sc_accounts")}
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        found.problem(f"database {config.database!r}: cannot read its SC accounts: {e}")
+        return declared, ""
+    return declared | names, f"the file and the database {config.database} ({len(names)} SC accounts)"
 
 
 def _summary(config: Config, where: str) -> list[str]:

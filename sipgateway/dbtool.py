@@ -17,11 +17,13 @@ import sys
 from datetime import datetime
 from typing import TextIO
 
+from sipgateway.acs.postgresql import is_url
+from sipgateway.acs.postgresql.target import redact
 from sipgateway.acs.sqlite import accounts, imports
 from sipgateway.acs.sqlite.context import Context, Tx
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets, hash_secret
 from sipgateway.acs.sqlite.rules import CirculationRules
-from sipgateway.acs.sqlite.schema import SchemaError, connect, migrate
+from sipgateway.acs.sqlite.schema import SchemaError, connect, has_table, migrate
 from sipgateway.config import DEFAULT_DATABASE
 
 PROG = "sipgateway db"
@@ -100,14 +102,22 @@ def _password_file(p: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Tx]:
     from sipgateway.acs.sqlite.backend import database_path
 
-    path = os.path.abspath(database_path(args.database))
-    if not args.init and not os.path.exists(path):
-        raise Failed(f"no database at {path!r} (give the gateway's --database sqlite:PATH, or --init to create it)")
+    path = database_path(args.database)
+    shown = redact(path)
+    if not is_url(path):
+        path = shown = os.path.abspath(path)
+        if not args.init and not os.path.exists(path):
+            raise Failed(f"no database at {path!r} (give the gateway's --database sqlite:PATH, or --init to create "
+                         "it)")
     try:
         conn = connect(path)
+        if is_url(path) and not args.init and not has_table(conn, "schema_version"):
+            conn.close()
+            raise Failed(f"{shown!r} has no sipgateway tables (give the gateway's --database, or --init to "
+                         "create them)")
         migrate(conn)
     except (sqlite3.Error, SchemaError) as e:
-        raise Failed(f"cannot open {path!r}: {e}") from None
+        raise Failed(f"cannot open {shown!r}: {e}") from None
     ctx = Context(clock=datetime.now, currency="USD", rules=CirculationRules(), secrets=VerifiedSecrets(1))
     return conn, Tx(conn, ctx)
 

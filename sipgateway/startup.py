@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from sipgateway.acs.backends import BackendUnavailable, IBackend
+from sipgateway.acs.postgresql.target import remember
 from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, health, open_sqlite_acs
 from sipgateway.config import AccountConfig, Config, ConfigError
 from sipgateway.privileges import RunAs, acting_as, check_can_run
@@ -38,6 +39,7 @@ class Findings:
 def open_database(config: Config, reactor, run_as: RunAs = (None, None)) -> tuple[SQLiteACS, Findings]:
     """The ACS, ready to ``start``; every problem is a ``StartupError`` with one line."""
     uid, gid = run_as
+    remember(config.database, config.database_password)  # a PostgreSQL URL's password, kept apart
     with acting_as(uid, gid):
         check_can_run(uid)
         acs = open_sqlite_acs(config.database, reactor, demo=config.demo, init=config.init,

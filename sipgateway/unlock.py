@@ -47,6 +47,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if bool(args.list) == bool(args.subject):
         err.write("sipgateway unlock: give ADDRESS, ACCOUNT or PATRON to unlock, or --list\n")
         return 2
+    from sipgateway.acs.postgresql import is_url
+    from sipgateway.acs.postgresql.target import redact
     from sipgateway.acs.sqlite import attempts
     from sipgateway.acs.sqlite.backend import database_path
     from sipgateway.acs.sqlite.schema import connect
@@ -56,14 +58,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except ValueError as e:
         err.write(f"sipgateway unlock: {e}\n")
         return 2
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         err.write(f"sipgateway unlock: no database at {path!r} (give the gateway's --database sqlite:PATH)\n")
         return 1
     try:
         conn = connect(path)
     except sqlite3.Error as e:
-        err.write(f"sipgateway unlock: cannot open {path!r}: {e}\n")
+        err.write(f"sipgateway unlock: cannot open {redact(path)!r}: {e}\n")
         return 1
+    path = redact(path)
     now = time.time()
     try:
         conn.execute("BEGIN IMMEDIATE")

@@ -13,6 +13,8 @@ from datetime import date
 from typing import TextIO
 from urllib.parse import quote
 
+from sipgateway.acs.postgresql import is_url
+from sipgateway.acs.postgresql.target import redact
 from sipgateway.config import DEFAULT_DATABASE
 
 #: what ``--by`` may name, in the order the columns come out
@@ -71,7 +73,14 @@ def open_read_only(database: str) -> sqlite3.Connection:
     """The database file, read-only; ``OSError`` or ``sqlite3.Error`` saying why not."""
     from sipgateway.acs.sqlite.backend import database_path
 
-    path = os.path.abspath(database_path(database))
+    path = database_path(database)
+    if is_url(path):   # PostgreSQL: a connection that cannot write
+        from sipgateway.acs.sqlite.schema import connect
+
+        conn = connect(path)
+        conn.execute("SET default_transaction_read_only = on")
+        return conn  # type: ignore[return-value]  # sqlite3's API, see acs/postgresql/connection.py
+    path = os.path.abspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no database at {path!r} (give the gateway's --database sqlite:PATH)")
     return sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
@@ -104,10 +113,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         rows = query(conn, args.by, args.first, args.last)
     except sqlite3.Error as e:
         if "no such table" in str(e):
-            err.write(f"{PROG}: {args.database!r} has no usage figures: start this version of the gateway on it "
-                      "once (it adds them)\n")
+            err.write(f"{PROG}: {redact(args.database)!r} has no usage figures: start this version of the gateway "
+                      "on it once (it adds them)\n")
         else:
-            err.write(f"{PROG}: {args.database!r}: {e}\n")
+            err.write(f"{PROG}: {redact(args.database)!r}: {e}\n")
         return 1
     finally:
         conn.close()

@@ -190,14 +190,21 @@ def test_median_figures_sums_faults_and_takes_medians():
 
 def test_plan_orders_no_idle_before_idle_and_refuses_unknown_keys():
     keys = [w.key for w in workloads.plan()]
-    assert len(keys) == 28 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
+    assert len(keys) == 29 and keys.index("99-noidle") < keys.index("99-idle") and keys[-1] == "93-storm"
     assert [w.workers for w in workloads.plan(only={"99-c100", "99-c100-w2"})] == [1, 2]
     assert [w.key for w in workloads.plan(only={"99-paced"})] == ["99-paced"]
     with pytest.raises(ValueError, match="unknown workload nope"):
         workloads.plan(only={"nope"})
     # 11+09-c100-admin's 100 and 11+09-front-c10's 10 too
-    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 221
-    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 663
+    # ... and 11+09-c100-pg's 100 (its own database gets as many)
+    assert workloads.write_connections(workloads.plan(workloads.QUICK)) == 321
+    assert workloads.write_connections(workloads.plan(workloads.DEFAULT)) == 963
+
+
+def test_the_postgresql_row_runs_beside_the_sqlite_one():
+    pg = [w for w in workloads.plan(only={"11+09-c100-pg"})]
+    assert [w.key for w in pg] == ["11+09-c100", "11+09-c100-pg"]
+    assert pg[1].postgresql and pg[1].writes and pg[1].label == "11+09 checkout+checkin on PostgreSQL"
 
 
 def test_the_admin_rows_follow_their_own_and_are_held_within_10_percent_of_them():

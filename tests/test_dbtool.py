@@ -11,6 +11,7 @@ import pytest
 
 from sipgateway.acs import requests as rq
 from sipgateway.acs.sqlite import SQLiteACS
+from sipgateway.acs.sqlite.schema import connect
 from sipgateway.attempts import LOGIN_ACCOUNT, Key, Limit
 from sipgateway.cli import main
 from tests.acs.conftest import FAST, MAIN, fired
@@ -21,15 +22,16 @@ PATRONS = ("barcode,pin,name,email,language,expires_on,fee_limit,blocked\n"
 ITEMS = "barcode,title,author,permanent_location,media_type\n800001,Über Dinge,\"Kant, I.\",MAIN,001\n"
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "gw.sqlite3"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """An SQLite file, or a PostgreSQL database's URL, with the schema."""
+    path = request.getfixturevalue("postgres_url") if request.param == "postgresql" else tmp_path / "gw.sqlite3"
     SQLiteACS.synchronous(str(path), hash_iterations=FAST).close()
     return path
 
 
 def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
-    status = main(["db", "--database", f"sqlite:{db}", *args])
+    status = main(["db", "--database", db if isinstance(db, str) else f"sqlite:{db}", *args])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -40,8 +42,8 @@ def csv_file(tmp_path: Path, text: str, name: str = "data.csv") -> str:
     return str(path)
 
 
-def table(db: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(db)
+def table(db: Path | str, sql: str) -> list[tuple]:
+    conn = connect(str(db)) if isinstance(db, str) else sqlite3.connect(db)
     try:
         return [tuple(r) for r in conn.execute(sql)]
     finally:

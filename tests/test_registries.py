@@ -4,6 +4,8 @@ them, and a backend is a service started and stopped with the others."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from twisted.application.service import Service
 from twisted.internet.protocol import Factory, Protocol
@@ -103,5 +105,6 @@ def test_a_backend_that_cannot_open_is_one_startup_line(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("url", ["postgres://x", "sqlite:", "gw.sqlite3", ""])
 def test_a_url_without_a_registered_scheme_is_refused_once(url: str) -> None:
-    with pytest.raises(ValueError, match=f"^--database: {url!r} is not supported; use sqlite:PATH$"):
+    forms = re.escape("sqlite:PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+    with pytest.raises(ValueError, match=f"^--database: {re.escape(repr(url))} is not supported; use {forms}$"):
         split_url(url, "--database")

@@ -15,17 +15,18 @@ from sipgateway.cli import main
 from tests.acs.conftest import FAST, fired
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> str:
-    path = tmp_path / "gw.sqlite3"
-    acs = SQLiteACS.synchronous(str(path), hash_iterations=FAST)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    postgresql = request.param == "postgresql"
+    path = request.getfixturevalue("postgres_url") if postgresql else str(tmp_path / "gw.sqlite3")
+    acs = SQLiteACS.synchronous(path, hash_iterations=FAST)
     store = acs.attempt_store()
     now = time.time()
     fired(store.fail([Limit(Key(LOGIN, "10.0.0.1", "sc1"), 1, 3600, 3600),
                       Limit(Key(LOGIN_ADDRESS, "10.0.0.1"), 30, 3600, 3600)], now, "10.0.0.1"))
     fired(store.fail([Limit(Key(PIN_PATRON, "100001"), 10, 3600, 3600)], now, "10.0.0.5 (sc1)"))
     fired(acs.close())
-    return f"sqlite:{path}"
+    return path if postgresql else f"sqlite:{path}"
 
 
 def test_list_shows_the_locks_and_the_counts(database: str, capsys: pytest.CaptureFixture[str]) -> None:

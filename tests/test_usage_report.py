@@ -11,6 +11,7 @@ import pytest
 
 from sipgateway.acs.sqlite import SQLiteACS
 from sipgateway.cli import main
+from sipgateway.usagereport import open_read_only
 from tests.acs.conftest import FAST
 
 FIGURES = [
@@ -23,13 +24,14 @@ FIGURES = [
 ]
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> str:
-    path = tmp_path / "gw.sqlite3"
-    acs = SQLiteACS.synchronous(str(path), hash_iterations=FAST)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    postgresql = request.param == "postgresql"
+    path = request.getfixturevalue("postgres_url") if postgresql else str(tmp_path / "gw.sqlite3")
+    acs = SQLiteACS.synchronous(path, hash_iterations=FAST)
     acs.runner.conn.executemany("INSERT INTO usage_figures VALUES (?, ?, ?, ?, ?, ?, ?, ?)", FIGURES)
     acs.close()
-    return f"sqlite:{path}"
+    return path if postgresql else f"sqlite:{path}"
 
 
 def report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -102,6 +104,15 @@ def test_a_missing_file_or_an_old_database_exit_1(tmp_path: Path, capsys: pytest
 
 
 def test_the_file_is_opened_read_only(database: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    if database.startswith("postgresql://"):   # a connection that refuses to write
+        conn = open_read_only(database)
+        try:
+            with pytest.raises(sqlite3.Error, match="read-only transaction"):
+                conn.execute("DELETE FROM usage_figures")
+        finally:
+            conn.close()
+        assert report(capsys, "--database", database, "--by", "day")[0] == 0
+        return
     path = database.removeprefix("sqlite:")
     os.chmod(path, 0o444)
     before = Path(path).read_bytes()

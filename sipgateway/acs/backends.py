@@ -56,6 +56,7 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "sqlite": Backend("sipgateway.startup.open_embedded", "sqlite:PATH"),
+    "postgresql": Backend("sipgateway.startup.open_embedded", "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"),
     "sip2": Backend("sipgateway.forwarding.open_forwarding", "sip2://HOST:PORT", "--acs"),
     "sip2s": Backend("sipgateway.forwarding.open_forwarding", "sip2s://HOST:PORT", "--acs"),
 }

@@ -17,6 +17,7 @@ from sipgateway.acs.upstream.url import UpstreamConfig
 from sipgateway.audit import MIN_KEY, PATRON_MODES
 from sipgateway.config.accounts import AccountConfig, account_section
 from sipgateway.config.admin import AdminConfig, admin_section
+from sipgateway.config.database import database_password
 from sipgateway.config.forwarding import DEFAULT_CACHED_ANSWER_AGE, check_rules_forwarded, forwarding_keys
 from sipgateway.config.listeners import DEFAULT_LISTENERS, ListenerConfig, listener_section, parse_listen
 from sipgateway.config.offline import UPSTREAM_OFFLINE_KEYS, OfflineConfig, offline_config
@@ -34,6 +35,8 @@ DEFAULT_MAX_PER_ADDRESS = 1000
 class Config:
     listeners: tuple[ListenerConfig, ...]
     database: str = DEFAULT_DATABASE
+    #: the password of a PostgreSQL ``database`` (taken out of its URL, or read from database_password_file)
+    database_password: str = field(default="", repr=False)
     demo: bool = False
     #: create the database file when it is missing (--init); otherwise a missing file stops start-up
     init: bool = False
@@ -77,7 +80,7 @@ _GATEWAY_KEYS = {
     "max_login_failures", "lockout_seconds", "trace", "audit_patron", "audit_key",
     "max_login_failures_per_address", "max_login_failures_per_account", "max_pin_failures",
     "max_pin_failures_per_terminal", "pin_lockout_seconds", "licences",
-    "workers",
+    "workers", "database_password_file",
 }
 
 
@@ -141,11 +144,13 @@ def load(path: str | None, *, listen: list[str] | None = None, database: str | N
     db = database or gw.get("database") or DEFAULT_DATABASE
     try:
         split_url(db, "--database/database")
+        db, db_password = database_password(db, gw.get("database_password_file"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return Config(
         listeners=tuple(listeners),
         database=db,
+        database_password=db_password,
         demo=demo or default_demo or (yes_no(gw["demo"], f"{where} demo") if "demo" in gw else False),
         init=init,
         demo_defaults=nothing_configured,

@@ -65,11 +65,20 @@ def stop(acs: SQLiteACS, children: Children) -> None:
 class Library:
     """A synchronous SQLiteACS with the demo fixtures, plus table access for assertions."""
 
-    def __init__(self, path: Path, now: FakeNow, **kwargs) -> None:
+    def __init__(self, path: Path | str, now: FakeNow, **kwargs) -> None:
         self.now = now
         self.acs = SQLiteACS.synchronous(str(path), now=now, hash_iterations=FAST, **kwargs)
         self.acs.seed_demo()
         self.db: sqlite3.Connection = self.acs.runner.conn
+
+    @property
+    def postgresql(self) -> bool:
+        return getattr(self.db, "dialect", "sqlite") == "postgresql"
+
+    def sqlite_only(self, why: str) -> None:
+        """Skip the rest of a test that checks something only SQLite has."""
+        if self.postgresql:
+            pytest.skip(f"SQLite only: {why}")
 
     def rows(self, sql: str, *params) -> list[sqlite3.Row]:
         return self.db.execute(sql, params).fetchall()
@@ -126,9 +135,17 @@ def now() -> FakeNow:
     return FakeNow()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the library is: an SQLite file, or a new PostgreSQL database (tests/conftest.py)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "lib.sqlite3")
+
+
 @pytest.fixture
-def lib(tmp_path: Path, now: FakeNow):
-    library = Library(tmp_path / "lib.sqlite3", now)
+def lib(database: str, now: FakeNow):
+    library = Library(database, now)
     yield library
     library.acs.close()
 

@@ -27,8 +27,8 @@ def limits(n: int = 3, window: float = 60.0) -> list[Limit]:
 
 
 @pytest.fixture
-def acs(tmp_path: Path):
-    library = SQLiteACS.synchronous(str(tmp_path / "gw.sqlite3"), hash_iterations=FAST)
+def acs(database: str):
+    library = SQLiteACS.synchronous(database, hash_iterations=FAST)
     yield library
     library.close()
 

@@ -111,8 +111,12 @@ CASES: dict[str, tuple[Call, object, tuple | None]] = {
 
 def contents(db: sqlite3.Connection) -> dict[str, list[tuple]]:
     """Every table but the circulation log, row by row."""
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                       "AND name NOT IN ('circulation_log', 'sqlite_sequence')")]
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        tables = [r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                           "AND tablename != 'circulation_log'")]
+    else:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                           "AND name NOT IN ('circulation_log', 'sqlite_sequence')")]
     return {t: sorted((tuple(r) for r in db.execute(f"SELECT * FROM {t}")), key=repr) for t in tables}
 
 

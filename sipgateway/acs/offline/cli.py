@@ -21,6 +21,8 @@ from typing import TextIO
 
 from sipgateway.acs.offline.export import FORMATS, export_lines
 from sipgateway.acs.offline.journal import CONFLICT, PENDING, SENT, STATES, Entry, Journal, JournalError
+from sipgateway.acs.postgresql import is_url
+from sipgateway.acs.postgresql.target import redact
 
 PROG = "sipgateway offline"
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except ValueError as e:
         err.write(f"{PROG}: {e}\n")
         return 2
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         err.write(f"{PROG}: no database at {path!r} (give the gateway's --database sqlite:PATH)\n")
         return 1
     try:
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except (sqlite3.Error, JournalError) as e:
         err.write(f"{PROG}: {e}\n")
         return 1
+    path = redact(path)
     try:
         if args.offline_command == "report":
             return _report(journal, out, args.json)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sipgateway.acs.postgresql.target import redact
 from sipgateway.acs.sqlite import schema
 from sipgateway.acs.sqlite.credentials import check_secret, hash_secret
 
@@ -84,9 +85,9 @@ class Journal:
         try:
             if migrate:
                 schema.migrate(conn)
-            elif not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'offline_journal'").fetchone():
-                raise JournalError(f"{path!r} has no offline journal: start this version of the gateway on it once "
-                                   "(it adds the tables)")
+            elif not schema.has_table(conn, "offline_journal"):
+                raise JournalError(f"{redact(path)!r} has no offline journal: start this version of the gateway on "
+                                   "it once (it adds the tables)")
         except BaseException:
             conn.close()
             raise
@@ -200,7 +201,8 @@ class Journal:
             return
         secret = hash_secret(password)
         with self._transaction():
-            self.conn.execute("INSERT OR REPLACE INTO offline_logins (login, secret, accepted_at) VALUES (?, ?, ?)",
+            self.conn.execute("INSERT INTO offline_logins (login, secret, accepted_at) VALUES (?, ?, ?) ON CONFLICT "
+                              "(login) DO UPDATE SET secret = excluded.secret, accepted_at = excluded.accepted_at",
                               (login, secret, now))
             self.conn.execute("DELETE FROM offline_logins WHERE login IN (SELECT login FROM offline_logins "
                               "ORDER BY accepted_at DESC LIMIT -1 OFFSET ?)", (MAX_LOGINS,))

@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from twisted.logger import Logger
 
 from sipgateway.acs.offline.journal import CONFLICT, PENDING, SENT
+from sipgateway.acs.postgresql import is_url
 
 log = Logger()
 
@@ -31,7 +32,12 @@ READ_TIMEOUT = 0.25
 
 def journal_counts(path: str) -> dict[str, int]:
     """Entries of the journal in the database at ``path`` by state (``REPORTED`` only)."""
-    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=READ_TIMEOUT)
+    if is_url(path):
+        from sipgateway.acs.sqlite.schema import connect
+
+        conn = connect(path)
+    else:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=READ_TIMEOUT)
     try:
         found = dict(conn.execute("SELECT state, count(*) FROM offline_journal WHERE state IN (?, ?, ?) "
                                   "GROUP BY state", REPORTED).fetchall())
@@ -43,7 +49,8 @@ def journal_counts(path: str) -> dict[str, int]:
 class OfflineCollector:
     def __init__(self, online: Callable[[], bool], path: str) -> None:
         self.online = online
-        self.path = os.path.abspath(path)  # as the journal opened it: at start-up, in the directory then
+        # as the journal opened it: at start-up, in the directory then
+        self.path = path if is_url(path) else os.path.abspath(path)
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("sipgateway_offline", "1 while no library system server is in service and the "

@@ -18,6 +18,10 @@ from sipgateway.acs.sqlite.context import Tx
 from sipgateway.attempts import MAX_KEYS, PIN_PATRON, Key, Limit, Record, counted, patron_subject
 
 _COLUMNS = "scope, subject, subject2, failures, window_start, locked_until, last_from, expires_at"
+#: INSERT OR REPLACE in the words SQLite and PostgreSQL share
+_REPLACE = ("ON CONFLICT (scope, subject, subject2) DO UPDATE SET failures = excluded.failures, "
+            "window_start = excluded.window_start, locked_until = excluded.locked_until, "
+            "last_from = excluded.last_from, expires_at = excluded.expires_at")
 #: expired rows forgotten by one failure: bounded work per write, and they go faster than they come
 PRUNE_BATCH = 256
 CAP_EVERY = 256
@@ -49,7 +53,7 @@ def fail(conn: sqlite3.Connection, limits: Sequence[Limit], now: float, source: 
         record, locks = counted(old, limit, now, source)
         new_keys += old is None
         key = record.key
-        conn.execute(f"INSERT OR REPLACE INTO auth_failures ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute(f"INSERT INTO auth_failures ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) {_REPLACE}",
                      (key.scope, key.subject, key.subject2, record.failures, record.window_start,
                       record.locked_until, record.last_from, record.expires_at))
         if locks:

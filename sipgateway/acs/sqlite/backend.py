@@ -17,6 +17,9 @@ from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
 from sipgateway.acs.backends import split_url
 from sipgateway.acs.interface import IACS, IAccounts
+from sipgateway.acs.postgresql import is_url
+from sipgateway.acs.postgresql.startup import check_postgresql
+from sipgateway.acs.postgresql.target import redact
 from sipgateway.acs.sqlite import (
     accounts,
     checkin,
@@ -57,6 +60,8 @@ def database_path(url_or_path: str) -> str:
     """``sqlite:PATH`` (or a plain path) → PATH; a scheme that names no backend
     (acs/backends.py) is a clear error."""
     text = (url_or_path or "").strip()
+    if is_url(text):
+        return text  # PostgreSQL: the URL is what every connection opens
     if _SCHEME.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):
         _, path = split_url(text, "--database")
         if path.startswith("//"):  # sqlite:///abs/path, as SQLAlchemy writes it
@@ -342,8 +347,12 @@ def open_sqlite_acs(url_or_path: str, reactor, demo: bool = False, *, init: bool
     path = database_path(url_or_path)
     if path == ":memory:":
         raise ValueError(f"--database/database {url_or_path!r}: {IN_MEMORY}")
-    path = os.path.abspath(path)  # twistd may change directory (--rundir) before the database process starts
-    _check_file(url_or_path, path, create=init or demo)
+    if is_url(path):
+        url_or_path = redact(path)
+        check_postgresql(path, create=init or demo)
+    else:
+        path = os.path.abspath(path)  # twistd may change directory (--rundir) before the database process starts
+        _check_file(url_or_path, path, create=init or demo)
     try:
         acs = SQLiteACS(path, reactor, **kwargs)
     except ValueError:

@@ -12,6 +12,7 @@ stays small.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import sys
 import time
@@ -20,11 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipgateway.acs.sqlite.errors import unavailable
+from sipgateway.acs.sqlite.errors import CommitUnknown, OutcomeUnknown, SerializationConflict, unavailable
 
 JobFunction = Callable[[sqlite3.Connection], Any]
 #: called inside the transaction before its COMMIT with an outcome per job; raising fails the batch
 Record = Callable[[sqlite3.Connection, Sequence["Outcome"]], None]
+#: how many times a batch that lost a race to another process (PostgreSQL) is run again
+CONFLICT_RETRIES = 8
+#: seconds: the pause before the first rerun is random up to twice this, doubling with each rerun
+CONFLICT_PAUSE = 0.001
 #: the most jobs one transaction takes; bounds the latency of the first job of a batch
 MAX_BATCH = 512
 #: upper bounds of the batch-size histogram (jobs per transaction), for the admin listener's /metrics
@@ -66,6 +71,8 @@ class BatchStats:
     #: commits by the time the COMMIT took, likewise over COMMIT_BUCKETS, and their sum in seconds
     commit_times: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
     commit_seconds: float = 0.0
+    #: batches rolled back and run again because another process changed what they read (PostgreSQL)
+    conflicts: int = 0
 
     def ran(self, jobs: int) -> None:
         self.batches += 1
@@ -107,11 +114,35 @@ def run_batch(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats |
               record: Record | None = None) -> list[Outcome]:
     """Run ``jobs`` in one transaction with one commit; an ``Outcome`` per job, in order.
 
-    Jobs almost never fail, so the batch is first run plainly; only if a job raises is it
+    On PostgreSQL another process may change what a batch read before it commits: the
+    batch is then rolled back whole and run again (``SerializationConflict``), up to
+    ``CONFLICT_RETRIES`` times after a short random pause, so the two do not meet again;
+    after the last, every job fails, not applied."""
+    conflict: SerializationConflict | None = None
+    for attempt in range(CONFLICT_RETRIES + 1):
+        if attempt:
+            time.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** attempt))
+        try:
+            return _run_once(conn, jobs, stats, record)
+        except CommitUnknown as e:   # never run again: it may have committed
+            return [Outcome(False, OutcomeUnknown(f"library database unavailable during {job.name}: {e}"))
+                    for job in jobs]
+        except SerializationConflict as e:
+            rollback(conn)
+            conflict = e
+            if stats is not None:
+                stats.conflicts += 1
+    return [Outcome(False, unavailable(job.name, conflict)) for job in jobs]
+
+
+def _run_once(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats | None,
+              record: Record | None) -> list[Outcome]:
+    """Jobs almost never fail, so the batch is first run plainly; only if a job raises is it
     rolled back whole and run again the careful way, each job in its own savepoint, so
     that the failing job alone is lost.  (Savepoints cost two statements a job, about a
     tenth of a checkout.)"""
-    if len(jobs) > 1:
+    # (on PostgreSQL a savepoint is two more round trips: a lone job is run plainly first too)
+    if len(jobs) > 1 or getattr(conn, "dialect", "sqlite") == "postgresql":
         outcomes = _run_plain(conn, jobs, stats, record)
         if outcomes is not None:
             return outcomes
@@ -132,6 +163,8 @@ def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats 
         if record is not None:
             record(conn, outcomes)
         _commit(conn, stats)
+    except (SerializationConflict, CommitUnknown):
+        raise
     except Exception:
         rollback(conn)
         return None
@@ -157,6 +190,8 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
             if not conn.in_transaction:
                 conn.execute(begin)
             conn.execute("SAVEPOINT job")
+        except SerializationConflict:
+            raise
         except sqlite3.Error as e:
             rollback(conn)
             lose_pending(e)
@@ -165,6 +200,8 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
         try:
             value = job.fn(conn)
             conn.execute("RELEASE job")
+        except SerializationConflict:
+            raise   # the whole transaction is lost: run_batch runs the batch again
         except Exception as e:
             outcomes[i] = Outcome(False, translate(job, e))
             if not conn.in_transaction:
@@ -185,6 +222,8 @@ def _run_careful(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStat
             if record is not None:
                 record(conn, [o for o in outcomes if o is not None])
             _commit(conn, stats)
+        except (SerializationConflict, CommitUnknown):
+            raise
         except Exception as e:
             rollback(conn)
             lose_pending(e)

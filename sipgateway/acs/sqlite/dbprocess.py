@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sipgateway.acs.model import ACSTimeout
+from sipgateway.acs.postgresql import is_url, password_for
 from sipgateway.acs.sqlite import outcomes
 from sipgateway.acs.sqlite.batch import MAX_BATCH, BatchStats
 from sipgateway.acs.sqlite.childprocess import (
@@ -133,7 +134,7 @@ class ProcessRunner:
             return
         self._started = True
         self._close_direct()
-        if self.inline_budget > 0:
+        if self.inline_budget > 0 and not is_url(self.path):  # PostgreSQL: a read is a round trip, not inline
             self._reader = InlineReader(self.path, self.inline_budget)
         self._spawn()
         self._tick_call = self.reactor.callLater(HEARTBEAT_INTERVAL, self._tick)
@@ -149,7 +150,8 @@ class ProcessRunner:
             return
         setup = Setup(path=self.path, currency=self.ctx.currency, rules=self.ctx.rules,
                       hash_iterations=self.ctx.hash_iterations, cache_size=self.cache_size,
-                      secrets_key=self.ctx.secrets.key, max_batch=self.max_batch, token=self.token)
+                      secrets_key=self.ctx.secrets.key, max_batch=self.max_batch, token=self.token,
+                      password=password_for(self.path))
         child.transport.write(encode(setup))
         self._child = child
         self._ready = self._silent = self._killing = False

@@ -21,12 +21,28 @@ def forbid_slow_work() -> None:
         raise MoveToWorker()
 
 
+class SerializationConflict(sqlite3.OperationalError):
+    """PostgreSQL: another transaction changed what this one read (SERIALIZABLE), or the two
+    deadlocked.  The transaction is rolled back whole, and the batch run again decides anew
+    (batch.py); SQLite, with one writer at a time, never raises it."""
+
+
+class CommitUnknown(sqlite3.OperationalError):
+    """PostgreSQL: the connection was lost while COMMIT was on its way, so whether the
+    transaction committed is unknown (SQLite's COMMIT either happened or raised)."""
+
+
 class ACSUnavailable(Exception):
     """The database could not complete a request (locked, disk full, I/O error, closed).
 
     The message names the operation and SQLite's reason; it never contains request
     values, so no PIN or password can leak through it into a log.
     """
+
+
+class OutcomeUnknown(ACSUnavailable):
+    """A job's batch met ``CommitUnknown``: the database process exits, so that the gateway
+    reads which of its writes committed from the database (outcomes.py)."""
 
 
 def unavailable(operation: str, error: BaseException | str) -> ACSUnavailable:

@@ -44,6 +44,8 @@ class Setup:
     #: with --workers: the descriptor of the listening socket on which the workers connect
     #: (sharedserver.py); None: this gateway's stdin and stdout are the only stream
     listen_fd: int | None = None
+    #: the password of a PostgreSQL ``path`` (acs/postgresql/target.py), when it has one
+    password: str | None = field(default=None, repr=False)
 
 
 class JobSpec(NamedTuple):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sipgateway.acs.postgresql import is_url
+
 #: below this many free bytes the file system of the database counts as full
 MIN_FREE_BYTES = 1 << 20
 
@@ -20,6 +22,8 @@ def problem(acs: Any) -> str | None:
     if why is not None:
         return why
     path = acs.path
+    if is_url(path):
+        return None  # PostgreSQL: no file; the runner's last batch says whether the server answers
     if not os.path.exists(path):
         return f"the database file {path} is missing"  # before the database process's heartbeat notices
     effective = os.access in os.supports_effective_ids

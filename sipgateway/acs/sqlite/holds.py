@@ -64,7 +64,9 @@ def _position(tx: Tx, h: sqlite3.Row) -> int:
 
 
 def _answer(tx: Tx, h: sqlite3.Row, ok_message: str, available: bool = False) -> m.HoldResult:
-    barcode = tx.value("SELECT barcode FROM items WHERE id = coalesce(?, ?)", h["item_id"], h["trapped_item_id"])
+    # the coalesce in Python: PostgreSQL cannot type coalesce() of two NULL parameters
+    copy = h["item_id"] if h["item_id"] is not None else h["trapped_item_id"]
+    barcode = None if copy is None else tx.value("SELECT barcode FROM items WHERE id = ?", copy)
     title = h["title"] or tx.value("SELECT title FROM items WHERE id = ?", h["item_id"])
     patron = tx.value("SELECT barcode FROM patrons WHERE id = ?", h["patron_id"])
     return m.HoldResult(ok=True, patron_id=patron, available=available, expiration_date=parse_stamp(h["expires_at"]),

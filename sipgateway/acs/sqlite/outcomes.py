@@ -24,6 +24,8 @@ import sqlite3
 from typing import Any
 from urllib.parse import quote
 
+from sipgateway.acs.postgresql import is_url
+
 #: how long a batch's record is kept, in seconds
 RETENTION = 120.0
 #: how often the database process prunes the records, in seconds
@@ -100,6 +102,14 @@ def committed(conn: sqlite3.Connection, token: str, numbers: set[int]) -> dict[i
 def lookup(path: str, token: str, numbers: set[int]) -> dict[int, Any] | None:
     """``committed`` on a connection of its own (the gateway, after its database process
     died); None when there is no file at ``path`` (what went into a deleted file is lost)."""
+    if is_url(path):
+        from sipgateway.acs.sqlite.schema import connect
+
+        conn = connect(path)
+        try:
+            return committed(conn, token, numbers)
+        finally:
+            conn.close()
     if not os.path.exists(path):
         return None
     # mode=rw: never create a database here

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from sipgateway.acs.postgresql import is_url
+
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -312,7 +314,12 @@ def configure(conn: sqlite3.Connection) -> None:
 
 def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
     """A connection in autocommit mode: every transaction is begun and ended explicitly.
-    With ``create=False`` a missing file is an error rather than a new empty database."""
+    With ``create=False`` a missing file is an error rather than a new empty database.
+    A ``postgresql://`` URL opens PostgreSQL (sipgateway/acs/postgresql/)."""
+    if is_url(path):
+        from sipgateway.acs.postgresql.connection import connect as connect_postgresql
+
+        return connect_postgresql(path)  # type: ignore[return-value]  # sqlite3's API, see connection.py
     if create or path == ":memory:":
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     else:
@@ -331,6 +338,10 @@ def require_writable(conn: sqlite3.Connection, path: str) -> None:
     """Raise ``DatabaseNotWritable`` when this connection cannot write.  A write statement
     that changes nothing, rolled back: nothing reaches the file.  Any other error (locked,
     no schema yet) is left to the real work to meet."""
+    if is_url(path):
+        from sipgateway.acs.postgresql import schema as pg
+
+        return pg.require_writable(conn, path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("DELETE FROM schema_version WHERE 0")
@@ -355,6 +366,13 @@ def open_for_writing(path: str) -> sqlite3.Connection:
     return conn
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """The database has a table ``name`` (SQLite or PostgreSQL)."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def current_version(conn: sqlite3.Connection) -> int:
     conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)""")
@@ -363,6 +381,10 @@ def current_version(conn: sqlite3.Connection) -> int:
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> bool:
     """Apply the migrations not applied yet, in order.  True when the schema was created now."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        from sipgateway.acs.postgresql import schema as pg
+
+        return pg.migrate(conn, migrations)
     known = max((m.version for m in migrations), default=0)
     found = current_version(conn)
     if found > known:

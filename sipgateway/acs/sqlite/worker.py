@@ -31,11 +31,13 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 
+from sipgateway.acs.postgresql import is_url
+from sipgateway.acs.postgresql.target import remember
 from sipgateway.acs.sqlite import outcomes
 from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch_or_fail
 from sipgateway.acs.sqlite.context import Call, Context
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets
-from sipgateway.acs.sqlite.errors import ACSUnavailable, deadline_passed, unavailable
+from sipgateway.acs.sqlite.errors import ACSUnavailable, OutcomeUnknown, deadline_passed, unavailable
 from sipgateway.acs.sqlite.frames import Answer, FrameReader, JobSpec, Pong, Ready, Setup, encode, encode_answer
 from sipgateway.acs.sqlite.schema import open_for_writing
 
@@ -65,9 +67,11 @@ class Worker:
         # never a new empty file in place of a missing one, never a read-only connection
         # (writes would fail until the process is restarted): refusing here makes the gateway
         # start the process again, with growing pauses, until the file can be written
+        self.postgresql = is_url(setup.path)
+        remember(setup.path, setup.password)
         self.conn = open_for_writing(setup.path)
-        #: the file we opened; the path must still name it (``file_problem``)
-        self.identity = file_identity(setup.path)
+        #: the file we opened; the path must still name it (``file_problem``); PostgreSQL has no file
+        self.identity = (0, 0) if self.postgresql else file_identity(setup.path)
         self.ctx = Context(clock=datetime.now, currency=setup.currency, rules=setup.rules,
                            secrets=VerifiedSecrets(setup.cache_size, key=setup.secrets_key, record=True),
                            hash_iterations=setup.hash_iterations)
@@ -86,6 +90,8 @@ class Worker:
     def file_problem(self) -> str | None:
         """What is wrong with the database file: deleted, or the path now names another
         file (replaced); None when the path still names the file we have open."""
+        if self.postgresql:
+            return None
         try:
             identity = file_identity(self.setup.path)
         except FileNotFoundError:
@@ -167,6 +173,12 @@ class Worker:
 
         writes = any(s.write for s in specs)
         results = run_batch_or_fail(self.conn, jobs, self.stats, traceback.print_exc, record if writes else None)
+        if any(isinstance(outcome.value, OutcomeUnknown) for outcome in results):
+            # PostgreSQL lost the connection during COMMIT: answering "failed" could be false, so we
+            # exit, and the gateway reads which writes committed from the database (outcomes.py)
+            print("database process: the connection to the database was lost during COMMIT; exiting so that "
+                  "the gateway reads which writes committed", file=sys.stderr, flush=True)
+            os._exit(3)
         values = []
         for spec, job, outcome in zip(specs, jobs, results, strict=True):
             if outcome.ok:

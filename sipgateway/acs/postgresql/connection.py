@@ -1,0 +1,265 @@
+"""A PostgreSQL connection that speaks the part of sqlite3's DB-API the job modules use.
+
+So the rules of the embedded library system exist once, written for SQLite: ``?`` and
+``:name`` placeholders become psycopg's, ``BEGIN IMMEDIATE`` (a write transaction) becomes
+a SERIALIZABLE one and ``BEGIN`` a REPEATABLE READ one, an INSERT into a table with an
+``id`` gets ``RETURNING id`` for ``lastrowid``, rows read by index and by column name like
+``sqlite3.Row``, ``numeric`` (PostgreSQL's ``sum`` of integers) reads as ``int``, and
+psycopg's errors are raised as sqlite3's (same classes, so every ``except sqlite3.Error``
+holds), a lost serialization race as ``SerializationConflict``.  Messages are
+PostgreSQL's primary message only: its details may quote the values of a row.
+
+The connection is in autocommit mode: transactions are begun and ended by statements, as
+on SQLite.  One that was lost (the server restarted) is opened again at the next BEGIN; lost
+during a COMMIT, it raises ``CommitUnknown``: that transaction may have committed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.adapt import Loader
+from psycopg.pq import TransactionStatus
+
+from sipgateway.acs.postgresql.schema import id_tables
+from sipgateway.acs.postgresql.target import describe, password_for
+from sipgateway.acs.sqlite.errors import CommitUnknown, SerializationConflict
+
+#: tables whose rows have an ``id`` (SQLite's INTEGER PRIMARY KEY): an INSERT returns it
+ID_TABLES = id_tables()
+#: seconds a connection attempt may take
+CONNECT_TIMEOUT = 10
+#: statements translated, kept; beyond this many the cache starts again (ad-hoc SQL of tools)
+MAX_TRANSLATED = 2048
+
+_TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(\?)|(?<![:\w]):([A-Za-z_]\w*)|(%)""")
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
+_BEGIN = {"BEGIN IMMEDIATE": "BEGIN ISOLATION LEVEL SERIALIZABLE",
+          "BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ"}
+
+
+class Statement(NamedTuple):
+    """A statement translated: its text, the parameter names of its ``%s`` in order (named
+    parameters: each use is a parameter of its own, so that PostgreSQL types each by where
+    it stands), and whether it returns the new row's id."""
+
+    text: str
+    names: tuple[str, ...] | None
+    returns_id: bool
+
+
+def _placeholders(sql: str, with_params: bool) -> tuple[str, tuple[str, ...] | None]:
+    if not with_params:
+        return sql, None
+    names: list[str] = []
+
+    def swap(match: re.Match) -> str:
+        if match.group(3):
+            return "%s"
+        if match.group(4):
+            names.append(match.group(4))
+            return "%s"
+        # a % anywhere, in a string literal too, is psycopg's unless doubled
+        return match.group(0).replace("%", "%%")
+
+    text = _TOKENS.sub(swap, sql)
+    return text, tuple(names) if names else None
+
+
+def translate(sql: str, with_params: bool) -> Statement:
+    """``sql`` in PostgreSQL's words."""
+    begin = _BEGIN.get(sql.strip().upper())
+    if begin is not None:
+        return Statement(begin, None, False)
+    text, names = _placeholders(sql, with_params)
+    text = text.replace("LIMIT -1", "LIMIT ALL")   # SQLite's "no limit" (before an OFFSET)
+    insert = _INSERT.match(text)
+    if insert and insert.group(1).lower() in ID_TABLES and "RETURNING" not in text.upper():
+        return Statement(text.rstrip().rstrip(";") + " RETURNING id", names, True)
+    return Statement(text, names, False)
+
+
+def _sqlite_error(e: psycopg.Error) -> sqlite3.Error:
+    """psycopg's error as the sqlite3 error a job module expects, with PostgreSQL's primary
+    message (never its detail, which may quote a row's values)."""
+    diag = getattr(e, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(e).splitlines()[0] or type(e).__name__
+    if isinstance(e, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
+        kind: type[sqlite3.Error] = SerializationConflict
+    elif isinstance(e, psycopg.IntegrityError):
+        kind = sqlite3.IntegrityError
+    elif isinstance(e, pgerrors.UndefinedTable):
+        kind, message = sqlite3.OperationalError, f"no such table ({message})"   # as SQLite says it
+    elif isinstance(e, pgerrors.UndefinedColumn):
+        kind = sqlite3.OperationalError   # SQLite's "no such column" is one too
+    elif isinstance(e, psycopg.ProgrammingError):
+        kind = sqlite3.ProgrammingError
+    elif isinstance(e, psycopg.InterfaceError):
+        kind = sqlite3.InterfaceError
+    elif isinstance(e, psycopg.DataError):
+        kind = sqlite3.DataError
+    else:
+        kind = sqlite3.OperationalError
+    error = kind(message)
+    error.sqlstate = getattr(e, "sqlstate", None)  # type: ignore[attr-defined]
+    return error
+
+
+class Row(tuple):
+    """A row by index and by column name, like ``sqlite3.Row``."""
+
+    __slots__ = ()
+    names: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names[key.lower()])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+#: a row class per list of column names
+_row_types: dict[tuple[str, ...], type[Row]] = {}
+
+
+def _row_factory(cursor: psycopg.Cursor) -> Any:
+    result = cursor.pgresult   # its field names: cheaper than ``description``, which builds objects
+    if result is None or not result.nfields:
+        return tuple
+    columns = tuple((result.fname(i) or b"").decode() for i in range(result.nfields))
+    row_type = _row_types.get(columns)
+    if row_type is None:
+        if len(_row_types) >= MAX_TRANSLATED:
+            _row_types.clear()
+        names: dict[str, int] = {}
+        for i, name in enumerate(columns):
+            names.setdefault(name.lower(), i)
+        row_type = _row_types[columns] = type("Row", (Row,), {"__slots__": (), "names": names})
+    return row_type
+
+
+class _IntegralNumeric(Loader):
+    """PostgreSQL's ``sum`` of integers is ``numeric``: an ``int`` as SQLite's is (a float
+    when it has a fraction, as SQLite's ``real``)."""
+
+    def load(self, data: Any) -> Any:
+        text = bytes(data).decode("ascii")
+        return float(text) if "." in text or "e" in text.lower() else int(text)
+
+
+class Cursor:
+    """What ``execute`` returns: the rows, ``rowcount`` and ``lastrowid``."""
+
+    __slots__ = ("_cursor", "lastrowid", "rowcount", "_rows")
+
+    def __init__(self, cursor: psycopg.Cursor, returns_id: bool) -> None:
+        self._cursor = cursor
+        self.rowcount = cursor.rowcount
+        self.lastrowid: int | None = None
+        result = cursor.pgresult
+        self._rows = result is not None and result.nfields > 0
+        if returns_id:
+            row = cursor.fetchone()
+            if row is not None:
+                self.lastrowid = row[0]
+
+    def fetchone(self) -> Row | None:
+        return self._cursor.fetchone() if self._rows else None
+
+    def fetchall(self) -> list[Row]:
+        return self._cursor.fetchall() if self._rows else []
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """One connection to ``url`` (a URL without password; see target.py)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._translated: dict[tuple[str, bool], Statement] = {}
+        self._trace: Callable[[str], object] | None = None
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
+                                  "row_factory": _row_factory}
+        if "application_name" not in self.url:   # which process it is, in pg_stat_activity
+            kwargs["application_name"] = f"sipgateway pid {os.getpid()}"
+        password = password_for(self.url)
+        if password is not None:
+            kwargs["password"] = password
+        try:
+            conn = psycopg.connect(self.url, **kwargs)
+        except psycopg.Error as e:
+            raise sqlite3.OperationalError(f"cannot connect to {describe(self.url)}: "
+                                           f"{str(e).strip().splitlines()[-1]}") from None
+        conn.adapters.register_loader("numeric", _IntegralNumeric)
+        return conn
+
+    @property
+    def in_transaction(self) -> bool:
+        # a lost connection (UNKNOWN) has nothing open any more: its transaction died with it
+        return self._conn.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.UNKNOWN)
+
+    def _sql(self, sql: str, with_params: bool) -> Statement:
+        key = (sql, with_params)
+        found = self._translated.get(key)
+        if found is None:
+            if len(self._translated) >= MAX_TRANSLATED:
+                self._translated.clear()
+            found = self._translated[key] = translate(sql, with_params)
+        return found
+
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        """``trace(sql)`` for every statement executed, as sqlite3's (tests count reads with it)."""
+        self._trace = trace
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        if self._trace is not None:
+            self._trace(sql)
+        statement = self._sql(sql, bool(params))
+        if self._conn.broken and statement.text.startswith("BEGIN"):
+            self._conn = self._connect()  # the server restarted: nothing was open on the old one
+        try:
+            cursor = self._conn.execute(statement.text, _values(params, statement.names) if params else None)
+            return Cursor(cursor, statement.returns_id)
+        except psycopg.Error as e:
+            if statement.text == "COMMIT" and self._conn.broken:
+                raise CommitUnknown(f"the connection to {describe(self.url)} was lost during COMMIT") from None
+            raise _sqlite_error(e) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        statement = self._sql(sql, True)
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(statement.text, [_values(row, statement.names) for row in rows])
+                return Cursor(cursor, False)
+        except psycopg.Error as e:
+            raise _sqlite_error(e) from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _values(params: Sequence[Any] | dict[str, Any], names: tuple[str, ...] | None) -> list[Any]:
+    """The values in the order of the statement's ``%s``; ``True`` as 1, as SQLite keeps it
+    in an INTEGER column (PostgreSQL would refuse a boolean there)."""
+    if isinstance(params, dict):
+        params = [params[name] for name in names or ()]
+    return [int(v) if v.__class__ is bool else v for v in params]
+
+
+def connect(url: str) -> PgConnection:
+    return PgConnection(url)
