@@ -7,9 +7,10 @@ connections before its checks fail is skipped; README.rst's "Taking a host out f
 maintenance" step by step; ``haproxy -c`` on the file as shipped.
 
 The database is a fixture (``shared_database``): a ``--database`` URL both gateways use and
-a function that reads the loans.  It runs on a shared SQLite file (each gateway runs its
-own database process on it; SQLite's lock serializes the writes); another backend is one
-more entry in ``DATABASES``."""
+a function that reads the loans.  Every test runs on a shared SQLite file (each gateway
+runs its own database process on it; SQLite's lock serializes the writes) and on one
+PostgreSQL database (each gateway has its own connection; SERIALIZABLE write batches decide
+between them), as the issue's layout has it: N hosts, one PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.system.haproxy import SHIPPED, Backend, HAProxyProcess, check_config, derive_config, haproxy_binary
@@ -56,6 +58,11 @@ class Loan:
     open: bool
 
 
+#: every loan: id, item barcode, patron barcode, still open (the same on both databases)
+LOANS_SQL = ("SELECT l.id, i.barcode, p.barcode, l.returned_at IS NULL FROM loans l "
+             "JOIN items i ON i.id = l.item_id JOIN patrons p ON p.id = l.patron_id")
+
+
 @dataclass
 class SharedDatabase:
     """What both gateways use: ``url`` for ``--database``, ``first_args`` for the gateway
@@ -72,8 +79,7 @@ def sqlite_database(directory: Path) -> Iterator[SharedDatabase]:
     def loans() -> list[Loan]:
         db = sqlite3.connect(path)
         try:
-            rows = db.execute("SELECT l.id, i.barcode, p.barcode, l.returned_at IS NULL FROM loans l "
-                              "JOIN items i ON i.id = l.item_id JOIN patrons p ON p.id = l.patron_id").fetchall()
+            rows = db.execute(LOANS_SQL).fetchall()
         finally:
             db.close()
         return [Loan(n, item, patron, bool(is_open)) for n, item, patron, is_open in rows]
@@ -81,12 +87,31 @@ def sqlite_database(directory: Path) -> Iterator[SharedDatabase]:
     yield SharedDatabase(f"sqlite:{path}", loans)
 
 
-DATABASES = {"sqlite": sqlite_database}
+@contextmanager
+def postgresql_database(request: pytest.FixtureRequest) -> Iterator[SharedDatabase]:
+    """An empty database on the run's PostgreSQL server (tests/conftest.py): the gateway
+    started first creates the schema (--init) and seeds the demo library."""
+    server = request.getfixturevalue("postgres")
+    url = server.create_database()
+
+    def loans() -> list[Loan]:
+        with psycopg.connect(url) as db:
+            rows = db.execute(LOANS_SQL).fetchall()
+        return [Loan(n, item, patron, bool(is_open)) for n, item, patron, is_open in rows]
+
+    try:
+        yield SharedDatabase(url, loans, ("--init", "--demo"))
+    finally:
+        server.drop_database(url)
+
+
+DATABASES = {"sqlite": lambda request: sqlite_database(request.getfixturevalue("tmp_path")),
+             "postgresql": postgresql_database}
 
 
 @pytest.fixture(params=sorted(DATABASES))
-def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedDatabase]:
-    with DATABASES[request.param](tmp_path) as database:
+def shared_database(request: pytest.FixtureRequest) -> Iterator[SharedDatabase]:
+    with DATABASES[request.param](request) as database:
         yield database
 
 
