@@ -138,3 +138,61 @@ def test_errors_are_sqlite3s_on_every_run_and_a_statement_that_failed_while_prep
         conn.execute("SELECT n, s FROM t WHERE n = ? AND 1 / ? = 1", (1, 0))
     conn.execute("INSERT INTO t (n, s) VALUES (?, ?)", (1, "one"))
     assert tuple(conn.execute("SELECT n, s FROM t WHERE n = ? AND 1 / ? = 1", (1, 1)).fetchone()) == (1, "one")
+
+
+LOG = ("INSERT INTO circulation_log (at, operation, ok, account, institution, location, patron, item, detail) "
+       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+ODD = ('say "hi"', "back\\slash", "{braces}, commas", "NULL", "", "é €", " spaced ", None)
+
+
+def log_row(n: int, detail: str, patron: str | None = "P") -> tuple:
+    return ("2026-11-27 10:00:00", f"op{n}", n % 2, "acct", "INST", "LOC", patron, f"I{n}", detail)
+
+
+def logged(conn: PgConnection) -> list[tuple]:
+    return [tuple(r) for r in conn.execute("SELECT at, operation, ok, account, institution, location, patron, item, "
+                                           "detail FROM circulation_log ORDER BY id")]
+
+
+def test_log_rows_sent_later_are_in_the_log_in_order_with_every_character(conn: PgConnection) -> None:
+    rows = [log_row(n, odd or "x", patron=odd) for n, odd in enumerate(ODD)]
+    conn.execute("BEGIN IMMEDIATE")
+    for row in rows:
+        conn.log_later(LOG, row)
+    conn.execute("COMMIT")
+    assert logged(conn) == rows
+    conn.log_later(LOG, log_row(9, "outside a transaction: at once"))
+    assert logged(conn)[-1] == log_row(9, "outside a transaction: at once")
+
+
+def test_log_rows_of_a_rolled_back_savepoint_or_transaction_are_dropped(conn: PgConnection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("SAVEPOINT job")
+    conn.log_later(LOG, log_row(1, "kept"))
+    conn.execute("RELEASE job")
+    conn.execute("SAVEPOINT job")
+    conn.log_later(LOG, log_row(2, "rolled back"))
+    conn.execute("ROLLBACK TO job")
+    conn.execute("RELEASE job")
+    assert logged(conn) == [log_row(1, "kept")]   # a read of the log sees what was logged before it
+    conn.log_later(LOG, log_row(3, "kept too"))
+    conn.execute("COMMIT")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.log_later(LOG, log_row(4, "rolled back"))
+    conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("COMMIT")
+    assert logged(conn) == [log_row(1, "kept"), log_row(3, "kept too")]
+
+
+def test_a_log_row_postgresql_refuses_fails_where_it_was_written_or_at_the_commit(conn: PgConnection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.DataError):
+        conn.log_later(LOG, log_row(1, "nul \x00 inside"))
+    conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.log_later(LOG, (None, *log_row(2, "no time")[1:]))   # at is NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("COMMIT")
+    conn.execute("ROLLBACK")
+    assert logged(conn) == []

@@ -192,6 +192,21 @@ class Cursor:
         return iter(self.fetchall())
 
 
+#: the circulation log rows of a transaction, in one statement (``log_later``), in their order
+_LOG_ROWS = ("INSERT INTO circulation_log (at, operation, ok, account, institution, location, patron, item, detail) "
+             "SELECT at, operation, ok, account, institution, location, patron, item, detail FROM unnest("
+             "$1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "
+             "$9::text[]) WITH ORDINALITY AS r (at, operation, ok, account, institution, location, patron, item, "
+             "detail, n) ORDER BY n")
+_LOG_TYPES = (str, str, int, str, str, str, str, str, str)
+
+
+def _array(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of these strings, integers and NULLs."""
+    return "{" + ",".join("NULL" if v is None else str(v) if v.__class__ is int
+                          else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 class PgConnection:
     """One connection to ``url`` (a URL without password; see target.py)."""
 
@@ -203,6 +218,8 @@ class PgConnection:
         self._trace: Callable[[str], object] | None = None
         self._conn = self._connect()
         self._direct = Direct(self._conn, row_type)
+        #: circulation log rows of the open transaction not sent yet (``log_later``)
+        self._logs: list[Sequence[Any]] = []
 
     def _connect(self) -> psycopg.Connection:
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
@@ -243,6 +260,8 @@ class PgConnection:
         if self._trace is not None:
             self._trace(sql)
         statement = self._sql(sql, bool(params))
+        if self._logs:
+            self._before(statement.text)
         if self._conn.broken and statement.text.startswith("BEGIN"):
             self._conn = self._connect()  # the server restarted: nothing was open on the old one
             self._direct = Direct(self._conn, row_type)
@@ -260,8 +279,37 @@ class PgConnection:
                 raise CommitUnknown(f"the connection to {describe(self.url)} was lost during COMMIT") from None
             raise _sqlite_error(e) from None
 
+    def log_later(self, sql: str, values: Sequence[Any]) -> None:
+        """``execute(sql, values)``, an INSERT of one circulation log row (nine columns, as
+        ``Tx.log`` writes them) whose result nobody reads, sent with the transaction's other
+        log rows in one statement before its COMMIT, its next SAVEPOINT or RELEASE, or a
+        statement on the log; so a checkout costs one round trip less.  Dropped with the
+        transaction (or savepoint) if it is rolled back, as the row would be.  Outside a
+        transaction, or with a value the log's array types do not take, run now."""
+        if not self.in_transaction or len(values) != len(_LOG_TYPES) or any(
+                v is not None and (v.__class__ is not kind or (kind is str and "\x00" in v))
+                for v, kind in zip(values, _LOG_TYPES, strict=True)):
+            self.execute(sql, values)
+            return
+        if self._trace is not None:
+            self._trace(sql)
+        self._logs.append(values)
+
+    def _before(self, text: str) -> None:
+        """The pending log rows, sent before ``text`` needs them, or dropped with a rollback."""
+        if text.startswith("ROLLBACK") or text.startswith("BEGIN"):
+            self._logs.clear()
+        elif text.startswith(("COMMIT", "SAVEPOINT", "RELEASE")) or "circulation_log" in text:
+            rows, self._logs = self._logs, []
+            try:
+                self._direct.run(_LOG_ROWS, [_array(column) for column in zip(*rows, strict=True)], False)
+            except psycopg.Error as e:
+                raise _sqlite_error(e) from None
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         statement = self._sql(sql, True)
+        if self._logs:
+            self._before(statement.text)
         try:
             with self._conn.cursor() as cursor:
                 cursor.executemany(statement.text, [_values(row, statement.names) for row in rows])
@@ -270,6 +318,7 @@ class PgConnection:
             raise _sqlite_error(e) from None
 
     def close(self) -> None:
+        self._logs.clear()
         self._conn.close()
 
 
