@@ -130,7 +130,7 @@ class Direct:
         self._row_type = row_type
         self._encoding = conn.info.encoding
         self._seen: set[tuple[str, tuple[int, ...]]] = set()
-        #: (text, parameter types) -> (name, row maker or None)
+        #: (text, parameter types) -> (name, row maker: None without columns, _UNKNOWN before a first run)
         self._prepared: dict[tuple[str, tuple[int, ...]], tuple[bytes, Callable | None]] = {}
         self._number = 0
         #: a DDL statement ran in the open transaction: nothing is prepared until it ends, so a
