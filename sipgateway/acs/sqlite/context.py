@@ -20,6 +20,8 @@ from sipgateway.acs.sqlite.credentials import DEFAULT_ITERATIONS, VerifiedSecret
 from sipgateway.acs.sqlite.rules import CirculationRules
 
 CENT = Decimal("0.01")
+LOG_INSERT = ("INSERT INTO circulation_log (at, operation, ok, account, institution, location, patron, item, "
+              "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 # SQLite's lower() folds ASCII only; title keys fold the same way so SQL and Python agree
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -69,9 +71,13 @@ class Tx:
             detail: str = "") -> None:
         """One circulation log row.  Callers pass barcodes and outcomes, never a PIN."""
         t = self.terminal
-        self.run("INSERT INTO circulation_log (at, operation, ok, account, institution, location, patron, item, "
-                 "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.stamp, operation, int(ok),
-                 t.account if t else "", t.institution if t else "", t.location if t else "", patron, item, detail)
+        values = (self.stamp, operation, int(ok), t.account if t else "", t.institution if t else "",
+                  t.location if t else "", patron, item, detail)
+        later = getattr(self.conn, "log_later", None)   # PostgreSQL: with the transaction's other rows
+        if later is not None:
+            later(LOG_INSERT, values)
+        else:
+            self.run(LOG_INSERT, *values)
 
     def here(self, current_location: str = "") -> frozenset[str]:
         """The names the terminal's place goes by: AP location, login location, institution."""

@@ -12,8 +12,9 @@ from sipgateway.acs.sqlite.context import Tx
 DIMENSIONS = ("day", "institution", "listener", "account", "terminal", "code", "outcome")
 Row = tuple[str, str, str, str, str, str, str, int]
 
+# the old count named with its table: PostgreSQL refuses a bare ``requests`` there as ambiguous
 _UPSERT = (f"INSERT INTO usage_figures ({', '.join(DIMENSIONS)}, requests) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-           f"ON CONFLICT ({', '.join(DIMENSIONS)}) DO UPDATE SET requests = requests + excluded.requests")
+           f"ON CONFLICT ({', '.join(DIMENSIONS)}) DO UPDATE SET requests = usage_figures.requests + excluded.requests")
 
 
 def add(tx: Tx, rows: Sequence[Row], keep_from: str) -> int:
