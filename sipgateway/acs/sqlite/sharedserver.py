@@ -77,7 +77,8 @@ class SharedWorker(Worker):
         self.listening = listening
         listening.setblocking(False)
         self.clients: dict[int, Client] = {}
-        self.jobs: deque[tuple[Client, JobSpec]] = deque()
+        #: every worker's calls, each with the connection it came on (Worker.serve takes batches)
+        self.queue: deque[tuple[Client, JobSpec]] = deque()  # type: ignore[assignment]
 
     # --- the connections ----------------------------------------------------------------------
 
@@ -132,14 +133,14 @@ class SharedWorker(Worker):
                 self._send_to(client, encode(Ready(*self.identity, pid=os.getpid())))
                 continue
             for spec in frame:
-                self.jobs.append((client, spec))
+                self.queue.append((client, spec))
             client.queued += len(frame)
 
     def _tidy(self) -> None:
         """Between batches: drop what broken connections had queued, close the connections
         that are done (broken, or ended and answered)."""
         if any(c.broken for c in self.clients.values()):
-            self.jobs = deque((c, s) for c, s in self.jobs if not c.broken)
+            self.queue = deque((c, s) for c, s in self.queue if not c.broken)
         for fd, client in list(self.clients.items()):
             if client.broken or (client.eof and client.queued == 0):
                 del self.clients[fd]
@@ -159,17 +160,12 @@ class SharedWorker(Worker):
             else:
                 self._receive(self.clients[source.fileno()])
 
-    def serve(self) -> None:
-        self.start_heartbeats()  # Ready to the parent: the database is open
-        while True:
-            self._tidy()
-            self._poll(block=not self.jobs and not self.eof)
-            if not self.jobs:
-                if self.eof:
-                    return
-                continue
-            batch = [self.jobs.popleft() for _ in range(min(len(self.jobs), self.setup.max_batch))]
-            self._run_shared(batch)
+    def _read(self, block: bool) -> None:  # Worker.serve's wait for calls, from every worker
+        self._tidy()
+        self._poll(block=block and not self.queue)
+
+    def _run(self, batch: list[tuple[Client, JobSpec]]) -> None:  # type: ignore[override]
+        self._run_shared(batch)
 
     # --- a batch ------------------------------------------------------------------------------
 
