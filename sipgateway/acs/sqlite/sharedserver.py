@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from sipgateway.acs.sqlite import outcomes
 from sipgateway.acs.sqlite.batch import BatchStats, Job, Outcome, run_batch_or_fail
 from sipgateway.acs.sqlite.context import Call
-from sipgateway.acs.sqlite.errors import ACSUnavailable, deadline_passed
+from sipgateway.acs.sqlite.errors import deadline_passed
 from sipgateway.acs.sqlite.frames import (
     Answer,
     FrameError,
@@ -49,7 +49,15 @@ from sipgateway.acs.sqlite.frames import (
     encode,
     encode_answer,
 )
-from sipgateway.acs.sqlite.worker import HEARTBEAT_SIGNAL, NOTHING, READ_SIZE, Worker, _file_error
+from sipgateway.acs.sqlite.worker import (
+    HEARTBEAT_SIGNAL,
+    NOTHING,
+    READ_SIZE,
+    Worker,
+    _file_error,
+    lost_with_file,
+    report_failed_jobs,
+)
 
 #: seconds a worker may leave our answers unread before its connection is dropped
 SEND_TIMEOUT = 10.0
@@ -219,23 +227,18 @@ class SharedWorker(Worker):
         writes = any(s.write for _, s in live)
         stats = live[0][0].stats  # the batch counted once: in the figures of its first worker
         results = run_batch_or_fail(self.conn, jobs, stats, traceback.print_exc, record if writes else None)
+        report_failed_jobs(jobs, results)
         values: dict[Client, list] = {}
-        for (client, spec), job, outcome in zip(live, jobs, results, strict=True):
+        for (client, spec), outcome in zip(live, results, strict=True):
             if outcome.ok:
                 values.setdefault(client, []).append((spec.number, outcome.value))
-                continue
-            failed[client].append((spec.number, outcome.value))
-            if not isinstance(outcome.value, ACSUnavailable):
-                print(f"database process: {job.name} failed", file=sys.stderr)
-                traceback.print_exception(outcome.value, file=sys.stderr)
-        sys.stderr.flush()
+            else:
+                failed[client].append((spec.number, outcome.value))
         problem = self.file_problem()
         if problem is not None:
-            # committed, if at all, into a file that is no longer the database: lost with it
             for (client, spec), outcome in zip(live, results, strict=True):
                 if outcome.ok:
-                    failed[client].append((spec.number, _file_error(spec.name, self.setup.path, f"{problem} while "
-                                                                    "it ran", "it is not in the database")))
+                    failed[client].append((spec.number, lost_with_file(spec, self.setup.path, problem)))
             return {}, problem
         done = {}
         for client, theirs in values.items():

@@ -179,22 +179,13 @@ class Worker:
             print("database process: the connection to the database was lost during COMMIT; exiting so that "
                   "the gateway reads which writes committed", file=sys.stderr, flush=True)
             os._exit(3)
+        report_failed_jobs(jobs, results)
         values = []
-        for spec, job, outcome in zip(specs, jobs, results, strict=True):
-            if outcome.ok:
-                values.append((spec.number, outcome.value))
-                continue
-            failed.append((spec.number, outcome.value))
-            if not isinstance(outcome.value, ACSUnavailable):
-                # a bug in a job: its traceback exists only here, so it is logged from here
-                print(f"database process: {job.name} failed", file=sys.stderr)
-                traceback.print_exception(outcome.value, file=sys.stderr)
-        sys.stderr.flush()
+        for spec, outcome in zip(specs, results, strict=True):
+            (values if outcome.ok else failed).append((spec.number, outcome.value))
         problem = self.file_problem()
         if problem is not None:
-            # committed, if at all, into a file that is no longer the database: lost with it
-            failed.extend((spec.number, _file_error(spec.name, self.setup.path, f"{problem} while it ran",
-                                                    "it is not in the database"))
+            failed.extend((spec.number, lost_with_file(spec, self.setup.path, problem))
                           for spec, outcome in zip(specs, results, strict=True) if outcome.ok)
             return NOTHING, problem
         if recorded and recorded[1] == len(values):
@@ -207,6 +198,22 @@ class Worker:
 
 def _file_error(operation: str, path: str, problem: str, outcome: str = "nothing was changed") -> ACSUnavailable:
     return unavailable(operation, f"the database file {path} {problem}; {outcome}")
+
+
+def lost_with_file(spec: JobSpec, path: str, problem: str) -> ACSUnavailable:
+    """A job that succeeded while the file stopped being the database: committed, if at
+    all, into a file that is no longer the database, so lost with it."""
+    return _file_error(spec.name, path, f"{problem} while it ran", "it is not in the database")
+
+
+def report_failed_jobs(jobs: Sequence[Job], results: Sequence[Outcome]) -> None:
+    """A bug in a job (not a refusal of the database): its traceback exists only in this
+    process, so it is logged from here."""
+    for job, outcome in zip(jobs, results, strict=True):
+        if not outcome.ok and not isinstance(outcome.value, ACSUnavailable):
+            print(f"database process: {job.name} failed", file=sys.stderr)
+            traceback.print_exception(outcome.value, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _first_frame(in_fd: int, reader: FrameReader) -> list:
