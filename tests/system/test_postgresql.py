@@ -48,16 +48,21 @@ def test_each_worker_has_its_own_database_process_and_connection(postgres_empty:
     conn = connect(postgres_empty)
     try:
         deadline = time.monotonic() + 30
-        while True:   # the workers start their database processes after the parent's start-up
+        while True:
+            workers = children_of(gateway.proc.pid)   # forked after the parent listens
+            # The workers start their database processes after the parent's start-up, and each
+            # worker first checks the database with a short connection of its own (its schema is
+            # there) that closes at once: wait for the state that lasts, not the first two names.
             names = {r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity "
                                                 "WHERE datname = current_database() AND pid != pg_backend_pid()")}
-            if len(names) >= 2 or time.monotonic() > deadline:
+            pids = {int(name.rsplit(" ", 1)[1]) for name in names if name.startswith("sipgateway pid ")}
+            grandchildren = {pid for w in workers for pid in children_of(w)}
+            if (len(pids) == 2 and pids <= grandchildren) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        pids = {int(name.rsplit(" ", 1)[1]) for name in names if name.startswith("sipgateway pid ")}
-        workers = children_of(gateway.proc.pid)
-        # one connection per worker's database process, none from the parent
+        # one connection per worker's database process, none from the parent or the workers
         assert len(pids) == 2 and all(any(pid in children_of(w) for w in workers) for pid in pids), (names, workers)
+        assert len({next(w for w in workers if pid in children_of(w)) for pid in pids}) == 2, (names, workers)
         with SIPClient(port) as c:
             assert c.request(ed("9300CNsc1|COpass1|CPMAIN|", 1)).startswith(b"941")
             assert c.request(ed(f"11NN{DATE}{' ' * 18}AOMAIN|AA100001|AB200002|AC|AD1234|", 2)).startswith(b"121")
