@@ -6,6 +6,8 @@ schema each migration becomes, start-up on an empty database, and passwords."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -13,9 +15,10 @@ import pytest
 
 from sipgateway.acs import model as m
 from sipgateway.acs import requests as rq
+from sipgateway.acs.postgresql import connection as pgconnection
 from sipgateway.acs.postgresql import schema as pgschema
 from sipgateway.acs.postgresql import target
-from sipgateway.acs.postgresql.connection import ID_TABLES, translate
+from sipgateway.acs.postgresql.connection import ID_TABLES, WRITE_LOCK, translate
 from sipgateway.acs.sqlite import ACSUnavailable, SQLiteACS, health, open_sqlite_acs
 from sipgateway.acs.sqlite.batch import BatchStats, Job, run_batch
 from sipgateway.acs.sqlite.errors import OutcomeUnknown, SerializationConflict
@@ -132,6 +135,100 @@ def test_a_batch_that_always_loses_fails_as_not_applied(postgres_url: str, monke
         conn.close()
     assert not outcome.ok and isinstance(outcome.value, ACSUnavailable)
     assert "could not serialize access" in str(outcome.value)
+
+
+def _waiting_for_the_turn(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as db:
+        return db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0] > 0
+
+
+def _turn_is_free(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as db:
+        taken = db.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_LOCK,)).fetchone()[0]
+        if taken:
+            db.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
+        return taken
+
+
+def test_write_batches_of_two_processes_take_turns_and_the_second_sees_the_first(postgres_url: str) -> None:
+    """Why: SERIALIZABLE batches of two gateways touching the same index pages cancelled each
+    other so often under steady checkouts that some lost all their retries; taking turns
+    (an advisory lock before BEGIN, the snapshot after it) leaves nothing to cancel."""
+    first, second = connect(postgres_url), connect(postgres_url)
+    seen: list[int] = []
+
+    def count(c: sqlite3.Connection) -> int:
+        seen.append(c.execute("SELECT count(*) FROM circulation_log WHERE operation = 'turns'").fetchone()[0])
+        c.execute("INSERT INTO circulation_log (at, operation, ok) VALUES ('now', 'turns', 1)")
+        return seen[-1]
+
+    try:
+        first.execute("BEGIN IMMEDIATE")
+        first.execute("INSERT INTO circulation_log (at, operation, ok) VALUES ('now', 'turns', 1)")
+        outcomes: list = []
+        waiting = threading.Thread(target=lambda: outcomes.extend(run_batch(second, [Job("count", count, True)])))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while not _waiting_for_the_turn(postgres_url) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _waiting_for_the_turn(postgres_url) and seen == []   # waits for its turn before its BEGIN
+        first.execute("COMMIT")
+        waiting.join(timeout=10)
+        assert [(o.ok, o.value) for o in outcomes] == [(True, 1)]   # its snapshot came after the first's commit
+        assert _turn_is_free(postgres_url)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_write_batch_that_does_not_get_its_turn_fails_as_not_applied_and_says_why(
+        postgres_url: str, monkeypatch) -> None:
+    monkeypatch.setattr(pgconnection, "_TAKE_TURN", pgconnection._TAKE_TURN.replace(
+        f"lock_timeout = {pgconnection.WRITE_LOCK_TIMEOUT_MS}", "lock_timeout = 100"))
+    runs = []
+
+    def job(c: sqlite3.Connection) -> None:
+        runs.append(1)
+        c.execute("INSERT INTO circulation_log (at, operation, ok) VALUES ('now', 'no turn', 1)")
+
+    holder = psycopg.connect(postgres_url, autocommit=True)   # a stopped gateway holding the turn
+    holder.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
+    conn = connect(postgres_url)
+    try:
+        outcomes = run_batch(conn, [Job("checkout", job, True), Job("checkin", job, True)], BatchStats())
+        assert runs == [] and [o.ok for o in outcomes] == [False, False]
+        assert all(isinstance(o.value, ACSUnavailable) for o in outcomes)
+        assert "library database unavailable during checkout: the database's write turn was not free within" \
+            in str(outcomes[0].value)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
+        (outcome,) = run_batch(conn, [Job("checkout", job, True)], BatchStats())   # free again: it runs
+        assert outcome.ok and runs == [1]
+    finally:
+        conn.close()
+        holder.close()
+
+
+def test_a_commit_that_fails_gives_the_turn_back(postgres_url: str) -> None:
+    conn = connect(postgres_url)
+    try:
+        conn.execute("CREATE TEMP TABLE once (x bigint UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO once VALUES (1)")
+        conn.execute("INSERT INTO once VALUES (1)")   # refused only at COMMIT
+        assert not _turn_is_free(postgres_url)
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("COMMIT")
+        assert not conn.in_transaction and _turn_is_free(postgres_url)
+        conn.execute("BEGIN IMMEDIATE")   # the next write takes it again, and gives it back
+        conn.execute("INSERT INTO once VALUES (2)")
+        conn.execute("COMMIT")
+        assert _turn_is_free(postgres_url)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        assert _turn_is_free(postgres_url)
+        assert [r[0] for r in conn.execute("SELECT x FROM once")] == [2]
+    finally:
+        conn.close()
 
 
 def test_statements_are_translated_outside_string_literals() -> None:

@@ -9,6 +9,15 @@ psycopg's errors are raised as sqlite3's (same classes, so every ``except sqlite
 holds), a lost serialization race as ``SerializationConflict``.  Messages are
 PostgreSQL's primary message only: its details may quote the values of a row.
 
+Write transactions take turns, as on SQLite: before its BEGIN a write transaction takes a
+session advisory lock (``WRITE_LOCK``), waiting at most ``WRITE_LOCK_TIMEOUT_MS``, and gives
+it back with its COMMIT or ROLLBACK (one round trip).  Without the turn, SERIALIZABLE
+transactions of several gateways that touch the same index pages (the newest loans, the log,
+the outcome records: every checkout does) cancel each other so often that a batch can lose
+all its retries under steady load; with it, only a transaction of another kind (a tool's,
+an operator's) can still make a write batch run again.  The snapshot is taken after the turn
+(at the transaction's first statement), so a batch sees every write batch before it.
+
 The connection is in autocommit mode: transactions are begun and ended by statements, as
 on SQLite.  One that was lost (the server restarted) is opened again at the next BEGIN; lost
 during a COMMIT, it raises ``CommitUnknown``: that transaction may have committed.
@@ -43,6 +52,14 @@ _TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(\?)|(?<![:\w]):([A-Z
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 _BEGIN = {"BEGIN IMMEDIATE": "BEGIN ISOLATION LEVEL SERIALIZABLE",
           "BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ"}
+_WRITE_BEGIN = _BEGIN["BEGIN IMMEDIATE"]
+#: pg_advisory_lock key of the write turn ("sipgateway writes"; the migrations have their own)
+WRITE_LOCK = 0x5167_7772_6974_6573
+#: how long a write transaction waits for its turn, as SQLite's busy timeout (schema.py)
+WRITE_LOCK_TIMEOUT_MS = 5000
+#: SET LOCAL lasts to the end of the implicit transaction of this one message
+_TAKE_TURN = f"SET LOCAL lock_timeout = {WRITE_LOCK_TIMEOUT_MS}; SELECT pg_advisory_lock({WRITE_LOCK})"
+_GIVE_BACK = f"SELECT pg_advisory_unlock({WRITE_LOCK})"
 
 
 class Statement(NamedTuple):
@@ -220,6 +237,8 @@ class PgConnection:
         self._direct = Direct(self._conn, row_type)
         #: circulation log rows of the open transaction not sent yet (``log_later``)
         self._logs: list[Sequence[Any]] = []
+        #: this session holds the write turn (WRITE_LOCK)
+        self._turn = False
 
     def _connect(self) -> psycopg.Connection:
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
@@ -262,22 +281,75 @@ class PgConnection:
         statement = self._sql(sql, bool(params))
         if self._logs:
             self._before(statement.text)
-        if self._conn.broken and statement.text.startswith("BEGIN"):
-            self._conn = self._connect()  # the server restarted: nothing was open on the old one
-            self._direct = Direct(self._conn, row_type)
+        if statement.text.startswith("BEGIN"):
+            return self._begin(statement)
+        if self._turn and statement.text in ("COMMIT", "ROLLBACK"):
+            return self._end_write(statement.text)
         values = _values(params, statement.names) if params else None
         try:
-            result = self._direct.run(statement.native, values, statement.returns_id)
-            if result is not None:
-                return result
-            cursor = self._conn.execute(statement.text, values)
-            pgresult = cursor.pgresult
-            self._direct.after(pgresult.command_status if pgresult is not None else None)
-            return Cursor(cursor, statement.returns_id)
+            return self._run(statement, values)
         except psycopg.Error as e:
             if statement.text == "COMMIT" and self._conn.broken:
                 raise CommitUnknown(f"the connection to {describe(self.url)} was lost during COMMIT") from None
             raise _sqlite_error(e) from None
+
+    def _run(self, statement: Statement, values: list[Any] | None) -> Cursor | Result:
+        result = self._direct.run(statement.native, values, statement.returns_id)
+        if result is not None:
+            return result
+        cursor = self._conn.execute(statement.text, values)
+        pgresult = cursor.pgresult
+        self._direct.after(pgresult.command_status if pgresult is not None else None)
+        return Cursor(cursor, statement.returns_id)
+
+    def _begin(self, statement: Statement) -> Cursor | Result:
+        """BEGIN, a write's after taking its turn.  A session the server ended (a restart, a
+        failover, an administrator) is opened again first, or when this is the statement
+        that finds it ended: nothing was open on it."""
+        try:
+            return self._begin_once(statement)
+        except psycopg.Error as e:
+            if not self._conn.broken:
+                raise _begin_error(e) from None
+        try:
+            return self._begin_once(statement)   # on a new session
+        except psycopg.Error as e:
+            raise _begin_error(e) from None
+
+    def _begin_once(self, statement: Statement) -> Cursor | Result:
+        if self._conn.broken:
+            self._conn = self._connect()
+            self._direct = Direct(self._conn, row_type)
+            self._turn = False   # a session's lock goes with it
+        if statement.text == _WRITE_BEGIN and not self._turn:
+            self._conn.execute(_TAKE_TURN)
+            self._turn = True
+        return self._run(statement, None)
+
+    def _end_write(self, text: str) -> Cursor:
+        """COMMIT or ROLLBACK the write transaction and give its turn back, in one round trip."""
+        try:
+            cursor = self._conn.execute(f"{text}; {_GIVE_BACK}")
+        except psycopg.Error as e:
+            if self._conn.broken:   # the turn went with the session
+                self._turn = False
+                if text == "COMMIT":
+                    raise CommitUnknown(f"the connection to {describe(self.url)} was lost during COMMIT") from None
+                raise _sqlite_error(e) from None
+            self._give_back()   # the transaction is over (a failed COMMIT rolls back); the unlock did not run
+            raise _sqlite_error(e) from None
+        self._turn = False
+        self._direct.ended()
+        return Cursor(cursor, False)
+
+    def _give_back(self) -> None:
+        self._direct.ended()
+        try:
+            self._conn.execute(_GIVE_BACK)
+        except psycopg.Error:
+            if not self._conn.broken:
+                return   # still held: the next write's BEGIN does not take it twice, its end gives it back
+        self._turn = False   # given back, or gone with the connection (the next BEGIN opens a new one)
 
     def log_later(self, sql: str, values: Sequence[Any]) -> None:
         """``execute(sql, values)``, an INSERT of one circulation log row (nine columns, as
@@ -320,6 +392,13 @@ class PgConnection:
     def close(self) -> None:
         self._logs.clear()
         self._conn.close()
+
+
+def _begin_error(e: psycopg.Error) -> sqlite3.Error:
+    if isinstance(e, pgerrors.LockNotAvailable):
+        return sqlite3.OperationalError(f"the database's write turn was not free within {WRITE_LOCK_TIMEOUT_MS} ms "
+                                        "(another gateway or tool held it)")
+    return _sqlite_error(e)
 
 
 def _values(params: Sequence[Any] | dict[str, Any], names: tuple[str, ...] | None) -> list[Any]:

@@ -247,6 +247,11 @@ class Direct:
             self.forget()
             self._schema_changing = self._pgconn.transaction_status != TransactionStatus.IDLE
 
+    def ended(self) -> None:
+        """A transaction ended by a statement psycopg ran (connection.py's write COMMIT)."""
+        if self._pgconn.transaction_status == TransactionStatus.IDLE:
+            self._schema_changing = False
+
     def forget(self) -> None:
         """Deallocate every prepared statement (kept if that fails: they are still there)."""
         if self._prepared:

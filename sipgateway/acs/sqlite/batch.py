@@ -157,6 +157,13 @@ def _run_plain(conn: sqlite3.Connection, jobs: Sequence[Job], stats: BatchStats 
     values = []
     try:
         conn.execute(begin)
+    except (SerializationConflict, CommitUnknown):
+        raise
+    except sqlite3.Error as e:
+        # nothing ran; the careful way would wait at the same BEGIN (busy, the write turn) once per job
+        rollback(conn)
+        return [Outcome(False, unavailable(job.name, e)) for job in jobs]
+    try:
         for job in jobs:
             values.append(job.fn(conn))
         outcomes = [Outcome(True, value) for value in values]
