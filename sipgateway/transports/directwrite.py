@@ -9,6 +9,11 @@ so, and hands everything else to the transport's own ``write``, which keeps the 
 reports errors as usual: data already buffered, a partial send (the rest is buffered), a
 send error (the transport finds it again and closes), a closing connection, TLS, or a
 transport that is not a plain TCP connection (then ``transport.write`` itself is given).
+
+A device's connection reaches its protocol through wrappers (the connection limits, the
+PROXY header reader) that pass every write through unchanged; a wrapper class says so with
+``passes_writes_through = True``, and the TCP connection under such wrappers is written to.
+Any other wrapper (TLS above all) stops the search: its own ``write`` is given.
 """
 
 from __future__ import annotations
@@ -18,13 +23,28 @@ from typing import Any
 
 from twisted.internet import tcp
 
+#: wrappers looked through at most (a device's connection has two)
+MAX_WRAPPERS = 4
+
+
+def plain_connection(transport: Any) -> tcp.Connection | None:
+    """The plain TCP connection under ``transport`` and pass-through wrappers, or None."""
+    for _ in range(MAX_WRAPPERS + 1):
+        if isinstance(transport, tcp.Connection):
+            return None if getattr(transport, "TLS", False) else transport
+        if not getattr(type(transport), "passes_writes_through", False):
+            return None
+        transport = getattr(transport, "transport", None)
+    return None
+
 
 def direct_write(transport: Any) -> Callable[[bytes], None]:
-    if not isinstance(transport, tcp.Connection) or getattr(transport, "TLS", False):
+    connection = plain_connection(transport)
+    if connection is None:
         return transport.write
 
     def write(data: bytes) -> None:
-        t = transport
+        t = connection
         if (t.connected and not t.disconnecting and not t._writeDisconnected and not t.TLS
                 and not t._tempDataBuffer and not t.dataBuffer and type(data) is bytes):
             try:

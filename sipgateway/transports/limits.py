@@ -48,6 +48,7 @@ class ConnectionCounter:
 
 
 class _Limited(ProtocolWrapper):
+    passes_writes_through = True   # directwrite.py may write to the connection under it
     admitted = False
     host = ""
 

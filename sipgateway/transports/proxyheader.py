@@ -126,6 +126,8 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     """Reads the header, then makes the connection for the wrapped protocol with the
     client's address as its peer."""
 
+    passes_writes_through = True   # directwrite.py may write to the connection under it
+
     def __init__(self, factory: ProxyHeaderFactory, wrapped: Protocol) -> None:
         super().__init__(factory, wrapped)
         self._buffer = b""

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from sipgateway.gateway import Gateway
 from sipgateway.session import Session
 from sipgateway.settings import ListenerSettings
+from sipgateway.transports.directwrite import direct_write
 from sipgateway.transports.framing import LineSplitter
 from sipgateway.transports.limits import peer_host
 
@@ -79,7 +80,8 @@ class SIPProtocol(LineDoor, Protocol):
 
     def connectionMade(self) -> None:
         self.peer = f"{self.settings.name} {describe_peer(self.transport.getPeer())}"
-        self.session = Session(self.gateway, self.settings, self.transport.write,
+        # a reply goes out at once when nothing waits to be sent (directwrite.py)
+        self.session = Session(self.gateway, self.settings, direct_write(self.transport),
                                self.transport.loseConnection, self.peer,
                                address=peer_host(self.transport.getPeer()))
         self.log.info("{peer}: connected", peer=self.peer)

@@ -1,16 +1,22 @@
 """``direct_write``: a line goes straight to the socket when nothing is buffered; anything
-else goes through the transport's own buffer, in order."""
+else goes through the transport's own buffer, in order.  A device's connection is found
+under the wrappers that pass writes through (limits, PROXY header), never under TLS."""
 
 from __future__ import annotations
 
 import socket
 
 from twisted.internet import tcp
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipgateway.transports.directwrite import direct_write
+from sipgateway.transports.directwrite import direct_write, plain_connection
+from sipgateway.transports.limits import ConnectionCounter, LimitedFactory, _Limited
+from sipgateway.transports.proxyheader import ProxyHeaderFactory, ProxyHeaderProtocol
 
 
 class DirectWriteTests(SynchronousTestCase):
@@ -61,3 +67,24 @@ class DirectWriteTests(SynchronousTestCase):
         self.assertEqual(conn._tempDataBuffer, [b"late\r"])
         other = StringTransport()
         self.assertEqual(direct_write(other), other.write)
+
+    def test_the_connection_under_pass_through_wrappers_is_written_to(self):
+        conn, peer = self.connection()
+        proxy = ProxyHeaderProtocol(ProxyHeaderFactory(Factory.forProtocol(Protocol), MemoryReactor()), Protocol())
+        proxy.transport = conn
+        limited = _Limited(LimitedFactory(Factory.forProtocol(Protocol), ConnectionCounter(10, 10), "sip"), Protocol())
+        limited.transport = proxy   # a device's connection: limits over the PROXY header over TCP
+        self.assertIs(plain_connection(limited), conn)
+        direct_write(limited)(b"98 reply\r")
+        self.assertEqual(peer.recv(100), b"98 reply\r")
+
+    def test_a_wrapper_that_changes_what_is_written_is_never_looked_through(self):
+        conn, _ = self.connection()
+        tls_factory = TLSMemoryBIOFactory(CertificateOptions(), False, Factory.forProtocol(Protocol))
+        tls = TLSMemoryBIOProtocol(tls_factory, Protocol())
+        tls.transport = conn
+        limited = _Limited(LimitedFactory(Factory.forProtocol(Protocol), ConnectionCounter(10, 10), "sip"), Protocol())
+        limited.transport = tls   # limits over TLS: the bytes must go through TLS
+        self.assertIsNone(plain_connection(limited))
+        self.assertEqual(direct_write(limited), limited.write)
+        self.assertIsNone(plain_connection(ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())))
