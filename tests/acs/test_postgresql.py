@@ -414,3 +414,26 @@ def test_a_write_committed_by_a_process_that_dies_before_answering_is_read_back_
         assert result.ok and result.item_id == "200001" and result.due_date is not None
     finally:
         stop(acs, children)
+
+
+def test_a_begin_that_fails_after_taking_the_turn_gives_it_back(postgres_url: str, monkeypatch) -> None:
+    conn = connect(postgres_url)
+    run = conn._run
+
+    def begin_fails(statement, values):   # the server refuses the BEGIN itself (it is never a lost session)
+        if statement.text.startswith("BEGIN"):
+            raise psycopg.OperationalError("out of shared memory")
+        return run(statement, values)
+
+    try:
+        monkeypatch.setattr(conn, "_run", begin_fails)
+        with pytest.raises(sqlite3.OperationalError, match="out of shared memory"):
+            conn.execute("BEGIN IMMEDIATE")
+        assert _turn_is_free(postgres_url)   # not held until this process's next write
+        monkeypatch.setattr(conn, "_run", run)
+        conn.execute("BEGIN IMMEDIATE")
+        assert not _turn_is_free(postgres_url)
+        conn.execute("COMMIT")
+        assert _turn_is_free(postgres_url)
+    finally:
+        conn.close()

@@ -324,7 +324,12 @@ class PgConnection:
         if statement.text == _WRITE_BEGIN and not self._turn:
             self._conn.execute(_TAKE_TURN)
             self._turn = True
-        return self._run(statement, None)
+        try:
+            return self._run(statement, None)
+        except psycopg.Error:
+            if self._turn and not self._conn.broken:
+                self._give_back()   # no transaction to end: the turn must not wait for the next write
+            raise
 
     def _end_write(self, text: str) -> Cursor:
         """COMMIT or ROLLBACK the write transaction and give its turn back, in one round trip."""
