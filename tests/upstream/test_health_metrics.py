@@ -4,6 +4,8 @@ library system server is in service, and the upstream and offline journal figure
 
 from __future__ import annotations
 
+import sqlite3
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import Service
@@ -179,3 +181,28 @@ class ForwardingBackendTests(SynchronousTestCase):
         got = samples(*backend.collectors())
         self.assertEqual((got[("sipgateway_offline", ())], got[("sipgateway_upstream_up", (("server", "ils:6001"),))],
                           got[("sipgateway_offline_journal_entries", (("state", "pending"),))]), (1, 0, 0))
+
+    def test_on_postgresql_the_figures_are_read_in_a_thread_never_in_the_scrape(self) -> None:
+        """An unreachable PostgreSQL server would hold the reactor (every device) for the
+        connect timeout: a scrape starts one read in a thread and shows the last one's figures."""
+        reads: list[Deferred] = []
+
+        def in_thread(fn, path: str) -> Deferred:
+            self.assertEqual(path, "postgresql://sip@db.example/library")
+            reads.append(Deferred())
+            return reads[-1]
+
+        collector = OfflineCollector(lambda: True, "postgresql://sip@db.example/library", in_thread=in_thread)
+        self.assertEqual(samples(collector), {("sipgateway_offline", ()): 0})   # nothing read yet
+        self.assertEqual(samples(collector), {("sipgateway_offline", ()): 0})
+        self.assertEqual(len(reads), 1)   # one read at a time
+        reads[0].callback({"pending": 2, "sent": 0, "conflict": 1})
+        self.assertEqual(samples(collector), {
+            ("sipgateway_offline", ()): 0,
+            ("sipgateway_offline_journal_entries", (("state", "pending"),)): 2,
+            ("sipgateway_offline_journal_entries", (("state", "sent"),)): 0,
+            ("sipgateway_offline_journal_entries", (("state", "conflict"),)): 1})
+        self.assertEqual(len(reads), 2)   # that scrape started the next read
+        reads[1].errback(sqlite3.OperationalError("cannot connect to sip@db.example/library: timeout expired"))
+        self.assertEqual(samples(collector), {("sipgateway_offline", ()): 0})   # a failed read shows nothing old
+        self.assertEqual(len(reads), 3)

@@ -7,6 +7,12 @@ The counts come from one ``SELECT ... GROUP BY state`` per scrape on a read-only
 of their own (WAL: it neither waits for the journal's writes nor holds them up), so they are
 right even after ``sipgateway offline export --mark-done`` changed the file from another
 process; the request path pays nothing for them.
+
+On PostgreSQL that read is a connection and a round trip to a server that may be slow or
+gone, so it never runs in the reactor thread (an unreachable server would hold every device
+for the connect timeout): each scrape starts one read in a thread, unless one is under way,
+and reports the figures of the last read that finished (none before the first, and none
+after a read failed).
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from sipgateway.acs.offline.journal import CONFLICT, PENDING, SENT
 from sipgateway.acs.postgresql import is_url
@@ -47,19 +57,27 @@ def journal_counts(path: str) -> dict[str, int]:
 
 
 class OfflineCollector:
-    def __init__(self, online: Callable[[], bool], path: str) -> None:
+    def __init__(self, online: Callable[[], bool], path: str,
+                 in_thread: Callable[..., Deferred] = deferToThread) -> None:
         self.online = online
         # as the journal opened it: at start-up, in the directory then
         self.path = path if is_url(path) else os.path.abspath(path)
+        #: PostgreSQL: runs ``journal_counts`` off the reactor thread
+        self._in_thread = in_thread if is_url(path) else None
+        #: PostgreSQL: the last read's counts, and whether a read is under way
+        self._last: dict[str, int] | None = None
+        self._reading = False
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("sipgateway_offline", "1 while no library system server is in service and the "
                                 "gateway answers offline (accounts with offline = accept record checkouts and "
                                 "returns in the journal), else 0", value=int(not self.online()))
         try:
-            counts = journal_counts(self.path)
+            counts = self._counts()
         except sqlite3.Error as e:  # the scrape still answers; the journal's figures are left out
-            log.warn("offline: the journal's figures cannot be read from {path}: {error}", path=self.path, error=e)
+            self._cannot_read(e)
+            return
+        if counts is None:
             return
         entries = GaugeMetricFamily("sipgateway_offline_journal_entries", "Offline journal entries by state: pending "
                                     "(waiting to be replayed), sent (outcome being resolved), conflict (refused on "
@@ -67,3 +85,25 @@ class OfflineCollector:
         for state in REPORTED:
             entries.add_metric((state,), counts[state])
         yield entries
+
+    def _counts(self) -> dict[str, int] | None:
+        if self._in_thread is None:
+            return journal_counts(self.path)
+        if not self._reading:
+            self._reading = True
+            self._in_thread(journal_counts, self.path).addCallbacks(self._read, self._not_read)
+        return self._last
+
+    def _read(self, counts: dict[str, int]) -> None:
+        self._reading, self._last = False, counts
+
+    def _not_read(self, failure: Failure) -> None:
+        self._reading, self._last = False, None
+        error: Any = failure.value
+        if not isinstance(error, sqlite3.Error):
+            log.failure("offline: reading the journal's figures failed", failure)
+            return
+        self._cannot_read(error)
+
+    def _cannot_read(self, error: sqlite3.Error) -> None:
+        log.warn("offline: the journal's figures cannot be read from {path}: {error}", path=self.path, error=error)
