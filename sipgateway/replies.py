@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 from sipgateway.acs.model import Account
 from sipgateway.settings import ErrorDetection
 from sipgateway.sip2 import Message, SIP2Error, format_message, parse
+from sipgateway.sip2.wire import with_sequence
 
 #: after this many 96 replies in a row to the same request the connection is closed
 MAX_SAME_BAD = 3
@@ -90,6 +91,24 @@ class ReplyWriter:
         ed = self.wants_ed(msg)
         return format_message(*reply, sequence=msg.fields.get("AY") if ed else None, error_detection=ed,
                               encoding=self.encoding)
+
+    def unsequenced(self, msg: Message) -> Message:
+        """``msg`` without its AY, error detection kept: a reply formatted for it is the same
+        for every sequence number, ready for ``sequenced`` (the reply memo keeps one)."""
+        fields = msg.fields
+        if "AY" not in fields:
+            return msg
+        fields = dict(fields)
+        del fields["AY"]
+        fields.setdefault("AZ", "")
+        return Message(msg.code, msg.fixed, fields)
+
+    def sequenced(self, msg: Message, data: bytes) -> bytes:
+        """``data``, formatted for ``unsequenced(msg)``, as formatted for ``msg``."""
+        sequence = msg.fields.get("AY")
+        if sequence is None or not self.wants_ed(msg):
+            return data
+        return with_sequence(data, sequence)  # type: ignore[arg-type]
 
     def format_or_96(self, msg: Message, reply: Reply) -> bytes:
         """``format``, or 96 when even that fails."""

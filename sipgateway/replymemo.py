@@ -2,8 +2,11 @@
 
 A reply's bytes are a pure function of its builder's arguments (the ACS's answer and the
 ``ReplyContext``, which holds the date to the second), the request's AY and whether the
-reply carries AY/AZ: the session keys each remembered reply on exactly those, so there is
-nothing else a stale entry could differ in.  Backends that cache their read answers (the
+reply carries AY/AZ: the session keys each remembered reply on all of those but AY, so
+there is nothing else a stale entry could differ in.  The reply is kept as formatted
+without AY and the request's AY is put in on the way out (``ReplyWriter.sequenced``): a
+device counts AY through ten digits, and keying on it made ten misses of every reply each
+second, all in the first milliseconds of the second.  Backends that cache their read answers (the
 SQLite ACS does) hand back the same answer object for the same question, so a status poll
 or a repeated item lookup within a second skips building and formatting the reply again.
 The answer is keyed by identity (answers are frozen values) and kept with the entry, so its

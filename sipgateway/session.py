@@ -287,11 +287,10 @@ class Session(LoginSteps):
         if exchange is LOGIN:
             result = self._login_answered(result)
         ctx = self._context(msg)
-        if exchange.memo:  # keyed on all the reply's bytes depend on: the builder's arguments, AY, ED
-            fields = msg.fields
-            key = (exchange.code, id(result), ctx, fields.get("AY"), self.out.wants_ed(msg))
-            data = self.gateway.memo.get(key, result) or self.gateway.memo.put(
-                key, result, self._format(msg, self._build(exchange, result, ctx, msg)))
+        if exchange.memo:  # keyed on what the reply's bytes depend on but AY: the builder's arguments, ED
+            key = (exchange.code, id(result), ctx, self.out.wants_ed(msg))
+            data = self.out.sequenced(msg, self.gateway.memo.get(key, result) or self.gateway.memo.put(
+                key, result, self._format(self.out.unsequenced(msg), self._build(exchange, result, ctx, msg))))
             if self.gateway.trace:
                 self.log.debug("{peer} <- {line}", peer=self.who, line=mask(data))
             self.out.send(data, flight.received, flight.reply_to, False)

@@ -295,6 +295,11 @@ def test_remembered_replies_follow_the_second_and_the_sequence(h: Harness) -> No
     a = h.send(with_ed("1720240105    101500AOMAIN|AB200001|", "1"))
     b = h.send(with_ed("1720240105    101500AOMAIN|AB200001|", "2"))
     assert a[-9:-6] == b"AY1" and b[-9:-6] == b"AY2"
+    assert len(h.gateway.memo._entries) == 2  # one reply without AY/AZ, one with: AY is put in
+    h.gateway.memo._entries.clear()
+    assert h.send(with_ed("1720240105    101500AOMAIN|AB200001|", "2")) == b  # as formatted afresh
+    assert h.send(with_ed("1720240105    101500AOMAIN|AB200001|", "1")) == a
+    parse(a), parse(b)  # checksums right
     h.clock.advance(1)
     later = h.send("1720240105    101500AOMAIN|AB200001|")
     assert later != first and later[8:26] == h.now.encode()

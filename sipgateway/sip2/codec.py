@@ -49,14 +49,16 @@ class _InPlan:
     """What ``parse`` needs per message code, plus the fixed parts already found valid.
     ``hot``: the attributes the fast path reads, as one tuple (unpacking it is cheaper)."""
 
-    __slots__ = ("checks", "fixed_seen", "hot")
+    __slots__ = ("checks", "fixed_seen", "hot", "repeatable")
 
     def __init__(self, spec: MessageSpec) -> None:
         #: (name, start, stop, check, values already found valid), offsets within the fixed part
         self.checks = tuple((name, start - 2, stop - 2, check, set())
                             for name, start, stop, check in spec.parse_plan)
         self.fixed_seen: dict[str, dict[str, str]] = {}
-        #: tags the fast path leaves to ``parse_checked``: lists, width rules, AY/AZ inside
+        self.repeatable = spec.repeatable
+        #: tags that need more than "the first value wins": lists, width rules, AY/AZ inside
+        #: (``_special_fields``)
         special = frozenset(spec.repeatable | INPUT_WIDTHS.keys())
         #: 65 without its date and 16 with a PHP expiry date: parse_checked reads those
         quirk = spec.code in ("65", "16")
@@ -147,10 +149,14 @@ def parse(data: bytes, encoding: str = "utf-8", *, verify: bool = True) -> Messa
             fields[piece[:2]] = piece[2:]
         elif piece:
             return parse_checked(data, encoding, verify=verify)
-    if (len(fields) != len(pieces) - pieces.count("")  # a tag twice: the first wins
-            or not special.isdisjoint(fields)
-            or (len(text) > _MAX_PIECE and max(map(len, pieces)) > _MAX_PIECE)
-            or not fields.keys() >= required):
+    if len(text) > _MAX_PIECE and max(map(len, pieces)) > _MAX_PIECE:
+        return parse_checked(data, encoding, verify=verify)
+    if len(fields) != len(pieces) - pieces.count("") or not special.isdisjoint(fields):
+        special_fields = _special_fields(pieces, plan.repeatable)  # a tag twice, lists, widths
+        if special_fields is None:
+            return parse_checked(data, encoding, verify=verify)
+        fields = special_fields
+    if not fields.keys() >= required:
         return parse_checked(data, encoding, verify=verify)
     if one_of:
         for group in one_of:
@@ -160,6 +166,38 @@ def parse(data: bytes, encoding: str = "utf-8", *, verify: bool = True) -> Messa
         fields["AY"] = sequence
         fields["AZ"] = hexpart.decode("ascii")
     return Message(code, fixed.copy(), fields)
+
+
+#: tags with an input width (a value of another width is refused), AY/AZ aside
+_WIDTHS = {tag: width for tag, width in INPUT_WIDTHS.items() if tag not in ("AY", "AZ")}
+
+
+def _special_fields(pieces: list[str], repeatable: frozenset[str]) -> dict[str, str | list[str]] | None:
+    """The variable fields as ``parse_checked`` reads them, for messages with repeated tags
+    (lists such as AF and AU; duplicates of a single-valued tag: the first wins) or tags with
+    an input width (CK, BZ, BX, ...), which upstream replies carry nearly always.  None where
+    ``parse_checked`` must decide: a value of the wrong width, AY or AZ among the fields."""
+    fields: dict[str, str | list[str]] = {}
+    for piece in pieces:
+        if not piece:
+            continue
+        tag = piece[:2]
+        value = piece[2:]
+        width = _WIDTHS.get(tag)
+        if width is not None:
+            if value and len(value) != width:
+                return None
+        elif tag == "AY" or tag == "AZ":
+            return None
+        if tag in repeatable:
+            values = fields.get(tag)
+            if values is None:
+                fields[tag] = [value]
+            else:
+                values.append(value)  # type: ignore[union-attr]
+        elif tag not in fields:
+            fields[tag] = value
+    return fields
 
 
 # -- output ---------------------------------------------------------------------------

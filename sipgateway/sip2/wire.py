@@ -35,6 +35,14 @@ def checksum(data: bytes) -> str:
     return "%04X" % (-byte_sum(data) & 0xFFFF)
 
 
+def with_sequence(data: bytes, sequence: str) -> bytes:
+    """``data``, a message ending in "AZ<checksum>" without AY, as it is formatted with
+    "AY<sequence>" (ASCII digits): the sequence number goes before AZ and the checksum takes
+    its bytes off, so nothing before it is summed again."""
+    seq = b"AY" + sequence.encode("ascii")
+    return b"%sAZ%04X" % (data[:-6] + seq, (int(data[-4:], 16) - sum(seq)) & 0xFFFF)
+
+
 def codec_name(encoding: str) -> str:
     """The codec name for ``encoding``; SIP2's separators and tags must stay single ASCII bytes."""
     name = CODEC_NAMES.get(encoding)

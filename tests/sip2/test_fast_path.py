@@ -16,7 +16,7 @@ import pytest
 
 from sipgateway.sip2 import SIP2Error, checksum, codec, format_message, parse
 from sipgateway.sip2.checked import format_checked, parse_checked
-from sipgateway.sip2.wire import byte_sum
+from sipgateway.sip2.wire import byte_sum, with_sequence
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors.jsonl"
 D = "20240105    101500"
@@ -39,6 +39,18 @@ REQUESTS = [
     f"36Y{D}AOMAIN|AA1|AFone|AFtwo|",
     f"17{D}AOMAIN|ABcáliz|AC|",
     "97",
+]
+#: replies as library systems send them (what a front gateway parses): width-checked tags
+#: (CK, BZ, CA, CB, BX, BT, CV) in nearly all, lists (AF, AU, BM) and repeated tags in many
+REPLIES_IN = [
+    f"18030201{D}CF0|AB200001|AJSketch of the Analytical Engine|BGMAIN|CK001|AQMAIN|APMAIN|CSQA76.17 .M46 1843|",
+    f"64              001{D}000100000000000000000000AOMAIN|AA100001|AEAda Lovelace|BZ0010|CA0005|CB0025|"
+    "BLY|CQY|BHUSD|BV0.00|CC10.00|AU200001|AU200002|AFone|AFtwo|",
+    f"98YYYYNN010003{D}2.00AOMAIN|AMMain Library|BXYYYYNNYYYNYNNYYY|AFWelcome|",
+    f"121NNY{D}AOMAIN|AA100001|AB200001|AJA Title|AH20240115    235900|BT01|CK001|",
+    f"101YNN{D}AOMAIN|AB200001|AQMAIN|AJA Title|CK001|CV02|",
+    f"36Y{D}AOMAIN|AA100001|AFgoodbye|AF|",
+    f"18030201{D}AB200001|AB200002|AJT|CK|",
 ]
 
 
@@ -97,8 +109,8 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 def _parse_inputs() -> list[bytes]:
-    base = [r.encode("utf-8") for r in REQUESTS] + [v["raw"].encode("utf-8") for v in _vectors()]
-    base += [_with_ed(r.encode("utf-8"), n % 10) for n, r in enumerate(REQUESTS)]
+    base = [r.encode("utf-8") for r in REQUESTS + REPLIES_IN] + [v["raw"].encode("utf-8") for v in _vectors()]
+    base += [_with_ed(r.encode("utf-8"), n % 10) for n, r in enumerate(REQUESTS + REPLIES_IN)]
     rng = random.Random(SEED)
     mutated = [_mutate(rng.choice(base), rng) for _ in range(6000)]
     return base + mutated
@@ -126,6 +138,28 @@ def test_parse_takes_the_fast_path_for_typical_requests(monkeypatch: pytest.Monk
         ed = _with_ed(text.encode(), 3)
         for data in (text.encode(), ed, ed[:-4] + ed[-4:].lower(), ed + b"\r\n"):
             assert parse(data).code == text[:2]
+
+
+def test_parse_takes_the_fast_path_for_typical_replies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A front gateway parses every upstream reply: those with lists, repeated or
+    width-checked tags are read without the checked path, to the same Message."""
+    want = {text: parse_checked(_with_ed(text.encode(), 4)) for text in REPLIES_IN}
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("took the checked path")
+
+    monkeypatch.setattr(codec, "parse_checked", refuse)
+    for text in REPLIES_IN:
+        got = parse(_with_ed(text.encode(), 4))
+        assert (got.code, got.fixed, got.fields) == (want[text].code, want[text].fixed, want[text].fields)
+    assert parse(_with_ed(REPLIES_IN[1].encode(), 4)).fields["AU"] == ["200001", "200002"]
+    assert parse(_with_ed(REPLIES_IN[-1].encode(), 4)).fields["AB"] == "200001"  # the first wins
+
+
+def test_parse_leaves_a_wrong_width_to_the_checked_path() -> None:
+    with pytest.raises(SIP2Error) as e:
+        parse(f"18030201{D}AB200001|AJT|CK01|".encode())
+    assert (e.value.reason, e.value.field) == ("field CK wrong width", "CK")
 
 
 # -- output -------------------------------------------------------------------------------
@@ -223,6 +257,15 @@ def test_format_takes_the_fast_path_for_typical_replies(monkeypatch: pytest.Monk
     got = [format_message(code, fixed, fields, sequence="1", error_detection=True)
            for code, fixed, fields in REPLIES if code != "93"]
     assert got == expected
+
+
+@pytest.mark.parametrize("code,fixed,fields", [r for r in REPLIES if r[0] != "93"])  # 93's CN has a "|"
+def test_a_sequence_number_put_in_gives_the_bytes_formatted_with_it(code: str, fixed: dict, fields: dict) -> None:
+    """The reply memo keeps replies without AY and puts the request's in (with_sequence)."""
+    plain = format_message(code, fixed, fields, error_detection=True)
+    for sequence in [str(d) for d in range(10)] + ["10", "123"]:
+        assert with_sequence(plain, sequence) == format_message(code, fixed, fields, sequence=sequence,
+                                                                error_detection=True)
 
 
 def test_remembered_values_do_not_let_a_bad_one_through() -> None:

@@ -4,15 +4,17 @@ cut into arbitrary reads, reaches the model as the same result."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sipgateway.acs.upstream.profiles import CHECKSUM_MODES, DATE_TAGS, PROFILES
 from sipgateway.acs.upstream.wire import WireSettings, decode_reply, encode_request
 from sipgateway.exchange import EXCHANGES, ReplyContext, RequestContext
-from sipgateway.sip2 import SIP2Error, format_message, parse
+from sipgateway.sip2 import ChecksumError, Message, SIP2Error, checksum, format_message, parse
 from sipgateway.transports.framing import LineSplitter
 from tests.exchange.test_table import REQUESTS, RESULTS
 
@@ -84,11 +86,60 @@ def test_decoded_replies_keep_short_lines_only_and_stay_bounded():
 
     memo = DecodedReplies(WireSettings.for_profile(PROFILES["generic"]), size=3)
     short = b"10" + b"1YNN20240506    103000" + b"AOMAIN|ABit2|AQMAIN|"
-    assert memo.decode(short) is memo.decode(short)
+    assert memo.decode(short)[0] is memo.decode(short)[0]
     long = short + (b"AF" + b"x" * 200 + b"|") * (DECODED_LINE // 200)
-    first = memo.decode(long)
+    first, _ = memo.decode(long)
     assert first.get("AB") == "it2"
-    assert memo.decode(long) is not first  # decoded again: long lines are not kept
+    assert memo.decode(long)[0] is not first  # decoded again: long lines are not kept
     for n in range(5):  # more lines than it holds: cleared, never above its size
         memo.decode(short + b"AF%d|" % n)
-        assert len(memo._lines) <= 3
+        memo.decode(with_ed(short + b"AF%d|" % n, n))
+        assert len(memo._lines) <= 3 and len(memo._bodies) <= 3
+
+
+def with_ed(body: bytes, sequence: int | None, *, lower: bool = False) -> bytes:
+    body += b"AZ" if sequence is None else b"AY%dAZ" % sequence
+    text = checksum(body)
+    return body + (text.lower() if lower else text).encode()
+
+
+def test_decoded_replies_are_one_message_whatever_the_sequence_number():
+    """A device's AY cycles through ten digits: the same answer under each is one Message
+    (the reply memo downstream keys on its identity), without AY/AZ; the AY comes beside."""
+    from sipgateway.acs.upstream.wire import DecodedReplies
+
+    memo = DecodedReplies(WireSettings.for_profile(PROFILES["generic"]))
+    body = b"18030201" + b"20240506    103000" + b"AB200001|AJA Title|CK001|AQMAIN|"
+    decoded = [memo.decode(with_ed(body, n, lower=n % 2 == 1)) for n in range(10)]
+    assert [sequence for _, sequence in decoded] == [str(n) for n in range(10)]
+    assert all(msg is decoded[0][0] for msg, _ in decoded)
+    assert decoded[0][0] == Message("18", parse(body).fixed, {"AB": "200001", "AJ": "A Title", "CK": "001",
+                                                               "AQ": "MAIN"})
+    assert memo.decode(body) == (decoded[0][0], None)  # no AY/AZ: decoded as such, its own entry
+    assert memo.decode(with_ed(body, None))[1] is None
+    bad = with_ed(body, 3)[:-4] + b"0000"
+    with pytest.raises(ChecksumError):  # a known answer with a wrong checksum is still refused
+        memo.decode(bad)
+    with pytest.raises(ChecksumError):
+        memo.decode(with_ed(body, 3)[:-4] + b"00G0")
+    loose = DecodedReplies(WireSettings.for_profile(replace(PROFILES["generic"], verify_checksum=False)))
+    assert loose.decode(with_ed(body, 1))[1] == "1"
+    assert loose.decode(bad) == (loose.decode(with_ed(body, 1))[0], "3")  # not verified: taken
+    with pytest.raises(ChecksumError):  # but still hex digits
+        loose.decode(with_ed(body, 3)[:-4] + b"00G0")
+
+
+@pytest.mark.parametrize("mode", CHECKSUM_MODES)
+def test_encoded_requests_put_the_sequence_number_in_as_encode_request_does(mode):
+    """Connections with the same settings share one memo of requests written without AY."""
+    from sipgateway.acs.upstream.wire import EncodedRequests, encoded_requests
+
+    wire = WireSettings.for_profile(PROFILES["folio"], checksum=mode)
+    assert encoded_requests(WireSettings.for_profile(PROFILES["folio"], checksum=mode)) is encoded_requests(wire)
+    memo = EncodedRequests(wire)
+    fixed = {"transaction_date": "20240506    103000"}
+    fields = {"AO": "MAIN", "AB": "Café 200001", "AC": ""}
+    for sequence in [None] + [str(n) for n in range(10)]:
+        for _ in range(2):  # written, then from the memo
+            assert memo.request("17", fixed, fields, sequence) == encode_request("17", fixed, fields, sequence, wire)
+    assert len(memo._requests) == 1

@@ -52,7 +52,7 @@ from sipgateway.acs.upstream.wire import (
     WireSettings,
     decode_reply,
     decoded_replies,
-    encode_request,
+    encoded_requests,
     resend_request,
     show,
 )
@@ -64,8 +64,6 @@ log = Logger()
 
 #: the longest wait for a late reply after a timeout, before the connection is closed
 MAX_DRAIN = 60.0
-#: requests remembered as written (``send``)
-ENCODED = 64
 
 
 @dataclass(eq=False)
@@ -97,7 +95,7 @@ class UpstreamProtocol(Protocol):
         self.lost_reason: Failure | None = None
         self._splitter = LineSplitter(MAX_REPLY)
         self._replies = decoded_replies(settings)
-        self._encoded: dict[tuple, tuple[Mapping[str, str], Mapping[str, object], bytes]] = {}
+        self._encoded = encoded_requests(settings)
         self._pending: _Pending | None = None
         self._draining: _Pending | None = None
         self._closing = False
@@ -140,20 +138,10 @@ class UpstreamProtocol(Protocol):
         if self.settings.error_detection:
             sequence = str(self._sequence)
             self._sequence = (self._sequence + 1) % 10
-        # the same request objects (UpstreamACS hands them out again for a read within a
-        # second) with the same sequence number are the same bytes: written from the memo
-        key = (code, id(fixed), id(fields), sequence)
-        entry = self._encoded.get(key)
-        if entry is not None and entry[0] is fixed and entry[1] is fields:
-            data = entry[2]
-        else:
-            try:
-                data = encode_request(code, fixed, fields, sequence, self.settings)
-            except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
-                return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
-            if len(self._encoded) >= ENCODED:
-                self._encoded.clear()
-            self._encoded[key] = (fixed, fields, data)  # kept with it: their ids cannot be reused
+        try:
+            data = self._encoded.request(code, fixed, fields, sequence)  # remembered (wire.EncodedRequests)
+        except SIP2Error as e:  # a request the model built but SIP2 cannot carry (secrets never in e)
+            return _failed(NotEncodable(f"{code} not sent: {e}", server=self.server, code=code))
         pending = _Pending(code=code, expect=spec.reply, data=data, sequence=sequence, done=Deferred())
         delay = self.timeout if deadline is None else min(self.timeout, deadline - now)
         pending.timer = self.clock.callLater(delay, self._timed_out, pending)
@@ -188,7 +176,7 @@ class UpstreamProtocol(Protocol):
         if self.settings.trace:
             log.debug("upstream {server} -> {line}", server=self.server, line=Shown(line))
         try:
-            msg = self._replies.decode(line)
+            msg, sequence = self._replies.decode(line)
         except ChecksumError:
             if not pending.asked_again:
                 pending.asked_again = True
@@ -213,8 +201,8 @@ class UpstreamProtocol(Protocol):
         if msg.code != pending.expect:
             self._bad(pending, line, f"a {msg.code} came where a {pending.expect} was due", in_step=False)
             return
-        if pending.sequence is not None and msg.sequence is not None and msg.sequence != pending.sequence:
-            self._bad(pending, line, f"reply has sequence number {msg.sequence}, request had {pending.sequence}",
+        if pending.sequence is not None and sequence is not None and sequence != pending.sequence:
+            self._bad(pending, line, f"reply has sequence number {sequence}, request had {pending.sequence}",
                       in_step=False)
             return
         self._finish(pending)

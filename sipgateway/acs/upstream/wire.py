@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sipgateway.acs.upstream.profiles import TERMINATORS, Profile
-from sipgateway.sip2 import Message, format_message, parse
-from sipgateway.sip2.wire import codec_name
+from sipgateway.sip2 import Message, checksum, format_message, parse
+from sipgateway.sip2.checked import HEX
+from sipgateway.sip2.wire import codec_name, with_sequence
 
 #: the longest reply line accepted (a 64 listing many items is long; nothing needs more)
 MAX_REPLY = 65536
@@ -25,7 +26,11 @@ SHOW_LIMIT = 200
 #: settings have a memo (at most 1 MB of lines each)
 DECODED_REPLIES = 512
 DECODED_LINE = 2048
-MAX_MEMOS = 16
+MAX_MEMOS = 32
+#: requests remembered as written, per settings (EncodedRequests)
+ENCODED_REQUESTS = 512
+_DIGITS = frozenset(b"0123456789")
+_ED_TAGS = ("AY", "AZ")
 #: CO login password, AD patron password, AC terminal password: values never shown
 _SECRET = re.compile(rb"(\||^|(?<=[0-9 Z]))(CO|AD|AC)([^|]*)")
 
@@ -95,42 +100,109 @@ class DecodedReplies:
     """Reply lines decoded lately, and what they decoded to, for connections that read alike.
 
     A decoded reply is a pure function of its bytes and the settings, so a line seen again
-    (a library system answers the same question alike within a second, AY cycling through
-    ten digits) is not parsed, checked and normalised again: its bytes were checked when it
-    was first decoded.  Lines that fail to decode are never kept.  The same Message object is
-    handed out again, so that what is read from it (``UpstreamACS``) can be remembered by
-    its identity; nothing changes a reply Message (rules work on a copy).  Bounded: lines
-    up to ``DECODED_LINE`` bytes, cleared when full."""
+    (a library system answers the same question alike within a second) is not parsed,
+    checked and normalised again.  A line ending in the usual "AY<digit>AZ<checksum>" is
+    kept by what comes before AY: the same answer with another sequence number (devices and
+    connections count AY through ten digits) is the same Message, once its checksum is
+    checked; the sequence number is handed back beside it.  Messages are handed out without
+    AY and AZ, so that the same Message object comes back for the same answer and what is
+    read from it (``UpstreamACS``) can be remembered by its identity; nothing changes a
+    reply Message (rules work on a copy).  Lines that fail to decode are never kept.
+    Bounded: lines up to ``DECODED_LINE`` bytes, cleared when full."""
 
-    __slots__ = ("settings", "size", "_lines")
+    __slots__ = ("settings", "size", "_bodies", "_lines")
 
     def __init__(self, settings: WireSettings, size: int = DECODED_REPLIES) -> None:
         self.settings = settings
         self.size = size
-        self._lines: dict[bytes, Message] = {}
+        #: what comes before "AY<digit>AZ<checksum>" -> the Message without AY/AZ
+        self._bodies: dict[bytes, Message] = {}
+        #: any other line -> (the Message without AY/AZ, its AY or None)
+        self._lines: dict[bytes, tuple[Message, str | None]] = {}
 
-    def decode(self, line: bytes) -> Message:
-        msg = self._lines.get(line)
-        if msg is None:
-            msg = decode_reply(line, self.settings)
-            if len(line) > DECODED_LINE:  # a long listing: not kept
-                return msg
-            if len(self._lines) >= self.size:
-                self._lines.clear()
-            self._lines[line] = msg
-        return msg
+    def decode(self, line: bytes) -> tuple[Message, str | None]:
+        """The reply ``line`` reads as (without AY/AZ) and its sequence number (AY) or None.
+        Raises ``SIP2Error`` (``ChecksumError`` for a checksum that does not match)."""
+        tailed = len(line) > 9 and line[-9:-7] == b"AY" and line[-6:-4] == b"AZ" and line[-7] in _DIGITS
+        if tailed:
+            msg = self._bodies.get(line[:-9])
+            if msg is not None and self._checks_out(line):
+                return msg, chr(line[-7])
+        else:
+            entry = self._lines.get(line)
+            if entry is not None:
+                return entry
+        msg = decode_reply(line, self.settings)
+        sequence = msg.sequence
+        if "AY" in msg.fields or "AZ" in msg.fields:
+            msg = Message(msg.code, msg.fixed, {tag: v for tag, v in msg.fields.items() if tag not in _ED_TAGS})
+        if len(line) <= DECODED_LINE:  # a long listing is not kept
+            kept: dict = self._bodies if tailed else self._lines
+            if len(kept) >= self.size:
+                kept.clear()
+            kept[line[:-9] if tailed else line] = msg if tailed else (msg, sequence)
+        return msg, sequence
+
+    def _checks_out(self, line: bytes) -> bool:
+        """The AZ of ``line`` is what ``decode_reply`` accepts at once (hex digits; with
+        checksums verified, our byte sum in either case); anything else is decoded afresh,
+        which accepts it (a character sum) or raises."""
+        digits = line[-4:]
+        if not HEX.issuperset(digits):
+            return False
+        return not self.settings.profile.verify_checksum or checksum(line[:-4]).encode("ascii") == digits.upper()
 
 
-_MEMOS: dict[WireSettings, DecodedReplies] = {}
+class EncodedRequests:
+    """Requests written lately, for connections that write alike: the same request objects
+    (``UpstreamACS`` hands them out again for a read within a second) are the same bytes
+    but for the sequence number, which ``request`` puts in (``with_sequence``).  Entries keep
+    the objects, so their ids cannot be reused while they live.  Bounded: cleared when full."""
+
+    __slots__ = ("settings", "size", "_requests")
+
+    def __init__(self, settings: WireSettings, size: int = ENCODED_REQUESTS) -> None:
+        self.settings = settings
+        self.size = size
+        self._requests: dict[tuple, tuple[Mapping[str, str], Mapping[str, object], bytes]] = {}
+
+    def request(self, code: str, fixed: Mapping[str, str], fields: Mapping[str, object],
+                sequence: str | None) -> bytes:
+        """``encode_request`` of these, remembered. Raises ``SIP2Error`` as it does."""
+        key = (code, id(fixed), id(fields))
+        entry = self._requests.get(key)
+        if entry is not None and entry[0] is fixed and entry[1] is fields:
+            data = entry[2]
+        else:
+            data = encode_request(code, fixed, fields, None, self.settings)
+            if len(self._requests) >= self.size:
+                self._requests.clear()
+            self._requests[key] = (fixed, fields, data)
+        if sequence is None or self.settings.checksum == "none":
+            return data
+        end = len(data) - len(self.settings.terminator)
+        return with_sequence(data[:end], sequence) + data[end:]
+
+
+_MEMOS: dict[tuple[type, WireSettings], DecodedReplies | EncodedRequests] = {}
 
 
 def decoded_replies(settings: WireSettings) -> DecodedReplies:
     """The memo shared by every connection with these settings (looked up once per connection)."""
-    memo = _MEMOS.get(settings)
+    return _memo(DecodedReplies, settings)  # type: ignore[return-value]
+
+
+def encoded_requests(settings: WireSettings) -> EncodedRequests:
+    """The memo shared by every connection with these settings (looked up once per connection)."""
+    return _memo(EncodedRequests, settings)  # type: ignore[return-value]
+
+
+def _memo(kind: type, settings: WireSettings) -> DecodedReplies | EncodedRequests:
+    memo = _MEMOS.get((kind, settings))
     if memo is None:
         if len(_MEMOS) >= MAX_MEMOS:
             _MEMOS.clear()
-        memo = _MEMOS[settings] = DecodedReplies(settings)
+        memo = _MEMOS[kind, settings] = kind(settings)
     return memo
 
 
