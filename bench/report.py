@@ -73,7 +73,9 @@ def _target_value(target: Target, row: dict, rows: dict[str, dict]) -> float | N
     if target.kind == "cold_ratio_max":
         return ours["cold_s"] / ours["warm_s"] if ours.get("warm_s") else None
     if target.kind in ("ref_share_min", "p99_hop_max_us"):
-        ref = rows.get(target.ref or "", {}).get("ours")
+        # a paired row's own runs on the gateway alone, else the reference row's
+        ref = row.get("alone") if target.kind == "p99_hop_max_us" and row.get("alone") else \
+            rows.get(target.ref or "", {}).get("ours")
         if not ref:
             return None
         if target.kind == "p99_hop_max_us":
@@ -203,6 +205,22 @@ def scaling_notes(rows: Sequence[dict]) -> list[str]:
             continue
         notes.append(f"{row['label']} x{row['conns']}: {ours['rate']:,.0f} req/s against {one['rate']:,.0f} on one "
                      f"process: {ours['rate'] / one['rate']:.2f}x ({row['result']})")
+    return notes
+
+
+def hop_notes(rows: Sequence[dict]) -> list[str]:
+    """For each paired front row, its p99 beside the gateway alone's in the runs between."""
+    notes = []
+    for row in rows:
+        ours, alone = row.get("ours"), row.get("alone")
+        if not row.get("alone_runs") or not (ours and alone):
+            continue
+        front_runs = ", ".join(f"{r['p99_us'] / 1000:.2f}" for r in row["ours_runs"])
+        alone_runs = ", ".join(f"{r['p99_us'] / 1000:.2f}" for r in row["alone_runs"])
+        notes.append(f"{row['label']}: p99 {ours['p99_us'] / 1000:.3f} ms, the gateway alone "
+                     f"{alone['p99_us'] / 1000:.3f} ms in the runs between (medians; runs through the front "
+                     f"{front_runs} ms, alone {alone_runs} ms): the hop adds "
+                     f"{(ours['p99_us'] - alone['p99_us']) / 1000:.3f} ms ({row['result']})")
     return notes
 
 

@@ -191,6 +191,14 @@ class Bench:
             self.front_error = f"the front gateway did not start: {e}"
             _progress(f"bench: {self.front_error}")
 
+    def _run_alone(self, w: workloads.Workload, offset: int) -> dict:
+        """A paired row's load on the gateway under test alone, right before a run through the front."""
+        assert self.gateway is not None
+        self.gateway.wait_quiet()
+        if self.front is not None:
+            self.front.wait_quiet()
+        return lg.run(self.loadgen, self.gateway.port, self._load(w, workloads.EXPECTED[w.request], offset))
+
     def _run_ceiling(self, w: workloads.Workload, offset: int) -> dict:
         assert self.ceiling is not None
         self.ceiling.wait_quiet()
@@ -253,7 +261,7 @@ class Bench:
                      "workers": w.workers, "beside": w.beside,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
-                     "rss_peak_kb": None, "verify": None, "front": w.front}
+                     "rss_peak_kb": None, "verify": None, "front": w.front, "alone_runs": []}
         if w.front:
             self.start_front()
             if self.front is None:
@@ -274,6 +282,15 @@ class Bench:
             offset = self.next_offset
             if w.writes:
                 self.next_offset += w.conns
+            if w.paired and self.gateway is not None and row["ours_error"] is None:
+                try:
+                    figures = self._run_alone(w, offset)
+                    row["alone_runs"].append(figures)
+                    _progress(f"  {w.key} run {attempt + 1}: alone {figures['rate']:,.0f}/s "
+                              f"p99 {figures['p99_us'] / 1000:.2f} ms wrong={figures['wrong']}")
+                except (lg.LoadgenError, OSError) as e:
+                    row["ours_error"] = f"the run on the gateway alone failed: {e}"
+                    _progress(f"  {w.key}: alone failed: {e}")
             if self.gateway is not None and row["ours_error"] is None:
                 try:
                     figures = self._run_ours(w, offset, row)
@@ -298,6 +315,7 @@ class Bench:
                     _progress(f"  {w.key}: ceiling failed: {e}")
         row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
         row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
+        row["alone"] = report.median_figures(row["alone_runs"]) if row["alone_runs"] else None
         database = self.pg_url if w.postgresql else self.admin_database if w.admin else self.database
         if w.writes and row["ours_runs"] and row["ours_error"] is None and database is not None:
             try:
@@ -424,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report.evaluate(rows)
     print(report.format_table(rows))
-    notes = report.storm_notes(rows) + report.scaling_notes(rows) + report.failure_notes(rows)
+    notes = (report.storm_notes(rows) + report.scaling_notes(rows) + report.hop_notes(rows)
+             + report.failure_notes(rows))
     for note in notes:
         print("  " + note)
     load_after = _loadavg()

@@ -239,6 +239,26 @@ def test_front_rows_run_beside_the_gateway_alone_and_are_judged_against_it():
     assert "p99<=17-paced+1ms failed: got 1.100 ms" in "\n".join(report.failure_notes(rows))
 
 
+def test_the_hop_is_judged_against_the_runs_on_the_gateway_alone_between_the_front_runs():
+    """Runs through the front alternate with runs of the same load on the gateway alone;
+    the medians of those pairs are compared, not the 17-paced row run a minute before."""
+    hop = {w.key: w for w in workloads.plan()}["17-front-paced"]
+    assert hop.paired and hop.repeats == workloads.HOP_REPEATS == 5
+    front_runs = [_figures(2000, p99=p99) for p99 in (1200, 3900, 1400, 1300, 1500)]
+    alone_runs = [_figures(2000, p99=p99) for p99 in (400, 500, 2600, 450, 380)]
+    rows = report.evaluate([
+        _row("17-paced", 10, _figures(2000, p50=300, p99=250), _figures(2000)),
+        _row("17-front-paced", 10, report.median_figures(front_runs), None, front=True, ours_runs=front_runs,
+             alone_runs=alone_runs, alone=report.median_figures(alone_runs)),
+    ])
+    assert rows[1]["result"] == "PASS"  # 1.4 ms against 0.45 alone; against the 17-paced row it would fail
+    note = "\n".join(report.hop_notes(rows))
+    assert ("17 item info paced 2,000/s via front: p99 1.400 ms, the gateway alone 0.450 ms in the runs between"
+            in note)
+    assert "runs through the front 1.20, 3.90, 1.40, 1.30, 1.50 ms, alone 0.40, 0.50, 2.60, 0.45, 0.38 ms" in note
+    assert "the hop adds 0.950 ms (PASS)" in note
+
+
 def test_two_workers_are_judged_against_one_process_at_the_same_load():
     one = _row("99-c100", 100, _figures(10_000), _figures(20_000))
     two = [_row("99-c100-w2", 100, _figures(rate), _figures(20_000)) for rate in (12_600, 12_400)]
