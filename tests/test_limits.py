@@ -4,6 +4,8 @@ test_lockout.py)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
@@ -88,6 +90,34 @@ def test_line_splitter_framing() -> None:
     s = LineSplitter(max_line=20)
     assert s.feed(b"12\r") == [b"12"]
     assert s.feed(b"\n34\r") == [b"34"]  # CR then LF in the next read: one terminator
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"17AB1", b"\r", b"\n", b"\r\n", b"x" * 19, b"x" * 20, b"99"]), max_size=12),
+       st.lists(st.integers(1, 30), max_size=12), st.booleans())
+def test_line_splitter_gives_the_same_lines_however_the_stream_is_read(pieces: list[bytes], cuts: list[int],
+                                                                       at_each_cr: bool) -> None:
+    """Reads of one whole CR-ended line take a shortcut: the lines, and the refusal of a
+    line longer than max_line, are what the stream split at once would give."""
+    stream = b"".join(pieces)
+    normal = stream.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
+    want = None if any(len(line) > 20 for line in normal) else [line for line in normal[:-1] if line]
+    if at_each_cr:  # every read a whole line, as devices send them
+        reads = [part + b"\r" for part in stream.split(b"\r")[:-1]] + [stream.split(b"\r")[-1]]
+    else:
+        reads, at = [], 0
+        for cut in cuts:
+            reads.append(stream[at:at + cut])
+            at += cut
+        reads.append(stream[at:])
+    splitter, got = LineSplitter(max_line=20), []
+    for chunk in reads:
+        lines = splitter.feed(chunk)
+        if lines is None:
+            got = None
+            break
+        got += lines
+    assert got == want
 
 
 def test_line_splitter_one_line_at_a_time() -> None:

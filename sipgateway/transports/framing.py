@@ -24,6 +24,11 @@ class LineSplitter:
         self._after_cr = False  # next_line: the last line ended with CR; a LF next is its tail
 
     def feed(self, data: bytes) -> list[bytes] | None:
+        if not self._buffer and data[-1:] == b"\r" and data.count(b"\r") == 1 and b"\n" not in data:
+            # one whole line ended by CR, as nearly every read of SIP2 traffic is
+            if len(data) > self.max_line + 1:
+                return None
+            return [data[:-1]] if len(data) > 1 else []
         buffer = self._buffer + data if self._buffer else data
         if b"\r" not in buffer and b"\n" not in buffer:
             self._buffer = buffer
