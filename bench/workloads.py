@@ -40,8 +40,8 @@ class Target:
     (ours, req/s), p50_max_us, p99_max_us, rss_max_mb, ratio_min (ours rate over the rate
     of row ``ref``), cold_ratio_max (a login storm's time on a cold cache over its time on
     a warm one), ref_share_min (ours rate over the rate of row ``ref``: a front gateway's
-    over the back's alone), p99_hop_max_us (ours p99 minus row ``ref``'s: what the hop
-    through a front gateway adds)."""
+    over the back's alone), p99_hop_max_us (ours p99 minus that of the runs on the gateway
+    alone paired with ours, or row ``ref``'s: what the hop through a front gateway adds)."""
 
     kind: str
     limit: float
@@ -65,7 +65,7 @@ class Target:
         if self.kind == "ref_share_min":
             return f">={self.limit:.0%} of {self.ref}"
         if self.kind == "p99_hop_max_us":
-            return f"p99<={self.ref}+{self.limit / 1000:g}ms"
+            return f"p99<={self.ref or 'alone'}+{self.limit / 1000:g}ms"
         raise ValueError(f"unknown target kind {self.kind!r}")
 
     def show(self, value: float) -> str:
@@ -175,7 +175,7 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "11+09-c100-admin": (Target("ratio_min", 0.90, ref="11+09-c100"),),
     # a front gateway (--acs sip2://, pass-through) in front of the gateway under test
     "63-front-c10": (Target("ref_share_min", 0.40, ref="63-c10"),),
-    "17-front-paced": (Target("p99_hop_max_us", 1000.0, ref="17-paced"),),
+    "17-front-paced": (Target("p99_hop_max_us", 1000.0),),  # against its paired runs on the gateway alone
     # on 2 cores, where the load generator takes part of the second one
     "99-c100-w2": (Target("ratio_min", 1.25, ref="99-c100"),),
 }
