@@ -1,8 +1,9 @@
 """Micro-benchmark of the codec's hot path: ``python bench/codec.py``.
 
-Prints microseconds per ``parse`` of typical requests (with AY/AZ and without) and per
-``format_message`` of typical replies (shaped as ``sipgateway.replies`` builds them, None
-values included, with AY/AZ), best of several rounds.
+Prints microseconds per ``parse`` of typical requests (with AY/AZ and without) and of the
+replies a front gateway reads from a library system, and per ``format_message`` of typical
+replies (shaped as ``sipgateway.replies`` builds them, None values included, with AY/AZ),
+best of several rounds.
 
 ``warm``: the same message again and again, as under load, when every request of a second
 carries the same date. ``cold``: a date never seen before in every message (more dates
@@ -67,6 +68,9 @@ REPLIES: dict[str, tuple[str, dict[str, str], dict[str, object]]] = {
 }
 
 
+#: replies parsed too (by a front gateway): each has a list or a width-checked tag
+REPLIES_PARSED = ("98", "18", "64", "12")
+
 #: distinct dates in a cold run: more than any cache of the codec holds
 COLD_DATES = 20000
 
@@ -102,6 +106,15 @@ def run(number: int, repeat: int, cold: bool = False, cold_dates: int = COLD_DAT
             text = data[:data.rindex(b"AY")].decode("ascii")
             items = [_ed(text.replace(DATE, d) + "AY1AZ") for d in dates]
             rows.append((f"parse {code} +AY/AZ cold", _best_each(parse, items, repeat)))
+    for code in REPLIES_PARSED:  # what a front gateway reads from the library system
+        c, fixed, fields = REPLIES[code]
+        name = next(k for k, v in fixed.items() if v == DATE)
+        lines = [format_message(c, {**fixed, name: d}, fields, sequence="2", error_detection=True)
+                 for d in (dates if cold else [DATE])]
+        if cold:
+            rows.append((f"parse reply {code} +AY/AZ cold", _best_each(parse, lines, repeat)))
+        else:
+            rows.append((f"parse reply {code} +AY/AZ", _best(lambda line=lines[0]: parse(line), number, repeat)))
     for code, (c, fixed, fields) in REPLIES.items():
         seq = "1" if c != "94" else None
         if not cold:
