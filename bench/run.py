@@ -27,8 +27,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: bench is a package
@@ -191,6 +193,23 @@ class Bench:
             self.front_error = f"the front gateway did not start: {e}"
             _progress(f"bench: {self.front_error}")
 
+    @staticmethod
+    def _timed(w: workloads.Workload, attempt: int, side: str, run: Callable[[], dict], row: dict, runs: str,
+               error: str, error_prefix: str = "") -> dict | None:
+        """One run of ``side`` (ours, alone, ceiling): its figures kept in ``row[runs]`` and
+        shown, or its failure kept in ``row[error]`` and shown (None)."""
+        try:
+            figures = run()
+        except (lg.LoadgenError, OSError) as e:
+            row[error] = f"{error_prefix}{e}"
+            _progress(f"  {w.key}: {side} failed: {e}")
+            return None
+        row[runs].append(figures)
+        wrong = "" if side == "ceiling" else f" wrong={figures['wrong']}"
+        _progress(f"  {w.key} run {attempt + 1}: {side} {figures['rate']:,.0f}/s "
+                  f"p99 {figures['p99_us'] / 1000:.2f} ms{wrong}")
+        return figures
+
     def _run_alone(self, w: workloads.Workload, offset: int) -> dict:
         """A paired row's load on the gateway under test alone, right before a run through the front."""
         assert self.gateway is not None
@@ -283,36 +302,18 @@ class Bench:
             if w.writes:
                 self.next_offset += w.conns
             if w.paired and self.gateway is not None and row["ours_error"] is None:
-                try:
-                    figures = self._run_alone(w, offset)
-                    row["alone_runs"].append(figures)
-                    _progress(f"  {w.key} run {attempt + 1}: alone {figures['rate']:,.0f}/s "
-                              f"p99 {figures['p99_us'] / 1000:.2f} ms wrong={figures['wrong']}")
-                except (lg.LoadgenError, OSError) as e:
-                    row["ours_error"] = f"the run on the gateway alone failed: {e}"
-                    _progress(f"  {w.key}: alone failed: {e}")
+                self._timed(w, attempt, "alone", partial(self._run_alone, w, offset), row, "alone_runs", "ours_error",
+                            "the run on the gateway alone failed: ")
             if self.gateway is not None and row["ours_error"] is None:
-                try:
-                    figures = self._run_ours(w, offset, row)
-                    row["ours_runs"].append(figures)
-                    _progress(f"  {w.key} run {attempt + 1}: ours {figures['rate']:,.0f}/s "
-                              f"p99 {figures['p99_us'] / 1000:.2f} ms wrong={figures['wrong']}")
-                    if w.writes:
-                        oks = figures.get("ok_by_prefix", {})
-                        verify_counts[0] += oks.get("121", 0)
-                        verify_counts[1] += oks.get("101", 0)
-                except (lg.LoadgenError, OSError) as e:
-                    row["ours_error"] = str(e)
-                    _progress(f"  {w.key}: ours failed: {e}")
+                figures = self._timed(w, attempt, "ours", partial(self._run_ours, w, offset, row), row, "ours_runs",
+                                      "ours_error")
+                if figures is not None and w.writes:
+                    oks = figures.get("ok_by_prefix", {})
+                    verify_counts[0] += oks.get("121", 0)
+                    verify_counts[1] += oks.get("101", 0)
             if self.ceiling is not None and row["ceiling_error"] is None and not w.front:
-                try:
-                    figures = self._run_ceiling(w, offset)
-                    row["ceiling_runs"].append(figures)
-                    _progress(f"  {w.key} run {attempt + 1}: ceiling {figures['rate']:,.0f}/s "
-                              f"p99 {figures['p99_us'] / 1000:.2f} ms")
-                except (lg.LoadgenError, OSError) as e:
-                    row["ceiling_error"] = str(e)
-                    _progress(f"  {w.key}: ceiling failed: {e}")
+                self._timed(w, attempt, "ceiling", partial(self._run_ceiling, w, offset), row, "ceiling_runs",
+                            "ceiling_error")
         row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
         row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
         row["alone"] = report.median_figures(row["alone_runs"]) if row["alone_runs"] else None

@@ -152,14 +152,7 @@ def parse_checked(data: bytes, encoding: str = "utf-8", *, verify: bool = True) 
                     if problem is not None:
                         error = ChecksumError if tag == "AZ" else SIP2Error
                         raise error(problem, tag, _piece_position(pieces, piece, pos))
-                if tag in repeatable:
-                    values = fields.get(tag)
-                    if values is None:
-                        fields[tag] = [value]
-                    else:
-                        values.append(value)  # type: ignore[union-attr]
-                elif tag not in fields:
-                    fields[tag] = value  # duplicates of a single-valued tag: the first wins (as EG)
+                put_field(fields, tag, value, repeatable)
             elif piece:
                 raise SIP2Error("malformed field", None, _piece_position(pieces, piece, pos),
                                 detail="a field starts with a two-character tag")
@@ -175,6 +168,19 @@ def parse_checked(data: bytes, encoding: str = "utf-8", *, verify: bool = True) 
         if not any(tag in fields for tag in group):
             raise SIP2Error(f"missing required field {' or '.join(group)}", group[0])
     return Message(code, fixed, fields)
+
+
+def put_field(fields: dict[str, str | list[str]], tag: str, value: str, repeatable: frozenset[str]) -> None:
+    """Add one variable field as read: a repeatable tag's values in a list, in order; a
+    single-valued tag given twice keeps its first value (as Evergreen reads it)."""
+    if tag in repeatable:
+        values = fields.get(tag)
+        if values is None:
+            fields[tag] = [value]
+        else:
+            values.append(value)  # type: ignore[union-attr]
+    elif tag not in fields:
+        fields[tag] = value
 
 
 def _sequence_start(data: bytes, az: int) -> int:

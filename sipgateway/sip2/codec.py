@@ -18,7 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from zlib import adler32
 
-from sipgateway.sip2.checked import BY_BYTES, HEX, RENEW_ALL_TAGS, TRAILING, format_checked, parse_checked
+from sipgateway.sip2.checked import (
+    BY_BYTES,
+    HEX,
+    RENEW_ALL_TAGS,
+    TRAILING,
+    format_checked,
+    parse_checked,
+    put_field,
+)
 from sipgateway.sip2.message import Message
 from sipgateway.sip2.messages import MESSAGES, MessageSpec
 from sipgateway.sip2.values import INPUT_WIDTHS, TAG_RULES, sequence_problem
@@ -189,14 +197,7 @@ def _special_fields(pieces: list[str], repeatable: frozenset[str]) -> dict[str, 
                 return None
         elif tag == "AY" or tag == "AZ":
             return None
-        if tag in repeatable:
-            values = fields.get(tag)
-            if values is None:
-                fields[tag] = [value]
-            else:
-                values.append(value)  # type: ignore[union-attr]
-        elif tag not in fields:
-            fields[tag] = value
+        put_field(fields, tag, value, repeatable)
     return fields
 
 

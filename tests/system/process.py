@@ -21,6 +21,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (containers without IPv6 cannot)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 class GatewayProcess:
     """One twistd process; ``args`` are the sipgateway plugin's options."""
 

@@ -12,19 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.process import TWISTD, GatewayProcess, free_port
+from tests.system.process import TWISTD, GatewayProcess, free_port, has_ipv6_loopback
 from tests.transports.certs_pki import make_pki
 
 IN_USE = "is already in use on {host} (another gateway or program listens there)"
-
-
-def _ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def start(tmp_path: Path, args: list[str], daemon: bool) -> subprocess.CompletedProcess:
@@ -89,7 +80,7 @@ def test_tls_port_in_use(tmp_path: Path, taken, daemon: bool) -> None:
                                    f"{IN_USE.format(host='127.0.0.1')}")
 
 
-@pytest.mark.skipif(not _ipv6(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 @pytest.mark.parametrize("daemon", MODES)
 def test_ipv6_port_in_use(tmp_path: Path, taken, daemon: bool) -> None:
     port = taken("::1")
@@ -111,7 +102,7 @@ def test_bad_port_or_interface(tmp_path: Path, listen: str, reason: str) -> None
                     f"sipgateway: listener {listen}: {reason}")
 
 
-@pytest.mark.skipif(not _ipv6(), reason="no IPv6 here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 here")
 def test_ipv6_interface_of_another_host_as_a_daemon(tmp_path: Path) -> None:
     listen = rf"sip:tcp:{free_port()}:interface=2001\:db8\:\:1"
     assert_one_line(start(tmp_path, ["--listen", listen], True), tmp_path,

@@ -3,8 +3,6 @@ host name is looked up on every connect."""
 
 from __future__ import annotations
 
-import socket
-
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import (
@@ -19,15 +17,7 @@ from twisted.trial import unittest
 
 from sipgateway.acs.upstream.endpoints import client_endpoint
 from sipgateway.acs.upstream.url import parse_url
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
+from tests.system.process import has_ipv6_loopback
 
 
 class EndpointTests(unittest.TestCase):
@@ -57,6 +47,6 @@ class EndpointTests(unittest.TestCase):
         return self._connects(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), "sip2://127.0.0.1:{port}")
 
     def test_an_ipv6_address_connects(self):
-        if not _has_ipv6_loopback():
+        if not has_ipv6_loopback():
             raise unittest.SkipTest("no IPv6 loopback here")
         return self._connects(TCP6ServerEndpoint(reactor, 0, interface="::1"), "sip2://[::1]:{port}")
