@@ -100,15 +100,15 @@ def _password_file(p: argparse.ArgumentParser) -> None:
 # --- the database --------------------------------------------------------------------------
 
 def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Tx]:
-    from sipgateway.acs.sqlite.backend import database_path
+    from sipgateway.acs.sqlite.backend import database_path, missing_database
 
     path = database_path(args.database)
     shown = redact(path)
     if not is_url(path):
         path = shown = os.path.abspath(path)
-        if not args.init and not os.path.exists(path):
-            raise Failed(f"no database at {path!r} (give the gateway's --database sqlite:PATH, or --init to create "
-                         "it)")
+        missing = None if args.init else missing_database(path, can_init=True)
+        if missing:
+            raise Failed(missing)
     try:
         conn = connect(path)
         if is_url(path) and not args.init and not has_table(conn, "schema_version"):

@@ -7,7 +7,6 @@ command removes is gone for a running gateway at once, without a restart.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 import time
@@ -47,10 +46,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if bool(args.list) == bool(args.subject):
         err.write("sipgateway unlock: give ADDRESS, ACCOUNT or PATRON to unlock, or --list\n")
         return 2
-    from sipgateway.acs.postgresql import is_url
     from sipgateway.acs.postgresql.target import redact
     from sipgateway.acs.sqlite import attempts
-    from sipgateway.acs.sqlite.backend import database_path
+    from sipgateway.acs.sqlite.backend import database_path, missing_database
     from sipgateway.acs.sqlite.schema import connect
 
     try:
@@ -58,8 +56,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except ValueError as e:
         err.write(f"sipgateway unlock: {e}\n")
         return 2
-    if not is_url(path) and not os.path.exists(path):
-        err.write(f"sipgateway unlock: no database at {path!r} (give the gateway's --database sqlite:PATH)\n")
+    missing = missing_database(path)
+    if missing:
+        err.write(f"sipgateway unlock: {missing}\n")
         return 1
     try:
         conn = connect(path)

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def open_read_only(database: str) -> sqlite3.Connection:
     """The database file, read-only; ``OSError`` or ``sqlite3.Error`` saying why not."""
-    from sipgateway.acs.sqlite.backend import database_path
+    from sipgateway.acs.sqlite.backend import database_path, missing_database
 
     path = database_path(database)
     if is_url(path):   # PostgreSQL: a connection that cannot write
@@ -81,8 +81,9 @@ def open_read_only(database: str) -> sqlite3.Connection:
         conn.execute("SET default_transaction_read_only = on")
         return conn  # type: ignore[return-value]  # sqlite3's API, see acs/postgresql/connection.py
     path = os.path.abspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no database at {path!r} (give the gateway's --database sqlite:PATH)")
+    missing = missing_database(path)
+    if missing:
+        raise FileNotFoundError(missing)
     return sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
 
 

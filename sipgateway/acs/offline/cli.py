@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -21,7 +20,6 @@ from typing import TextIO
 
 from sipgateway.acs.offline.export import FORMATS, export_lines
 from sipgateway.acs.offline.journal import CONFLICT, PENDING, SENT, STATES, Entry, Journal, JournalError
-from sipgateway.acs.postgresql import is_url
 from sipgateway.acs.postgresql.target import redact
 
 PROG = "sipgateway offline"
@@ -47,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    from sipgateway.acs.sqlite.backend import database_path
+    from sipgateway.acs.sqlite.backend import database_path, missing_database
 
     try:
         path = database_path(args.database)
@@ -55,8 +53,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except ValueError as e:
         err.write(f"{PROG}: {e}\n")
         return 2
-    if not is_url(path) and not os.path.exists(path):
-        err.write(f"{PROG}: no database at {path!r} (give the gateway's --database sqlite:PATH)\n")
+    missing = missing_database(path)
+    if missing:
+        err.write(f"{PROG}: {missing}\n")
         return 1
     try:
         journal = Journal.open(path, migrate=False)

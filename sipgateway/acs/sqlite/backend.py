@@ -73,6 +73,15 @@ def database_path(url_or_path: str) -> str:
     return path
 
 
+def missing_database(path: str, *, can_init: bool = False) -> str | None:
+    """What a tool says when ``path`` (``database_path``'s) is a SQLite file that is not
+    there, or None (a PostgreSQL URL, or a file that exists)."""
+    if is_url(path) or os.path.exists(path):
+        return None
+    init = ", or --init to create it" if can_init else ""
+    return f"no database at {path!r} (give the gateway's --database sqlite:PATH{init})"
+
+
 @implementer(IACS, IAccounts)
 class SQLiteACS:
     """The embedded library system.  Every IACS call is one job (one transaction) of the
