@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 TWISTD = str(BIN / "twistd")
@@ -19,6 +21,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], what: str, seconds: float = 60.0, every: float = 0.05) -> Any:
+    """``check()`` again every ``every`` seconds until it gives something true, which is
+    returned; fails the test naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
 
 
 def has_ipv6_loopback() -> bool:

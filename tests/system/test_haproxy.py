@@ -33,7 +33,7 @@ import psycopg
 import pytest
 
 from tests.system.haproxy import SHIPPED, Backend, HAProxyProcess, check_config, derive_config, haproxy_binary
-from tests.system.process import GatewayProcess, SIPClient, free_port, wait_gone
+from tests.system.process import GatewayProcess, SIPClient, free_port, wait_gone, wait_until
 from tests.transports.certs_pki import PKI, make_pki
 
 DATE = "20240105    101500"
@@ -283,13 +283,6 @@ class Device(threading.Thread):
             client.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def test_shipped_config_is_valid(tmp_path: Path) -> None:
     """``haproxy -c`` accepts etc/haproxy.cfg as shipped, with certificates where it names them."""
     binary = haproxy_binary()
@@ -311,8 +304,8 @@ def test_kill_9_of_one_gateway_behind_haproxy(tmp_path: Path, shared_database: S
                    for n, (patron, pin, item) in enumerate(DEVICES)]
         for device in devices:
             device.start()
-        wait_until(lambda: all(len(d.acks) >= ROUND or d.error for d in devices), 120,
-                   "the devices stalled before the kill")
+        wait_until(lambda: all(len(d.acks) >= ROUND or d.error for d in devices),
+                   "the devices' first rounds (they stalled before the kill)", 120)
         # leastconn shared the devices out: both gateways serve some
         held = {name: cluster.logged_in(name) for name in ("gw1", "gw2")}
         assert all(held.values()), held
@@ -392,7 +385,7 @@ def test_a_gateway_refusing_connections_before_its_checks_fail_is_skipped(
             client.close()
         # HAProxy logs a connection when it ends; "+1" retries: sent elsewhere after a failed try
         served = re.compile(r"^127\.0\.0\.2\d:\d+ .* sip2_gateways/gw2 .* \d+/\d+/\d+/\d+/(\+?\d+) ", re.MULTILINE)
-        wait_until(lambda: len(served.findall(cluster.haproxy.log())) == len(clients), 10, cluster.haproxy.log())
+        wait_until(lambda: len(served.findall(cluster.haproxy.log())) == len(clients), cluster.haproxy.log(), 10)
         assert served.findall(cluster.haproxy.log()).count("+1") >= 3, cluster.haproxy.log()
     finally:
         for client, _ in clients:

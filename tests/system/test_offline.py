@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sipgateway.sip2 import parse
-from tests.system.process import GatewayProcess, SIPClient, free_port
+from tests.system.process import GatewayProcess, SIPClient, free_port, wait_until
 
 DATE = "20240105    101500"
 LOGIN = "9300CNkiosk|COkiosk-secret|CPMAIN|"
@@ -69,16 +68,6 @@ def running() -> Iterator[list[Gateway]]:
     for g in reversed(gateways):
         if g.proc is not None and g.proc.proc is not None and g.proc.proc.poll() is None:
             g.proc.stop()
-
-
-def wait_until(check, what: str, seconds: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 def offline_98(port: int) -> bytes | None:
