@@ -23,7 +23,7 @@ from sipgateway.acs.sqlite import accounts, imports
 from sipgateway.acs.sqlite.context import Context, Tx
 from sipgateway.acs.sqlite.credentials import VerifiedSecrets, hash_secret
 from sipgateway.acs.sqlite.rules import CirculationRules
-from sipgateway.acs.sqlite.schema import SchemaError, connect, has_table, migrate
+from sipgateway.acs.sqlite.schema import SchemaError, connect, has_table, migrate, write_transaction
 from sipgateway.config import DEFAULT_DATABASE
 
 PROG = "sipgateway db"
@@ -133,12 +133,9 @@ def _in_transaction(args: argparse.Namespace, work) -> int:
         sys.stderr.write(f"{PROG}: {e}\n")
         return 1
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        done = work(conn, tx)
-        conn.execute("COMMIT")
+        with write_transaction(conn):
+            done = work(conn, tx)
     except (Failed, ValueError, sqlite3.Error) as e:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         sys.stderr.write(f"{PROG}: {e}\n")
         return 1
     finally:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     from sipgateway.acs.postgresql.target import redact
     from sipgateway.acs.sqlite import attempts
     from sipgateway.acs.sqlite.backend import database_path, missing_database
-    from sipgateway.acs.sqlite.schema import connect
+    from sipgateway.acs.sqlite.schema import connect, write_transaction
 
     try:
         path = database_path(args.database)
@@ -68,15 +68,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     path = redact(path)
     now = time.time()
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        if args.list:
-            records = attempts.records(conn)
-        else:
-            records = attempts.unlock(conn, args.subject.strip())
-        conn.execute("COMMIT")
+        with write_transaction(conn):
+            records = attempts.records(conn) if args.list else attempts.unlock(conn, args.subject.strip())
     except sqlite3.Error as e:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         if "no such table" in str(e):
             err.write(f"sipgateway unlock: {path!r} has no lockout table: start this version of the gateway on it "
                       "once (it adds the table)\n")

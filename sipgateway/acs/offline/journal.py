@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sipgateway.acs.postgresql.target import redact
@@ -217,21 +218,5 @@ class Journal:
     def _count(self, where: str, args: tuple = ()) -> int:
         return self.conn.execute(f"SELECT count(*) FROM offline_journal WHERE {where}", args).fetchone()[0]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.conn)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, value: object, tb: object) -> None:
-        if kind is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return schema.write_transaction(self.conn)

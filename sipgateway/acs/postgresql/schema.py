@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from sipgateway.acs.sqlite.schema import MIGRATIONS, DatabaseNotWritable, Migration, SchemaError
+from sipgateway.acs.sqlite.schema import MIGRATIONS, DatabaseNotWritable, Migration, SchemaError, write_transaction
 
 #: (migration version, statement index) -> the PostgreSQL statement, where translation would not do
 OVERRIDES: dict[tuple[int, int], str] = {}
@@ -100,18 +100,12 @@ def migrate(conn, migrations: Sequence[Migration] = MIGRATIONS) -> bool:
             if migration.version in applied:
                 continue
             created = created or (found == 0 and migration.version == first)
-            conn.execute("BEGIN")
-            try:
+            with write_transaction(conn, "BEGIN"):
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration.version, migration.description,
                               datetime.now().strftime("%Y-%m-%d %H:%M:%S")))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         return created
     finally:
         if conn.in_transaction:

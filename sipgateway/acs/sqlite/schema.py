@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -366,6 +367,22 @@ def open_for_writing(path: str) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """``begin`` ... COMMIT around the block; when it raises, whatever it left open is
+    rolled back and the error goes on.  A block may end the transaction itself (ROLLBACK
+    when there is nothing to do); then nothing is committed."""
+    conn.execute(begin)
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+
+
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
     """The database has a table ``name`` (SQLite or PostgreSQL)."""
     if getattr(conn, "dialect", "sqlite") == "postgresql":
@@ -393,19 +410,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
     created = False
     first = min((m.version for m in migrations), default=0)
     for migration in sorted(migrations, key=lambda m: m.version):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             if conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)).fetchone():
-                conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")  # applied meanwhile (another process): nothing to commit
                 continue
             created = created or (found == 0 and migration.version == first)
             for statement in migration.statements:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version, description, applied_at) "
                          "VALUES (?, ?, datetime('now', 'localtime'))", (migration.version, migration.description))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     return created
