@@ -25,7 +25,7 @@ from sipgateway.sip2.wire import FORBIDDEN, MAX_VALUE, byte_sum, checksum, codec
 RENEW_ALL_TAGS = ("AO", "AA")
 BY_BYTES: dict[bytes, MessageSpec] = {code.encode("ascii"): spec for code, spec in MESSAGES.items()}
 HEX = frozenset(b"0123456789abcdefABCDEF")
-_DIGITS = frozenset(b"0123456789")
+DIGITS = frozenset(b"0123456789")
 #: what a line may end with besides the message
 TRAILING = b" \t\r\n\x00\x0b\x0c"
 
@@ -188,7 +188,7 @@ def _sequence_start(data: bytes, az: int) -> int:
     number between them is the run of digits before AZ (clients past 9 send AY10), or one
     other byte, which is then refused as not a digit."""
     start = az
-    while start > 4 and data[start - 1] in _DIGITS:
+    while start > 4 and data[start - 1] in DIGITS:
         start -= 1
     if start < az and data[start - 2:start] == b"AY":
         return start - 2

@@ -129,6 +129,25 @@ def test_decoded_replies_are_one_message_whatever_the_sequence_number():
         loose.decode(with_ed(body, 3)[:-4] + b"00G0")
 
 
+def test_a_known_answer_with_a_character_sum_is_checked_and_stays_one_message():
+    """Servers that sum characters (old Perl ones): the byte sum does not match a non-ASCII
+    line, so each line is checked the lenient way; the answer is still the one Message."""
+    from sipgateway.acs.upstream.wire import DecodedReplies, character_checksum
+
+    memo = DecodedReplies(WireSettings.for_profile(PROFILES["generic"]))
+    body = "18030201" + "20240506    103000" + "AB200001|AJCafé au lait|CK001|AQMAIN|"
+
+    def line(n: int) -> bytes:
+        text = f"{body}AY{n}AZ"
+        return (text + character_checksum(text)).encode("utf-8")
+
+    first, second = memo.decode(line(1)), memo.decode(line(2))
+    assert second[0] is first[0] and (first[1], second[1]) == ("1", "2")
+    assert first[0].fields["AJ"] == "Café au lait"
+    with pytest.raises(ChecksumError):
+        memo.decode(line(3)[:-4] + b"0000")
+
+
 @pytest.mark.parametrize("mode", CHECKSUM_MODES)
 def test_encoded_requests_put_the_sequence_number_in_as_encode_request_does(mode):
     """Connections with the same settings share one memo of requests written without AY."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sipgateway.acs.upstream.profiles import TERMINATORS, Profile
 from sipgateway.sip2 import Message, checksum, format_message, parse
-from sipgateway.sip2.checked import HEX
+from sipgateway.sip2.checked import DIGITS, HEX
 from sipgateway.sip2.wire import codec_name, with_sequence
 
 #: the longest reply line accepted (a 64 listing many items is long; nothing needs more)
@@ -29,7 +29,6 @@ DECODED_LINE = 2048
 MAX_MEMOS = 32
 #: requests remembered as written, per settings (EncodedRequests)
 ENCODED_REQUESTS = 512
-_DIGITS = frozenset(b"0123456789")
 _ED_TAGS = ("AY", "AZ")
 #: CO login password, AD patron password, AC terminal password: values never shown
 _SECRET = re.compile(rb"(\||^|(?<=[0-9 Z]))(CO|AD|AC)([^|]*)")
@@ -123,10 +122,12 @@ class DecodedReplies:
     def decode(self, line: bytes) -> tuple[Message, str | None]:
         """The reply ``line`` reads as (without AY/AZ) and its sequence number (AY) or None.
         Raises ``SIP2Error`` (``ChecksumError`` for a checksum that does not match)."""
-        tailed = len(line) > 9 and line[-9:-7] == b"AY" and line[-6:-4] == b"AZ" and line[-7] in _DIGITS
+        tailed = len(line) > 9 and line[-9:-7] == b"AY" and line[-6:-4] == b"AZ" and line[-7] in DIGITS
         if tailed:
             msg = self._bodies.get(line[:-9])
-            if msg is not None and self._checks_out(line):
+            if msg is not None:
+                if not self._checks_out(line):
+                    decode_reply(line, self.settings)  # accepts it (a character sum) or raises
                 return msg, chr(line[-7])
         else:
             entry = self._lines.get(line)
@@ -137,20 +138,26 @@ class DecodedReplies:
         if "AY" in msg.fields or "AZ" in msg.fields:
             msg = Message(msg.code, msg.fixed, {tag: v for tag, v in msg.fields.items() if tag not in _ED_TAGS})
         if len(line) <= DECODED_LINE:  # a long listing is not kept
-            kept: dict = self._bodies if tailed else self._lines
-            if len(kept) >= self.size:
-                kept.clear()
-            kept[line[:-9] if tailed else line] = msg if tailed else (msg, sequence)
+            if tailed:
+                _keep(self._bodies, line[:-9], msg, self.size)
+            else:
+                _keep(self._lines, line, (msg, sequence), self.size)
         return msg, sequence
 
     def _checks_out(self, line: bytes) -> bool:
         """The AZ of ``line`` is what ``decode_reply`` accepts at once (hex digits; with
-        checksums verified, our byte sum in either case); anything else is decoded afresh,
-        which accepts it (a character sum) or raises."""
+        checksums verified, our byte sum in either case); anything else is left to it."""
         digits = line[-4:]
         if not HEX.issuperset(digits):
             return False
         return not self.settings.profile.verify_checksum or checksum(line[:-4]).encode("ascii") == digits.upper()
+
+
+def _keep(memo: dict, key: object, value: object, size: int) -> None:
+    """``memo[key] = value``, the memo emptied first when it holds ``size`` entries."""
+    if len(memo) >= size:
+        memo.clear()
+    memo[key] = value
 
 
 class EncodedRequests:
@@ -175,9 +182,7 @@ class EncodedRequests:
             data = entry[2]
         else:
             data = encode_request(code, fixed, fields, None, self.settings)
-            if len(self._requests) >= self.size:
-                self._requests.clear()
-            self._requests[key] = (fixed, fields, data)
+            _keep(self._requests, key, (fixed, fields, data), self.size)
         if sequence is None or self.settings.checksum == "none":
             return data
         end = len(data) - len(self.settings.terminator)
