@@ -72,15 +72,12 @@ def _target_value(target: Target, row: dict, rows: dict[str, dict]) -> float | N
         return ours["rate"] / ref["rate"] if ref and ref.get("rate") else None
     if target.kind == "cold_ratio_max":
         return ours["cold_s"] / ours["warm_s"] if ours.get("warm_s") else None
-    if target.kind in ("ref_share_min", "p99_hop_max_us"):
-        # a paired row's own runs on the gateway alone, else the reference row's
-        ref = row.get("alone") if target.kind == "p99_hop_max_us" and row.get("alone") else \
-            rows.get(target.ref or "", {}).get("ours")
-        if not ref:
-            return None
-        if target.kind == "p99_hop_max_us":
-            return ours["p99_us"] - ref["p99_us"]
-        return ours["rate"] / ref["rate"] if ref.get("rate") else None
+    if target.kind == "p99_hop_max_us":  # a paired row's own runs on the gateway alone, else the ref row's
+        ref = row.get("alone") or rows.get(target.ref or "", {}).get("ours")
+        return ours["p99_us"] - ref["p99_us"] if ref else None
+    if target.kind == "ref_share_min":
+        ref = rows.get(target.ref or "", {}).get("ours")
+        return ours["rate"] / ref["rate"] if ref and ref.get("rate") else None
     raise ValueError(f"unknown target kind {target.kind!r}")
 
 
