@@ -97,7 +97,8 @@ def evaluate(rows: Sequence[dict]) -> list[dict]:
         else:
             faults = _faults(ours)
             checks.append({"check": "replies right", "pass": not faults, "detail": ", ".join(faults)})
-        if ceiling is None and not row.get("storm") and not row.get("front"):
+        # a front row's ceiling is bench/relay.py, run unless the row writes (run.py: _ceiling_for)
+        if ceiling is None and not row.get("storm") and (not row.get("front") or row.get("relayed")):
             checks.append({"check": "ceiling run", "pass": False, "detail": row.get("ceiling_error") or "not run"})
         if row.get("verify") is not None:
             v = row["verify"]
@@ -169,8 +170,9 @@ def failure_notes(rows: Sequence[dict]) -> list[str]:
                 detail = f": {check['detail']}" if check.get("detail") else ""
                 notes.append(f"{row['label']} x{row['conns']}: {check['check']} failed{detail}")
         for side in ("ours", "ceiling"):
+            name = "the relay" if side == "ceiling" and row.get("front") else side
             for example in (row.get(side) or {}).get("wrong_examples", ()):
-                notes.append(f"{row['label']} x{row['conns']}: wrong reply from {side}: {example}")
+                notes.append(f"{row['label']} x{row['conns']}: wrong reply from {name}: {example}")
     return notes
 
 
@@ -206,10 +208,11 @@ def scaling_notes(rows: Sequence[dict]) -> list[str]:
 
 
 def hop_notes(rows: Sequence[dict]) -> list[str]:
-    """For each paired front row, its p99 beside the gateway alone's in the runs between."""
+    """For each paired front row, its p99 beside the gateway alone's in the runs between,
+    and what a relay that parses nothing (bench/relay.py) added in the same pairs."""
     notes = []
     for row in rows:
-        ours, alone = row.get("ours"), row.get("alone")
+        ours, alone, relay = row.get("ours"), row.get("alone"), row.get("ceiling")
         if not row.get("alone_runs") or not (ours and alone):
             continue
         front_runs = ", ".join(f"{r['p99_us'] / 1000:.2f}" for r in row["ours_runs"])
@@ -218,6 +221,11 @@ def hop_notes(rows: Sequence[dict]) -> list[str]:
                      f"{alone['p99_us'] / 1000:.3f} ms in the runs between (medians; runs through the front "
                      f"{front_runs} ms, alone {alone_runs} ms): the hop adds "
                      f"{(ours['p99_us'] - alone['p99_us']) / 1000:.3f} ms ({row['result']})")
+        if row.get("front") and relay:
+            relay_runs = ", ".join(f"{r['p99_us'] / 1000:.2f}" for r in row["ceiling_runs"])
+            notes.append(f"{row['label']}: through bench/relay.py (a relay that parses nothing) in the same pairs "
+                         f"p99 {relay['p99_us'] / 1000:.3f} ms (runs {relay_runs} ms): a hop that parses nothing "
+                         f"adds {(relay['p99_us'] - alone['p99_us']) / 1000:.3f} ms")
     return notes
 
 

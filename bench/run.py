@@ -10,10 +10,13 @@ connections with and without 10,000 idle logged-in ones; 10,000 logging in at on
 fresh gateway and again warm; 63 over the TLS socket door and over the http door's HTTPS
 tunnel, driven by bench/out/tlsload; 99 at 10 and checkout+checkin at 100 connections again
 against a second gateway with the admin listener on and its /metrics scraped every second),
-checks every reply code and that every ok'd checkout was committed, prints one table with
-PASS/FAIL against the targets and
+99 and 63 on a gateway with --workers 2; 63, checkout+checkin and a paced 17 through a
+front gateway forwarding to the gateway under test, beside the same load on that gateway
+alone and, for the rows that only read, through bench/relay.py, a relay that parses nothing,
+as their ceiling; checkout+checkin on PostgreSQL), checks every reply code and that every
+ok'd checkout was committed, prints one table with PASS/FAIL against the targets and
 writes the figures as JSON (default bench/out/bench-<timestamp>.json).  Exit status 1 when
-a row fails.  About 4 minutes; --quick about 1.
+a row fails.  About 13 minutes on 2 cores; --quick about 1.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Bench:
         #: a gateway forwarding to ``gateway`` (--acs sip2://, pass-through), for the front rows
         self.front: servers.Server | None = None
         self.front_error: str | None = None
+        #: bench/relay.py in front of ``gateway``: the front rows' ceiling (a hop that parses nothing)
+        self.relay: servers.Server | None = None
+        self.relay_error: str | None = None
         #: gateways started with --workers N (N > 1), by N, started when a row first needs one
         self.worker_gateways: dict[int, servers.Server] = {}
         #: the PostgreSQL server, the gateway on it and its database URL (the -pg rows), started when first needed
@@ -192,11 +198,16 @@ class Bench:
         except (servers.ServerError, OSError) as e:
             self.front_error = f"the front gateway did not start: {e}"
             _progress(f"bench: {self.front_error}")
+        try:
+            self.relay = servers.start_relay(workdir, self.gateway.port)
+        except (servers.ServerError, OSError) as e:
+            self.relay_error = f"the relay did not start: {e}"
+            _progress(f"bench: {self.relay_error}")
 
     @staticmethod
     def _timed(w: workloads.Workload, attempt: int, side: str, run: Callable[[], dict], row: dict, runs: str,
                error: str, error_prefix: str = "") -> dict | None:
-        """One run of ``side`` (ours, alone, ceiling): its figures kept in ``row[runs]`` and
+        """One run of ``side`` (ours, alone, ceiling, relay): its figures kept in ``row[runs]`` and
         shown, or its failure kept in ``row[error]`` and shown (None)."""
         try:
             figures = run()
@@ -219,9 +230,25 @@ class Bench:
         return lg.run(self.loadgen, self.gateway.port, self._load(w, workloads.EXPECTED[w.request], offset))
 
     def _run_ceiling(self, w: workloads.Workload, offset: int) -> dict:
+        """The row's ceiling: bench/ceiling.py, or for a front row bench/relay.py in front of
+        the gateway under test (its replies are the gateway's: they are checked as ours are)."""
+        if w.front:
+            assert self.relay is not None and self.gateway is not None
+            self.gateway.wait_quiet()
+            self.relay.wait_quiet()
+            return lg.run(self.loadgen, self.relay.port, self._load(w, workloads.EXPECTED[w.request], offset))
         assert self.ceiling is not None
         self.ceiling.wait_quiet()
         return lg.run(self.loadgen, self.ceiling.port, self._load(w, workloads.CEILING_EXPECTED, offset))
+
+    def _ceiling_for(self, w: workloads.Workload) -> tuple[servers.Server | None, str | None]:
+        """The server a row's ceiling runs use, or None and why there is none.  A front row
+        that writes has none: its relay runs would lend the same patrons and items again."""
+        if not w.front:
+            return self.ceiling, None
+        if w.writes:
+            return None, None
+        return self.relay, self.relay_error
 
     def _storm_load(self, w: workloads.Workload) -> lg.Load:
         # every connection connects and logs in as soon as the window lets it; the timed part
@@ -280,11 +307,15 @@ class Bench:
                      "workers": w.workers, "beside": w.beside,
                      "rate": w.rate, "seconds": w.seconds, "targets": [asdict(t) for t in w.targets],
                      "ours_runs": [], "ceiling_runs": [], "ours_error": None, "ceiling_error": None,
-                     "rss_peak_kb": None, "verify": None, "front": w.front, "alone_runs": []}
+                     "rss_peak_kb": None, "verify": None, "front": w.front, "alone_runs": [],
+                     "relayed": w.front and not w.writes}
         if w.front:
             self.start_front()
             if self.front is None:
                 row["ours_error"] = self.front_error or self.gateway_error
+        ceiling, ceiling_error = self._ceiling_for(w)
+        if ceiling is None and ceiling_error:
+            row["ceiling_error"] = ceiling_error
         if self.gateway is not None and not self.gateway.alive():
             self.gateway_error = (f"the gateway exited earlier (status {self.gateway.proc.returncode}); "
                                   f"see {self.gateway.log}")
@@ -311,9 +342,9 @@ class Bench:
                     oks = figures.get("ok_by_prefix", {})
                     verify_counts[0] += oks.get("121", 0)
                     verify_counts[1] += oks.get("101", 0)
-            if self.ceiling is not None and row["ceiling_error"] is None and not w.front:
-                self._timed(w, attempt, "ceiling", partial(self._run_ceiling, w, offset), row, "ceiling_runs",
-                            "ceiling_error")
+            if ceiling is not None and row["ceiling_error"] is None:
+                self._timed(w, attempt, "relay" if w.front else "ceiling", partial(self._run_ceiling, w, offset),
+                            row, "ceiling_runs", "ceiling_error")
         row["ours"] = report.median_figures(row["ours_runs"]) if row["ours_runs"] else None
         row["ceiling"] = report.median_figures(row["ceiling_runs"]) if row["ceiling_runs"] else None
         row["alone"] = report.median_figures(row["alone_runs"]) if row["alone_runs"] else None
@@ -423,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             _progress(f"bench: {w.key} ({w.label}, {w.conns} connections, {w.seconds:g} s"
                       f"{f' x{w.repeats}' if w.repeats > 1 else ''})")
             row = bench.run(w)
-            if ceiling is None:
+            if ceiling is None and not w.front:
                 row["ceiling_error"] = ceiling_error
             rows.append(row)
         hwm = gateway.status("VmHWM") if gateway is not None else None
@@ -433,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if bench is not None:
             bench.stop_worker_gateways()
-        for server in (bench and bench.front, gateway, admin[0], ceiling):
+        for server in (bench and bench.relay, bench and bench.front, gateway, admin[0], ceiling):
             if server is not None:
                 server.stop()
         if args.keep:

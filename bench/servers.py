@@ -1,4 +1,5 @@
-"""Start, watch and stop the servers under test: the ceiling and our twistd gateway."""
+"""Start, watch and stop the servers under test: the ceilings (a server and a relay that
+parse nothing) and our twistd gateways."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 CEILING = BENCH_DIR / "ceiling.py"
+RELAY = BENCH_DIR / "relay.py"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -229,10 +231,11 @@ def wait_for_port(server: Server, timeout: float, host: str = "127.0.0.1") -> No
                       + (f"; see {server.log}" if server.log else ""))
 
 
-def start_ceiling(workdir: Path, python: str = sys.executable, timeout: float = 30.0) -> Server:
-    """bench/ceiling.py on a free port (it picks one and prints it)."""
-    log = workdir / "ceiling.log"
-    proc = subprocess.Popen([python, str(CEILING), "0"], stdout=subprocess.PIPE, stderr=log.open("wb"),
+def _start_script(name: str, script: Path, args: Sequence[str], workdir: Path, python: str,
+                  timeout: float) -> Server:
+    """``python script args`` on a free port (it picks one and prints ``listening on PORT``)."""
+    log = workdir / f"{name}.log"
+    proc = subprocess.Popen([python, str(script), *args], stdout=subprocess.PIPE, stderr=log.open("wb"),
                             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
@@ -240,11 +243,21 @@ def start_ceiling(workdir: Path, python: str = sys.executable, timeout: float = 
     if not first.startswith("listening on "):
         proc.kill()
         proc.wait()
-        raise ServerError(f"the ceiling server did not start: {first.strip() or 'no output'}; "
+        raise ServerError(f"the {name} server did not start: {first.strip() or 'no output'}; "
                           f"{log.read_text(errors='replace').strip()[-500:]}")
-    server = Server("ceiling", proc, int(first.split()[2]), log)
+    server = Server(name, proc, int(first.split()[2]), log)
     wait_for_port(server, timeout)
     return server
+
+
+def start_ceiling(workdir: Path, python: str = sys.executable, timeout: float = 30.0) -> Server:
+    """bench/ceiling.py on a free port."""
+    return _start_script("ceiling", CEILING, ["0"], workdir, python, timeout)
+
+
+def start_relay(workdir: Path, upstream_port: int, python: str = sys.executable, timeout: float = 30.0) -> Server:
+    """bench/relay.py on a free port, relaying to ``upstream_port`` on 127.0.0.1."""
+    return _start_script("relay", RELAY, ["0", str(upstream_port)], workdir, python, timeout)
 
 
 def twistd_command(python: str = sys.executable) -> list[str]:

@@ -3,9 +3,11 @@ report's table.  Loopback only; no assertion depends on how fast anything ran.""
 
 from __future__ import annotations
 
+import socket
 import socketserver
 import sqlite3
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from bench import benchdata, report, servers, workloads
 from bench import loadgen_runner as lg
 from bench.build import LOADGEN_SOURCE, build, compiler
+from bench.ceiling import REPLY as CEILING_REPLY
 
 LOGIN = workloads.LOGIN
 STATUS = workloads.REQUESTS["99"]
@@ -68,6 +71,42 @@ def test_paced_mode_reports_its_target_and_keeps_to_the_schedule(loadgen, ceilin
     # one request per slot, and only slots that fall inside the run: rate * seconds over all
     # connections, plus each connection's first slot
     assert 0 < figures["replies"] <= 200 * 1.0 + 4
+
+
+def test_the_relay_passes_every_byte_both_ways_and_hangs_up_with_the_device(tmp_path, ceiling):
+    """bench/relay.py, the front rows' ceiling, in front of the ceiling server: a device gets
+    the upstream's reply byte for byte, through a connection of its own."""
+    relay = servers.start_relay(tmp_path, ceiling.port)
+    try:
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as device:
+            device.sendall(b"9900302.00AY1AZFCA5\r")
+            got = b""
+            while not got.endswith(b"\r"):
+                chunk = device.recv(4096)
+                assert chunk, "the relay hung up before the reply"
+                got += chunk
+            assert got == CEILING_REPLY
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as device:
+            device.sendall(b"99")  # half a line, then the device hangs up
+        assert relay.alive()
+    finally:
+        relay.stop()
+
+
+def test_the_relay_carries_a_paced_load(loadgen, tmp_path, ceiling):
+    relay = servers.start_relay(tmp_path, ceiling.port)
+    try:
+        figures = lg.run(loadgen, relay.port, lg.Load(STATUS, conns=4, seconds=0.5, login=LOGIN, codes="98",
+                                                      rate=200))
+    finally:
+        relay.stop()
+    assert figures["logged_in"] == 4 and figures["wrong"] == 0 and figures["errors"] == 0
+    assert figures["replies"] > 0
+
+
+def test_a_relay_that_does_not_start_says_why(tmp_path):
+    with pytest.raises(servers.ServerError, match="the relay server did not start"):
+        servers._start_script("relay", servers.RELAY, ["0", "70000"], tmp_path, sys.executable, 10)
 
 
 class _Recorder(socketserver.BaseRequestHandler):
@@ -257,6 +296,30 @@ def test_the_hop_is_judged_against_the_runs_on_the_gateway_alone_between_the_fro
             in note)
     assert "runs through the front 1.20, 3.90, 1.40, 1.30, 1.50 ms, alone 0.40, 0.50, 2.60, 0.45, 0.38 ms" in note
     assert "the hop adds 0.950 ms (PASS)" in note
+
+
+def test_the_relay_is_a_front_rows_ceiling_and_its_hop_is_printed_beside_ours():
+    """A front row that only reads runs bench/relay.py as its ceiling, in the same pairs;
+    the hop note says what a relay that parses nothing added there."""
+    front_runs = [_figures(2000, p99=p99) for p99 in (1200, 3900, 1400, 1300, 1500)]
+    alone_runs = [_figures(2000, p99=p99) for p99 in (400, 500, 2600, 450, 380)]
+    relay_runs = [_figures(2000, p99=p99) for p99 in (1100, 2000, 1900, 1700, 900)]
+    paired = dict(front=True, relayed=True, ours_runs=front_runs, alone_runs=alone_runs,
+                  alone=report.median_figures(alone_runs))
+    rows = report.evaluate([
+        _row("17-front-paced", 10, report.median_figures(front_runs), report.median_figures(relay_runs),
+             ceiling_runs=relay_runs, **paired),
+        _row("11+09-front-c10", 10, _figures(900), None, front=True, relayed=False),
+        _row("63-front-c10", 10, _figures(4000), None, front=True, relayed=True, ceiling_error="no relay"),
+    ])
+    note = "\n".join(report.hop_notes(rows))
+    assert ("through bench/relay.py (a relay that parses nothing) in the same pairs p99 1.700 ms "
+            "(runs 1.10, 2.00, 1.90, 1.70, 0.90 ms): a hop that parses nothing adds 1.250 ms") in note
+    assert rows[0]["share"] == 1.0 and rows[0]["result"] == "PASS"
+    assert rows[1]["result"] == "ok"  # a writing front row has no relay runs, and none are missing
+    assert rows[2]["result"] == "FAIL"
+    assert "63 patron info via front x10: ceiling run failed: no relay" in "\n".join(report.failure_notes(rows))
+    assert [w.key for w in workloads.plan(only={"17-front-paced"})] == ["17-paced", "17-front-paced"]
 
 
 def test_two_workers_are_judged_against_one_process_at_the_same_load():
