@@ -110,11 +110,17 @@ class _NoAccounts:
         return None
 
 
-def build(sessions: int):
+def build(sessions: int, clock_kind: str = "reactor"):
     """The front's stack in pass-through mode (as the bench's front), with ``sessions``
     devices logged in, each with its own upstream connection."""
-    clock = Clock()
-    clock.advance(1_800_000_000)
+    if clock_kind == "clock":
+        clock = Clock()
+        clock.advance(1_800_000_000)
+    else:  # a reactor that is never run, for its timers: callLater and cancel cost what they
+        # cost in the gateway (a heap), where task.Clock sorts its list on every call
+        from twisted.internet.epollreactor import EPollReactor
+
+        clock = EPollReactor()
     endpoint = _Endpoint()
     config = replace(parse_url("sip2://127.0.0.1:6001?institution=MAIN"), trace=False)  # [gateway] trace's default
     upstream = UpstreamACS([config], clock, endpoint_for=lambda reactor, config: endpoint)
@@ -145,14 +151,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="devices, each with a request out at once (default 10, as the bench's row)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
     parser.add_argument("--sort", default="tottime", help="cProfile order (default tottime)")
+    parser.add_argument("--timers", choices=("reactor", "clock"), default="reactor",
+                        help="an unrun epoll reactor's timers, as in the gateway (default), or task.Clock's")
     args = parser.parse_args(argv)
-    clock, devices = build(args.sessions)
+    clock, devices = build(args.sessions, args.timers)
     out = devices[0][2]
+
+    advance = getattr(clock, "advance", None)  # task.Clock; real time passes by itself
 
     def run(n: int) -> None:
         for _ in range(n // len(devices)):
             for session, _upstream, _out in devices:  # every device asks ...
-                clock.advance(0.0005)  # 2,000 requests a second
+                if advance is not None:
+                    advance(0.0005)  # 2,000 requests a second
                 session.line_received(REQUEST)
             for _session, upstream, _out in devices:  # ... then the library system answers each
                 upstream.answer()
