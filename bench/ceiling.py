@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 # the epoll reactor, installed before anything imports the default one
 try:
@@ -43,15 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         parser.error(f"port {args.port} is not between 0 and 65535")
 
+    return serve("ceiling", lambda reactor: protocol.Factory.forProtocol(FixedReply), args.port, args.interface)
+
+
+def serve(name: str, factory: Callable[[Any], protocol.Factory], port: int, interface: str) -> int:
+    """Listen on ``port`` with ``factory(reactor)``, say ``listening on PORT`` on stdout (what
+    bench/servers.py waits for) and run the reactor; 1 when the port cannot be had."""
     from twisted.internet import reactor
 
     try:
-        port = reactor.listenTCP(args.port, protocol.Factory.forProtocol(FixedReply), backlog=4096,
-                                 interface=args.interface)
+        listening = reactor.listenTCP(port, factory(reactor), backlog=4096, interface=interface)
     except CannotListenError as e:
-        print(f"ceiling: cannot listen on {args.interface}:{args.port}: {e}", file=sys.stderr)
+        print(f"{name}: cannot listen on {interface}:{port}: {e}", file=sys.stderr)
         return 1
-    print(f"listening on {port.getHost().port}", flush=True)
+    print(f"listening on {listening.getHost().port}", flush=True)
     reactor.run()
     return 0
 

@@ -15,6 +15,7 @@ prints ``listening on PORT`` on stdout.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 # the epoll reactor, installed before anything imports the default one
@@ -26,7 +27,9 @@ except (ImportError, AssertionError):  # AssertionError: a reactor was installed
     pass
 
 from twisted.internet import protocol  # noqa: E402
-from twisted.internet.error import CannotListenError  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script, beside ceiling.py
+from ceiling import serve  # noqa: E402
 
 #: bytes a device may send before its upstream connection is up (then it is dropped)
 MAX_PENDING = 64 * 1024
@@ -128,18 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"{name} {getattr(args, name)} is not between 0 and 65535")
 
-    from twisted.internet import reactor
-
-    try:
-        port = reactor.listenTCP(args.port, RelayFactory(reactor, (args.interface, args.upstream_port)),
-                                 backlog=4096, interface=args.interface)
-    except CannotListenError as e:
-        print(f"relay: cannot listen on {args.interface}:{args.port}: {e}", file=sys.stderr)
-        return 1
-    print(f"listening on {port.getHost().port}", flush=True)
-    reactor.run()
-    return 0
-
+    upstream = (args.interface, args.upstream_port)
+    return serve("relay", lambda reactor: RelayFactory(reactor, upstream), args.port, args.interface)
 
 if __name__ == "__main__":
     sys.exit(main())
