@@ -4,7 +4,9 @@ library system server is in service, and the upstream and offline journal figure
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -125,7 +127,11 @@ class OfflineJournalTests(SynchronousTestCase):
             ("sipgateway_offline_journal_entries", (("state", "conflict"),)): 1})
 
     def test_a_journal_that_cannot_be_read_leaves_its_figures_out_not_the_scrape(self) -> None:
-        collector = OfflineCollector(lambda: False, self.mktemp())  # no such file
+        # a path in a new, empty directory: no such file (trial's mktemp would make its
+        # directories under the current one, which under pytest is the checkout)
+        missing = os.path.join(tempfile.mkdtemp(prefix="sipgw-nojournal-"), "journal.sqlite3")
+        self.addCleanup(os.rmdir, os.path.dirname(missing))
+        collector = OfflineCollector(lambda: False, missing)
         self.assertEqual(samples(collector), {("sipgateway_offline", ()): 1})
 
 
