@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import tcp
+from twisted.internet.address import IPv4Address, IPv6Address
 
 #: wrappers looked through at most (a device's connection has two)
 MAX_WRAPPERS = 4
@@ -57,3 +58,23 @@ def direct_write(transport: Any) -> Callable[[bytes], None]:
         t.write(data)
 
     return write
+
+
+def no_delay(transport: Any) -> bool:
+    """Turn Nagle's algorithm off on the TCP connection under ``transport`` (protocol
+    wrappers, TLS included, pass the call down); False for a serial line or a UNIX socket.
+
+    Every write is a whole reply or request, so Nagle can only hold one back: a write made
+    while the previous one is unacknowledged waits for the peer's delayed ACK, 40 ms, which
+    is what a device that sends its next request before reading the last reply would get for
+    each reply after the first, and a forwarded request after a late reply."""
+    get_host = getattr(transport, "getHost", None)
+    setter = getattr(transport, "setTcpNoDelay", None)
+    if get_host is None or setter is None:
+        return False
+    address = get_host()
+    # Twisted logs an error for a socket that has no TCP_NODELAY (a UNIX socket is a tcp.Connection too)
+    if not isinstance(address, (IPv4Address, IPv6Address)) or address.type != "TCP":
+        return False
+    setter(True)
+    return True

@@ -8,6 +8,8 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
+from sipgateway.transports.directwrite import no_delay
+
 
 def peer_host(address: IAddress | None) -> str:
     return str(getattr(address, "host", None) or getattr(address, "name", None) or address)
@@ -61,6 +63,7 @@ class _Limited(ProtocolWrapper):
             transport.abortConnection() if hasattr(transport, "abortConnection") else transport.loseConnection()
             return
         self.admitted = True
+        no_delay(transport)  # replies go out whole and at once, never behind a delayed ACK (directwrite.py)
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:

@@ -1,12 +1,14 @@
 """``direct_write``: a line goes straight to the socket when nothing is buffered; anything
 else goes through the transport's own buffer, in order.  A device's connection is found
-under the wrappers that pass writes through (limits, PROXY header), never under TLS."""
+under the wrappers that pass writes through (limits, PROXY header), never under TLS.
+``no_delay``: Nagle's algorithm is off on every TCP connection a listener admits, TLS or not."""
 
 from __future__ import annotations
 
 import socket
 
 from twisted.internet import tcp
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import MemoryReactor, StringTransport
@@ -14,7 +16,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from sipgateway.transports.directwrite import direct_write, plain_connection
+from sipgateway.transports.directwrite import direct_write, no_delay, plain_connection
 from sipgateway.transports.limits import ConnectionCounter, LimitedFactory, _Limited
 from sipgateway.transports.proxyheader import ProxyHeaderFactory, ProxyHeaderProtocol
 
@@ -88,3 +90,52 @@ class DirectWriteTests(SynchronousTestCase):
         self.assertIsNone(plain_connection(limited))
         self.assertEqual(direct_write(limited), limited.write)
         self.assertIsNone(plain_connection(ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())))
+
+
+class NoDelayTests(SynchronousTestCase):
+    def tcp_connection(self) -> tcp.Connection:
+        """One end of a real loopback TCP connection, as a Twisted transport."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        client = socket.create_connection(listener.getsockname())
+        self.addCleanup(client.close)
+        ours, _ = listener.accept()
+        self.addCleanup(ours.close)
+        conn = tcp.Connection(ours, Protocol(), MemoryReactor())
+        conn.connected = 1
+        conn.getPeer = lambda: IPv4Address("TCP", "127.0.0.1", client.getsockname()[1])
+        conn.getHost = lambda: IPv4Address("TCP", *ours.getsockname())
+        return conn
+
+    @staticmethod
+    def nagle_off(conn: tcp.Connection) -> bool:
+        return bool(conn.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    def test_an_admitted_device_connection_has_nagle_off(self):
+        # A device that sends its next request before reading the last reply got every reply
+        # after the first 44 ms late, behind its own delayed ACK: Nagle held each write
+        # while the one before was unacknowledged.
+        conn = self.tcp_connection()
+        self.assertFalse(self.nagle_off(conn))
+        factory = LimitedFactory(Factory.forProtocol(Protocol), ConnectionCounter(10, 10), "sip")
+        factory.buildProtocol(conn.getPeer()).makeConnection(conn)
+        self.assertTrue(self.nagle_off(conn))
+
+    def test_nagle_is_turned_off_under_tls_and_the_other_wrappers(self):
+        conn = self.tcp_connection()
+        tls = TLSMemoryBIOProtocol(TLSMemoryBIOFactory(CertificateOptions(), False, Factory.forProtocol(Protocol)),
+                                   Protocol())
+        tls.transport = conn
+        limited = _Limited(LimitedFactory(Factory.forProtocol(Protocol), ConnectionCounter(10, 10), "sip"), Protocol())
+        limited.transport = tls
+        self.assertTrue(no_delay(limited))
+        self.assertTrue(self.nagle_off(conn))
+
+    def test_a_serial_line_or_a_unix_socket_is_left_alone(self):
+        self.assertFalse(no_delay(StringTransport()))  # no TCP under it (a serial port has no such call)
+        ours, peer = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        unix = tcp.Connection(ours, Protocol(), MemoryReactor())
+        unix.getHost = lambda: UNIXAddress(ours.getsockname() or None)
+        self.assertFalse(no_delay(unix))  # Twisted would log an error for each such connection

@@ -57,7 +57,7 @@ from sipgateway.acs.upstream.wire import (
     show,
 )
 from sipgateway.sip2 import MESSAGES, ChecksumError, Message, SIP2Error
-from sipgateway.transports.directwrite import direct_write
+from sipgateway.transports.directwrite import direct_write, no_delay
 from sipgateway.transports.framing import LineSplitter
 
 log = Logger()
@@ -283,11 +283,7 @@ class UpstreamProtocol(Protocol):
     def connectionMade(self) -> None:
         self._connected = True
         self._write = direct_write(self.transport)  # a request goes out at once (directwrite.py)
-        # one small request, then wait for its reply: Nagle's algorithm would hold a request
-        # back until the last reply's delayed ACK (up to 40 ms) whenever a write is split
-        no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if no_delay is not None:
-            no_delay(True)
+        no_delay(self.transport)  # a request is never held behind a delayed ACK (directwrite.py)
 
     def handshakeCompleted(self) -> None:
         if not self.handshake.called:
