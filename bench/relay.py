@@ -1,8 +1,8 @@
 """The ceiling for a hop: a Twisted relay that parses nothing.  Each connection it accepts
 gets its own connection to the upstream (as a front gateway in pass-through mode does), and
-bytes go through both ways unread.  A write goes straight to the socket when nothing waits
-in the transport's buffer, as the gateway's own writes do (sipgateway/transports/
-directwrite.py), so the relay pays no more per write than the gateway does.
+bytes go through both ways unread.  It writes with the gateway's own ``direct_write`` and
+``no_delay`` (sipgateway/transports/directwrite.py: straight to the socket when nothing waits
+in the transport's buffer, Nagle off on both sides), so it pays no more per write than the gateway.
 
     python bench/relay.py PORT UPSTREAM_PORT [--interface 127.0.0.1]
 
@@ -28,25 +28,13 @@ except (ImportError, AssertionError):  # AssertionError: a reactor was installed
 
 from twisted.internet import protocol  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script, beside ceiling.py
-from ceiling import serve  # noqa: E402
+# run as a script: this checkout's bench and sipgateway, whether or not the project is installed
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.ceiling import serve  # noqa: E402
+from sipgateway.transports.directwrite import direct_write, no_delay  # noqa: E402
 
 #: bytes a device may send before its upstream connection is up (then it is dropped)
 MAX_PENDING = 64 * 1024
-
-
-def send(transport, data: bytes) -> None:
-    """Write ``data`` at once when the transport holds nothing back; else through it."""
-    if (transport.connected and not transport.disconnecting and not transport._tempDataBuffer
-            and not transport.dataBuffer):
-        try:
-            sent = transport.socket.send(data)
-        except OSError:  # full or broken: the transport's own write deals with it
-            sent = 0
-        if sent == len(data):
-            return
-        data = data[sent:]
-    transport.write(data)
 
 
 class Upstream(protocol.Protocol):
@@ -56,11 +44,12 @@ class Upstream(protocol.Protocol):
         self.device = device
 
     def connectionMade(self) -> None:  # noqa: N802
-        self.transport.setTcpNoDelay(True)  # as the gateway's upstream connections (upstream/protocol.py)
+        no_delay(self.transport)  # as the gateway's upstream connections (upstream/protocol.py)
+        self.write = direct_write(self.transport)
         self.device.upstream_made(self)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        send(self.device.transport, data)
+        self.device.write(data)
 
     def connectionLost(self, reason) -> None:  # noqa: N802
         self.device.transport.loseConnection()
@@ -88,6 +77,8 @@ class Device(protocol.Protocol):
         self.pending_bytes = 0
 
     def connectionMade(self) -> None:  # noqa: N802
+        no_delay(self.transport)  # as the gateway's doors (transports/limits.py)
+        self.write = direct_write(self.transport)
         host, port = self.upstream_address
         self.reactor.connectTCP(host, port, UpstreamFactory(self))
 
@@ -99,7 +90,7 @@ class Device(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.upstream is not None:
-            send(self.upstream.transport, data)
+            self.upstream.write(data)
             return
         self.pending.append(data)
         self.pending_bytes += len(data)
